@@ -144,14 +144,19 @@ class LocalModelServer:
         """Start the server and block until it answers, or raise `UpstreamError`."""
         if self._process is not None:
             return self
-        log = self.log_path.open("ab") if self.log_path is not None else subprocess.DEVNULL
-        self._process = subprocess.Popen(
-            self.command(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        with contextlib.ExitStack() as stack:  # the child keeps its own copy of the log fd
+            log = (
+                stack.enter_context(self.log_path.open("ab"))
+                if self.log_path is not None
+                else subprocess.DEVNULL
+            )
+            self._process = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

@@ -17,8 +17,8 @@ top-k alternatives, plus the sampled token when it is not among them):
 
 Precomputed entropies (``token_entropy`` records) are used as given in every mode.
 
-Precision: ``"float32"`` (default) evaluates ``exp`` and ``p ln p`` in float32
-and accumulates in float64; logprobs arrive with about 7 significant digits, and
+Precision: ``"float32"`` (default) evaluates ``exp`` in float32 and accumulates
+``p ln p`` in float64; logprobs arrive with about 7 significant digits, and
 this is ~20x cheaper than float64 ``exp``. Per-step entropies then carry a
 relative error below 1e-6 (an absolute one below ~2e-6 nats for the leftover
 mass of ``topk_tail``). ``"float64"`` is exact to rounding.
@@ -43,7 +43,7 @@ Precision = Literal["float32", "float64"]
 
 FloatArray = npt.NDArray[np.float64]
 
-_CHUNK_ELEMENTS = 1 << 15  # top-k cells per chunk: keeps the float32 temporaries in L2
+_CHUNK_ELEMENTS = 1 << 15  # top-k cells per chunk: keeps the temporaries in L2
 _FLOOR = -1.0e4  # logprobs below this have p == 0 in both precisions; clears -inf padding
 
 
@@ -130,14 +130,8 @@ class StepStats:
         """Largest and second-largest probability of the returned set per step (p2 = 0
         when only one outcome is returned; NaN for precomputed entropies)."""
         b = self.batch
-        topk = b.topk_logprobs
-        n = topk.shape[0]
-        if topk.shape[1] >= 2:
-            two = -np.partition(-topk, 1, axis=1)[:, :2]
-        else:
-            two = np.full((n, 2), -np.inf)
-            two[:, : topk.shape[1]] = topk
-        p1, p2 = np.exp(two[:, 0]), np.exp(two[:, 1])
+        lp1, lp2 = _top_two_logprobs(b.topk_logprobs)
+        p1, p2 = np.exp(lp1), np.exp(lp2)
         outside = ~b.sampled_in_topk & self._computed
         ps = np.where(outside, np.exp(b.sampled_logprob), 0.0)
         p1, p2 = np.maximum(p1, ps), np.maximum(np.minimum(p1, ps), p2)
@@ -156,16 +150,43 @@ def _entropy_and_mass(topk: FloatArray, dtype: type[np.floating]) -> tuple[Float
     rows = max(1, _CHUNK_ELEMENTS // k)
     lp_buf = np.empty((rows, k), dtype=dtype)
     p_buf = np.empty((rows, k), dtype=dtype)
-    floor = dtype(_FLOOR)
+    plogp_buf = np.empty((rows, k))
+    ones = np.ones(k, dtype=dtype)
+    ones64 = np.ones(k)
     for start in range(0, n, rows):
         stop = min(start + rows, n)
         lp = lp_buf[: stop - start]
         p = p_buf[: stop - start]
-        np.copyto(lp, topk[start:stop], casting="same_kind")
-        np.maximum(lp, floor, out=lp)
+        plogp = plogp_buf[: stop - start]
+        # One pass each; row sums as matrix-vector products (numpy's reductions
+        # along a short inner axis are several times slower).
+        np.maximum(topk[start:stop], _FLOOR, out=lp, casting="same_kind")
         np.exp(lp, out=p)
-        np.sum(p, axis=1, dtype=np.float64, out=mass[start:stop])
-        np.multiply(p, lp, out=p)
-        np.sum(p, axis=1, dtype=np.float64, out=h[start:stop])
+        np.matmul(p, ones, out=mass[start:stop], casting="same_kind")
+        np.multiply(p, lp, out=plogp, dtype=np.float64)  # accumulate in float64
+        np.matmul(plogp, ones64, out=h[start:stop])
     np.negative(h, out=h)
     return h, mass
+
+
+def _top_two_logprobs(topk: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Largest and second-largest entry of each row (``-inf`` where missing).
+
+    Column-by-column running maxima over row blocks that stay in cache: about 2x
+    faster than ``np.partition`` along the short row axis.
+    """
+    n, k = topk.shape
+    first = np.full(n, -np.inf)
+    second = np.full(n, -np.inf)
+    rows = 4096
+    tmp = np.empty(rows)
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        block = topk[start:stop]
+        a, b, t = first[start:stop], second[start:stop], tmp[: stop - start]
+        for j in range(k):
+            col = block[:, j]
+            np.minimum(a, col, out=t)
+            np.maximum(b, t, out=b)
+            np.maximum(a, col, out=a)
+    return first, second

@@ -159,7 +159,7 @@ def _check_entropy(ent: npt.NDArray[np.float64], rid: str) -> None:
     if bad.any():
         j = int(np.flatnonzero(bad)[0])
         raise TraceError(
-            f"entropy {ent[j]!r} is invalid: entropies are finite and >= 0 (nats)",
+            f"entropy {float(ent[j])!r} is invalid: entropies are finite and >= 0 (nats)",
             record_id=rid,
             field=f"$.token_entropy[{j}]",
         )
@@ -322,7 +322,7 @@ def _from_prob_steps(steps: Sequence[Step], rid: str, path: str) -> _Flat:
         bad = ~(np.isfinite(arr) & (arr >= 0.0) & (arr <= 1.0))
         if bad.any():
             raise TraceError(
-                f"probability {arr[np.flatnonzero(bad)[0]]!r} is outside [0, 1]",
+                f"probability {float(arr[np.flatnonzero(bad)[0]])!r} is outside [0, 1]",
                 record_id=rid,
                 field=f"{path}[*].{name}",
             )
@@ -390,7 +390,7 @@ def _check_logprobs(values: npt.NDArray[np.float64], rid: str, where: Any) -> No
     bad = ~(np.isfinite(values) & (values <= 0.0))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        v = values[i]
+        v = float(values[i])
         why = "is positive" if v > 0 else "is not finite"
         raise TraceError(
             f"logprob {v!r} {why}: logprobs are natural-log probabilities, finite and <= 0 "

@@ -49,9 +49,11 @@ def decode_record(raw: Any, index: int) -> list[Parsed]:
         if isinstance(raw, bytes | bytearray | memoryview | str):
             record = _DECODER.decode(raw)
         else:
-            record = msgspec.convert(_to_builtin(raw), TopLevel, strict=False)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            record = _convert(_to_builtin(raw))
+    except msgspec.DecodeError as exc:  # ValidationError is a subclass
         raise _as_trace_error(exc, raw, index) from None
+    except TypeError as exc:  # an object that is not JSON-like at all
+        raise TraceError(str(exc), index=index) from None
     try:
         return parse_record(record, index)
     except TraceError as exc:
@@ -177,6 +179,24 @@ def _open(path: Path) -> IO[bytes]:
     return path.open("rb")
 
 
+def _convert(obj: Any) -> Record | list[Step]:
+    """Python objects -> typed record. numpy scalars/arrays (which msgspec does not
+    convert) take a JSON round trip that turns them into plain numbers."""
+    try:
+        result: Record | list[Step] = msgspec.convert(obj, TopLevel, strict=False)
+    except msgspec.ValidationError as exc:
+        if "numpy" not in str(exc):
+            raise
+        result = _DECODER.decode(msgspec.json.encode(obj, enc_hook=_numpy_to_builtin))
+    return result
+
+
+def _numpy_to_builtin(obj: Any) -> Any:
+    if isinstance(obj, np.generic | np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"a {type(obj).__name__} value cannot be read as JSON")
+
+
 def _to_builtin(obj: Any) -> Any:
     """OpenAI client models (pydantic) and lists of them -> plain dicts/lists."""
     dump = getattr(obj, "model_dump", None)
@@ -202,6 +222,6 @@ def _as_trace_error(exc: Exception, raw: Any, index: int) -> TraceError:
         record_id = None if rid is None else str(rid)
     except (msgspec.ValidationError, msgspec.DecodeError):
         pass
-    if isinstance(exc, msgspec.DecodeError):
+    if not isinstance(exc, msgspec.ValidationError):
         message = f"not valid JSON ({message})"
     return TraceError(message, record_id=record_id, field=field, index=index)
