@@ -180,6 +180,16 @@ class LocalModelServer:
         except (urllib.error.URLError, OSError):
             return False
 
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Block until the server process exits; its exit code (None: not running or timeout)."""
+        proc = self._process
+        if proc is None:
+            return None
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server: SIGTERM, then SIGKILL after ``timeout`` seconds."""
         proc, self._process = self._process, None

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Regenerate the committed SmolLM2-135M-Instruct corpus (data/corpus/smollm2/).
+#
+#   bash scripts/make_corpus.sh            # collect (resumable), then pack
+#
+# The collector starts the local llama.cpp server (1 CPU thread), appends graded traces
+# to $TRACES (resumable: rerun this script to continue an interrupted run), then packs
+# them into data/corpus/smollm2/corpus.parquet. Raise LIMIT to add items per domain: the
+# first LIMIT items of each domain's seeded sample are the same for any larger LIMIT.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TRACES=${TRACES:-/tmp/smollm2-corpus/traces.jsonl}
+LIMIT=${LIMIT:-150}
+DOMAINS=synth_add_1d,synth_sub_1d,synth_mul_1d,synth_add_2x1,synth_add_2d,synth_mul_2x1,aqua,mmlu_stem,svamp,gsm8k,asdiv
+SENTINEL=${SENTINEL:-.venv/bin/sentinel}
+
+"$SENTINEL" collect \
+    --benchmarks "$DOMAINS" --limit "$LIMIT" --seed 0 \
+    --temperature 0.5 --top-logprobs 20 --max-tokens 320 \
+    --concurrency 2 --n-threads 1 \
+    -o "$TRACES"
+
+"$SENTINEL" pack "$TRACES" -o data/corpus/smollm2/corpus.parquet \
+    --meta "model_file=$(.venv/bin/python -c 'from entropy_sentinel.model_server import find_smollm2_gguf as f; print(f().name)')" \
+    --meta "model_sha256=$(.venv/bin/python -c 'from entropy_sentinel.model_server import find_smollm2_gguf as f, sha256; print(sha256(f()))')" \
+    --meta "domains=$DOMAINS" --meta "limit=$LIMIT" --meta "seed=0" \
+    --meta "temperature=0.5" --meta "top_logprobs=20" --meta "max_tokens=320" \
+    --meta "n_threads=1" --meta "command=bash scripts/make_corpus.sh"

@@ -1,0 +1,81 @@
+"""A rich progress bar for the collector: items, tokens per second, running accuracy, ETA."""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from entropy_sentinel.collect.collector import RecordInfo
+
+__all__ = ["CollectProgress"]
+
+
+class CollectProgress:
+    """Context manager whose ``start`` / ``update`` plug into `Collector.run`'s callbacks."""
+
+    def __init__(self, *, disable: bool = False, console: Console | None = None) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]collect[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console if console is not None else Console(stderr=True),
+            disable=disable,
+        )
+        self._task: TaskID | None = None
+        self._t0 = time.perf_counter()
+        self._tokens = self._done = self._correct = self._graded = self._failed = 0
+        self._truncated = 0
+
+    def __enter__(self) -> CollectProgress:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._progress.__exit__(exc_type, exc, tb)
+
+    def start(self, total: int, skipped: int) -> None:
+        """Called once: ``total`` items, ``skipped`` of them already collected."""
+        self._t0 = time.perf_counter()
+        self._task = self._progress.add_task(
+            "collect", total=total, completed=skipped, stats=f"resumed {skipped}"
+        )
+
+    def update(self, info: RecordInfo) -> None:
+        """Called after each item."""
+        if self._task is None:
+            return
+        self._done += 1
+        if info.ok:
+            self._tokens += info.completion_tokens
+            self._truncated += int(info.truncated)
+            if info.correct is not None:
+                self._graded += 1
+                self._correct += int(info.correct)
+        else:
+            self._failed += 1
+        elapsed = max(time.perf_counter() - self._t0, 1e-9)
+        acc = f"acc {self._correct / self._graded:.2f}" if self._graded else "acc -"
+        stats = (
+            f"{self._done / elapsed * 60:.1f} items/min  {self._tokens / elapsed:.1f} tok/s  "
+            f"{acc}  cut {self._truncated}  failed {self._failed}"
+        )
+        self._progress.update(self._task, advance=1, stats=stats)
