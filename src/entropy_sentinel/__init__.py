@@ -20,6 +20,18 @@ from entropy_sentinel.errors import (
     TraceError,
     UpstreamError,
 )
+from entropy_sentinel.estimator import (
+    ATC,
+    FEATURE_SETS,
+    AverageConfidence,
+    CorrectnessEstimator,
+    DoC,
+    SliceAccuracy,
+    SliceRecord,
+    estimate_accuracy,
+    label_corrected_accuracy,
+    read_card,
+)
 from entropy_sentinel.profile import FEATURE_NAMES, entropy_profile, profile_from_entropy
 from entropy_sentinel.scores import PAPER_SCORES, SCORES, baseline_scores, confidence_of
 from entropy_sentinel.steps import ENTROPY_MODES, StepStats
@@ -28,16 +40,23 @@ from entropy_sentinel.traces import Rejection, TraceBatch, read_traces
 __version__ = "0.1.0"
 
 __all__ = [
+    "ATC",
     "ENTROPY_MODES",
     "FEATURE_NAMES",
+    "FEATURE_SETS",
     "PAPER_SCORES",
     "SCORES",
     "ArtifactError",
     "ArtifactMismatchError",
+    "AverageConfidence",
     "ConfigError",
+    "CorrectnessEstimator",
+    "DoC",
     "EstimatorError",
     "Rejection",
     "SentinelError",
+    "SliceAccuracy",
+    "SliceRecord",
     "StepStats",
     "StorageError",
     "TraceBatch",
@@ -47,6 +66,9 @@ __all__ = [
     "baseline_scores",
     "confidence_of",
     "entropy_profile",
+    "estimate_accuracy",
+    "label_corrected_accuracy",
     "profile_from_entropy",
+    "read_card",
     "read_traces",
 ]

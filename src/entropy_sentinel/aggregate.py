@@ -55,6 +55,20 @@ class Interval:
     def contains(self, value: float) -> bool:
         return self.lower <= value <= self.upper
 
+    @classmethod
+    def around(cls, estimate: float, sd: float, level: float = 0.95) -> Interval:
+        """The normal interval ``estimate +- z * sd`` at ``level``, clipped to [0, 1].
+
+        >>> iv = Interval.around(0.95, 0.05)
+        >>> round(iv.lower, 4), iv.upper
+        (0.852, 1.0)
+        """
+        z = _z(level)
+        if sd < 0 or not math.isfinite(sd):
+            raise ConfigError(f"sd={sd!r} must be finite and >= 0")
+        half = z * sd
+        return cls(estimate, max(0.0, estimate - half), min(1.0, estimate + half), level)
+
 
 @dataclass(frozen=True, slots=True)
 class SliceStats:
@@ -138,14 +152,12 @@ class SliceStats:
 
     def interval(self, level: float = 0.95, model_sd: float = 0.0) -> Interval:
         """Label-free estimate with its interval (see the module docstring)."""
-        z = _z(level)
+        _z(level)
         if model_sd < 0 or not math.isfinite(model_sd):
             raise ConfigError(f"model_sd={model_sd!r} must be finite and >= 0")
         if not self.n:
             return Interval(math.nan, math.nan, math.nan, level)
-        half = z * math.hypot(self.sampling_sd, model_sd)
-        est = self.estimate
-        return Interval(est, max(0.0, est - half), min(1.0, est + half), level)
+        return Interval.around(self.estimate, math.hypot(self.sampling_sd, model_sd), level)
 
     def ppi_interval(self, level: float = 0.95) -> Interval:
         """Prediction-powered (label-corrected) estimate; NaN without labels.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from entropy_sentinel.cli import collect as _collect  # noqa: F401  (also registers model)
+from entropy_sentinel.cli import estimate, fit  # noqa: F401  (registers commands)
 from entropy_sentinel.cli import features as _features  # noqa: F401  (registers commands)
 from entropy_sentinel.cli.app import app, err_console
 from entropy_sentinel.errors import SentinelError

@@ -1,0 +1,108 @@
+"""``sentinel estimate``: per-slice estimated accuracy with intervals, ranked."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from entropy_sentinel.cli._io import read_traces_cli, report_rejections
+from entropy_sentinel.cli.app import app, console
+from entropy_sentinel.errors import ConfigError
+
+if TYPE_CHECKING:
+    from entropy_sentinel.estimator.slices import SliceAccuracy
+
+__all__ = ["estimate", "slice_table"]
+
+
+def slice_table(result: SliceAccuracy) -> Table:
+    """The ranked Rich table of a result (worst slice first).
+
+    With labels it adds the true accuracy and the error; when some slice is only
+    partly labelled, also the labelled count and the label-corrected (PPI)
+    estimate with its interval.
+    """
+    labelled = result.has_labels
+    partial = any(0 < r.n_labelled < r.n for r in result.records)
+    table = Table(
+        title=f"estimated accuracy by {', '.join(result.by) or 'all'} "
+        f"({result.level:.0%} intervals, model_sd {result.model_sd:.4f})",
+    )
+    table.add_column("#", justify="right")
+    table.add_column(" / ".join(result.by) or "slice")
+    names = ["n", "estimate", "interval"]
+    if labelled:
+        names += (
+            ["labelled", "true", "error", "PPI", "PPI interval"] if partial else ["true", "error"]
+        )
+    for name in names:
+        table.add_column(name, justify="right", no_wrap=True)
+    for rank, r in enumerate(result.records, start=1):
+        row = [str(rank), r.label, str(r.n), f"{r.estimate:.3f}", f"{r.lower:.3f}–{r.upper:.3f}"]
+        if labelled:
+            true = f"{r.true_accuracy:.3f}" if r.n_labelled else "—"
+            error = "—" if math.isnan(r.error) else f"{r.error:+.3f}"  # NaN: not all labelled
+            if r.covered is False:
+                error = f"[red]{error}[/]"
+            if partial:
+                ppi = f"{r.ppi_estimate:.3f}" if r.n_labelled else "—"
+                ppi_iv = f"{r.ppi_lower:.3f}–{r.ppi_upper:.3f}" if r.n_labelled else "—"
+                row += [str(r.n_labelled), true, error, ppi, ppi_iv]
+            else:
+                row += [true, error]
+        table.add_row(*row)
+    return table
+
+
+@app.command()
+def estimate(
+    input: Annotated[
+        Path, typer.Argument(help="Trace file (.jsonl or .jsonl.gz).", exists=True, dir_okay=False)
+    ],
+    model: Annotated[
+        Path,
+        typer.Option(
+            help="Estimator artifact written by `sentinel fit`.", exists=True, dir_okay=False
+        ),
+    ],
+    by: Annotated[
+        str, typer.Option(help="Slice dimension(s), comma-separated; 'all' for one slice.")
+    ] = "domain",
+    level: Annotated[float, typer.Option(help="Interval coverage, in (0, 1).")] = 0.95,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write the records as CSV.")
+    ] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write a plot (PNG, SVG, PDF).")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Estimate accuracy per slice with intervals, ranked worst first.
+
+    Labels in the traces, where present, add the true accuracy, the error and a
+    label-corrected (prediction-powered) estimate.
+    """
+    from entropy_sentinel.estimator.model import CorrectnessEstimator
+    from entropy_sentinel.estimator.slices import estimate_accuracy
+
+    dims = [d.strip() for d in by.split(",") if d.strip()]
+    if not dims:
+        raise ConfigError(f"--by {by!r} names no slice dimension; give e.g. --by domain")
+    if output is not None and output.suffix.lower() != ".csv":
+        raise ConfigError(f"--output {str(output)!r}: use a .csv file name")
+    estimator = CorrectnessEstimator.load(model)
+    batch = read_traces_cli(input, quiet=quiet)
+    report_rejections(
+        batch, input, output.with_name(output.name + ".rejected.jsonl") if output else None
+    )
+    result = estimate_accuracy(batch, estimator, by=None if dims == ["all"] else dims, level=level)
+    console.print(slice_table(result))
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        result.to_df().to_csv(output, index=False)
+        console.print(f"wrote {len(result)} slices to {output}", highlight=False)
+    if plot is not None:
+        result.plot(plot)
+        console.print(f"wrote the plot to {plot}", highlight=False)

@@ -1,0 +1,54 @@
+"""Correctness estimators, their artifacts, and per-slice accuracy with intervals.
+
+* `CorrectnessEstimator`: calibrated P(correct) from entropy features (`model`).
+* feature sets and trace signatures (`features`); families and grids (`grids`);
+  calibration maps and metrics (`calibration`).
+* artifacts: `save_estimator` / `load_estimator` / `read_card` (`artifact`),
+  the Markdown model card and reliability diagram (`card`).
+* `estimate_accuracy` -> `SliceAccuracy` of `SliceRecord` (`slices`).
+* baselines `AverageConfidence`, `ATC`, `DoC` (`baselines`); the label-corrected
+  estimate `label_corrected_accuracy` (`ppi`).
+"""
+
+from entropy_sentinel.estimator.artifact import load_estimator, read_card, save_estimator
+from entropy_sentinel.estimator.baselines import ATC, AverageConfidence, DoC
+from entropy_sentinel.estimator.features import (
+    BASELINE_FEATURES,
+    FEATURE_SETS,
+    TraceSignature,
+    feature_names,
+    featurize,
+    trace_signature,
+)
+from entropy_sentinel.estimator.grids import FAMILIES, PAPER_GRIDS
+from entropy_sentinel.estimator.model import CorrectnessEstimator
+from entropy_sentinel.estimator.ppi import label_corrected_accuracy
+from entropy_sentinel.estimator.slices import (
+    SliceAccuracy,
+    SliceRecord,
+    estimate_accuracy,
+    slice_accuracy,
+)
+
+__all__ = [
+    "ATC",
+    "BASELINE_FEATURES",
+    "FAMILIES",
+    "FEATURE_SETS",
+    "PAPER_GRIDS",
+    "AverageConfidence",
+    "CorrectnessEstimator",
+    "DoC",
+    "SliceAccuracy",
+    "SliceRecord",
+    "TraceSignature",
+    "estimate_accuracy",
+    "feature_names",
+    "featurize",
+    "label_corrected_accuracy",
+    "load_estimator",
+    "read_card",
+    "save_estimator",
+    "slice_accuracy",
+    "trace_signature",
+]

@@ -1,0 +1,219 @@
+"""Baseline slice-accuracy estimators: average confidence, ATC and DoC.
+
+Each is a small scikit-learn style object, fitted on labelled *source* data
+(one confidence score per response and its label), that estimates the
+accuracy of any other set of responses (a slice) from their scores alone:
+
+* `AverageConfidence` (AC): the mean confidence of the slice. Needs confidences
+  in [0, 1] (a probability such as the classifier's P, ``lntp``, ``mtp``); with
+  ``calibration="sigmoid"`` or ``"isotonic"`` any score is first mapped to a
+  probability on the source data.
+* `ATC` (average thresholded confidence, Garg et al. 2022): a threshold ``t`` is
+  fitted on the source so that the fraction of source scores above it equals the
+  source accuracy; a slice's estimate is the fraction of its scores above ``t``.
+  Ties at ``t`` count with weight ``gamma`` (fitted too), so that ATC reproduces
+  the source accuracy exactly on its own source data even when scores tie.
+  Works with any score, in its own units.
+* `DoC` (difference of confidences, Guillory et al. 2021): source accuracy plus
+  the shift of mean confidence, ``acc_src + mean(c_slice) - mean(c_src)``. Same
+  confidence requirement as AC. With a fitted calibration it coincides with AC
+  (both maps reproduce the source accuracy), so use it on raw probabilities.
+
+Scores must be oriented so that higher means more likely correct: pass
+``entropy_sentinel.confidence_of(name, values)`` for a baseline score.
+
+Intervals (``interval(scores, level)``) follow the same recipe as the
+classifier's: a sampling term for the slice (Poisson-binomial over the
+confidences for AC and DoC; binomial at the estimate for ATC) plus
+``model_sd_``, the standard error of what was learnt from the ``n`` source
+labels (for AC also its bias on the source), in quadrature.
+
+The objects never modify their inputs; `sklearn.base.clone` gives a fresh
+unfitted copy for each fold of an evaluation.
+
+>>> rng = np.random.default_rng(0)
+>>> conf = rng.uniform(size=500); y = (rng.uniform(size=500) < conf).astype(int)
+>>> atc = ATC().fit(conf, y)
+>>> atc.estimate(conf) == float(y.mean())  # the source accuracy, exactly
+True
+>>> bool(atc.estimate(conf[conf > 0.5]) > atc.estimate(conf))
+True
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from entropy_sentinel.aggregate import Interval, SliceStats
+from entropy_sentinel.errors import ConfigError
+from entropy_sentinel.estimator.calibration import Calibrator, check_calibration, fit_calibrator
+
+__all__ = ["ATC", "AverageConfidence", "DoC"]
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def _scores(values: npt.ArrayLike, what: str = "scores") -> FloatArray:
+    """A finite float64 1-D copy-free view of ``values`` (validated)."""
+    s = np.asarray(values, dtype=np.float64)
+    if s.ndim != 1:
+        raise ConfigError(f"{what} must be 1-D (one score per response), got shape {s.shape}")
+    if s.size == 0:
+        raise ConfigError(f"{what} is empty: a slice needs at least one response")
+    if not np.isfinite(s).all():
+        bad = int(np.flatnonzero(~np.isfinite(s))[0])
+        raise ConfigError(
+            f"{what}[{bad}] = {s[bad]!r} is not finite; scores that need logprobs are NaN "
+            "for traces with precomputed entropies only"
+        )
+    return s
+
+
+def _labels(y: npt.ArrayLike, n: int) -> FloatArray:
+    ya = np.asarray(y, dtype=np.float64)
+    if ya.shape != (n,):
+        raise ConfigError(f"labels must have shape ({n},) like the scores, got {ya.shape}")
+    if not np.isin(ya, (0.0, 1.0)).all():
+        raise ConfigError("labels must be 0/1 or False/True (1 = correct), with no NaN")
+    return ya
+
+
+def _check_unit(s: FloatArray, who: str) -> None:
+    if s.min() < 0.0 or s.max() > 1.0:
+        raise ConfigError(
+            f"{who} needs confidences in [0, 1], got values in [{s.min():.4g}, {s.max():.4g}]; "
+            "pass a probability (the classifier's P, lntp, mtp) or set "
+            "calibration='sigmoid' to map a raw score to one"
+        )
+
+
+class _ConfidenceBaseline(BaseEstimator):  # type: ignore[misc]
+    """Shared fitting of AC and DoC: optional calibration, source statistics."""
+
+    def __init__(self, calibration: str | None = None) -> None:
+        self.calibration = calibration
+
+    def fit(self, scores: npt.ArrayLike, y: npt.ArrayLike) -> _ConfidenceBaseline:
+        s = _scores(scores)
+        ya = _labels(y, s.shape[0])
+        method = check_calibration(self.calibration)
+        self.calibrator_: Calibrator | None = (
+            None if method is None else fit_calibrator(method, s, ya)
+        )
+        conf = self._confidence(s)
+        self.n_source_ = int(s.shape[0])
+        self.source_accuracy_ = float(ya.mean())
+        self.source_confidence_ = float(conf.mean())
+        self._fit_model_sd(conf, ya)
+        return self
+
+    def _fit_model_sd(self, conf: FloatArray, y: FloatArray) -> None:
+        raise NotImplementedError
+
+    def _confidence(self, s: FloatArray) -> FloatArray:
+        conf = s if self.calibrator_ is None else self.calibrator_.transform(s)
+        _check_unit(conf, type(self).__name__)
+        return conf
+
+    def _slice(self, scores: npt.ArrayLike) -> SliceStats:
+        check_is_fitted(self)
+        return SliceStats.from_arrays(self._confidence(_scores(scores)))
+
+
+class AverageConfidence(_ConfidenceBaseline):
+    """Estimated accuracy = mean confidence of the slice (see the module docstring).
+
+    Attributes (after fit): ``source_accuracy_``, ``source_confidence_``,
+    ``n_source_``, ``model_sd_`` (``sqrt(bias^2 + var(y - c) / n)`` on the source).
+    """
+
+    def _fit_model_sd(self, conf: FloatArray, y: FloatArray) -> None:
+        r = y - conf
+        self.model_sd_ = float(math.sqrt(r.mean() ** 2 + r.var() / r.shape[0]))
+
+    def estimate(self, scores: npt.ArrayLike) -> float:
+        """Estimated accuracy of the responses with these scores."""
+        return self._slice(scores).estimate
+
+    def interval(self, scores: npt.ArrayLike, level: float = 0.95) -> Interval:
+        return self._slice(scores).interval(level, self.model_sd_)
+
+
+class DoC(_ConfidenceBaseline):
+    """Estimated accuracy = source accuracy + (mean confidence of slice - of source).
+
+    Attributes (after fit): ``source_accuracy_``, ``source_confidence_``,
+    ``n_source_``, ``model_sd_`` (``sqrt(var(y - c) / n)``: the standard error of
+    the source correction ``acc_src - mean(c_src)``).
+    """
+
+    def _fit_model_sd(self, conf: FloatArray, y: FloatArray) -> None:
+        r = y - conf
+        self.model_sd_ = float(math.sqrt(r.var() / r.shape[0]))
+
+    def estimate(self, scores: npt.ArrayLike) -> float:
+        """Estimated accuracy, clipped to [0, 1]."""
+        return self.interval(scores).estimate
+
+    def interval(self, scores: npt.ArrayLike, level: float = 0.95) -> Interval:
+        stats = self._slice(scores)
+        est = stats.estimate + self.source_accuracy_ - self.source_confidence_
+        iv = Interval.around(est, math.hypot(stats.sampling_sd, self.model_sd_), level)
+        return Interval(min(1.0, max(0.0, est)), iv.lower, iv.upper, level)
+
+
+class ATC(BaseEstimator):  # type: ignore[misc]
+    """Average thresholded confidence (see the module docstring).
+
+    Attributes (after fit):
+        threshold_: the score threshold ``t``.
+        tie_weight_: weight ``gamma`` in [0, 1] of scores equal to ``t``
+            (``n_ties_counted_ / n_ties_``: of the ``n_ties_`` source scores equal
+            to ``t``, how many the source accuracy needs counted).
+        source_accuracy_, n_source_: the source's accuracy and size.
+        model_sd_: ``sqrt(acc (1 - acc) / n)``, the standard error of the source
+            accuracy that the threshold reproduces.
+    """
+
+    def fit(self, scores: npt.ArrayLike, y: npt.ArrayLike) -> ATC:
+        s = _scores(scores)
+        ya = _labels(y, s.shape[0])
+        n = s.shape[0]
+        n_correct = round(float(ya.sum()))
+        desc = np.sort(s)[::-1]
+        # The n_correct-th largest score is the threshold: at most n_correct - 1 scores lie
+        # strictly above it and at least n_correct at or above it, so a weight in [0, 1]
+        # on the ties makes the thresholded count equal n_correct exactly.
+        t = float(desc[max(n_correct, 1) - 1])
+        above = int(np.count_nonzero(s > t))
+        ties = int(np.count_nonzero(s == t))
+        self.threshold_ = t
+        self.n_ties_ = ties
+        self.n_ties_counted_ = n_correct - above
+        self.tie_weight_ = self.n_ties_counted_ / ties
+        self.n_source_ = n
+        self.source_accuracy_ = n_correct / n
+        acc = self.source_accuracy_
+        self.model_sd_ = float(math.sqrt(acc * (1.0 - acc) / n))
+        return self
+
+    def estimate(self, scores: npt.ArrayLike) -> float:
+        """Fraction of scores above the threshold (ties weighted by ``tie_weight_``)."""
+        check_is_fitted(self)
+        s = _scores(scores)
+        above = np.count_nonzero(s > self.threshold_)
+        ties = np.count_nonzero(s == self.threshold_)
+        # ties * counted / n_ties rather than ties * tie_weight_: integer products are
+        # exact, so the source data gives back exactly n_correct / n.
+        return float((above + ties * self.n_ties_counted_ / self.n_ties_) / s.shape[0])
+
+    def interval(self, scores: npt.ArrayLike, level: float = 0.95) -> Interval:
+        est = self.estimate(scores)
+        n = _scores(scores).shape[0]
+        sampling = math.sqrt(est * (1.0 - est) / n)
+        return Interval.around(est, math.hypot(sampling, self.model_sd_), level)

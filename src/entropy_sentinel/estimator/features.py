@@ -1,0 +1,208 @@
+"""Feature sets for the correctness estimator, and the trace signature they depend on.
+
+A feature set names the columns of the matrix ``X`` a `CorrectnessEstimator`
+is fitted on (PRODUCT.md sections 3 and 4):
+
+=====================  ==============================================================
+``profile``            the 11-D entropy profile (`FEATURE_NAMES`), nats
+``profile10``          the profile without ``h_sea`` (the paper's 10-D set)
+``sea``                ``h_sea`` alone
+``profile+baselines``  the profile, then the logprob baseline scores that are not
+                       already profile columns: `BASELINE_FEATURES` (needs logprobs)
+=====================  ==============================================================
+
+``lntp`` and ``perplexity`` are left out of ``profile+baselines`` because they are
+exact monotone transforms of ``nll_avg`` (``exp(-nll_avg)``, ``exp(nll_avg)``);
+``mean_entropy``, ``max_entropy`` and ``sea`` are profile columns already.
+
+The numbers in ``X`` depend on where the per-step entropies came from: computed
+from the top-k logprobs a server returned (and then on ``k`` and the entropy
+mode) or precomputed (e.g. full-vocabulary entropies). `TraceSignature` records
+that, so that an estimator fitted on one kind of traces refuses the other with
+an `ArtifactMismatchError` instead of returning numbers on a different scale.
+
+>>> from entropy_sentinel import read_traces
+>>> b = read_traces([{"id": "a", "token_entropy": [0.5, 1.5]}])
+>>> featurize(b, "profile10").shape, feature_names("sea")
+((1, 10), ('h_sea',))
+>>> trace_signature(b)
+TraceSignature(source='precomputed', k=0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import numpy as np
+import numpy.typing as npt
+
+from entropy_sentinel.errors import ArtifactMismatchError, ConfigError
+from entropy_sentinel.profile import FEATURE_NAMES, entropy_profile
+from entropy_sentinel.scores import baseline_scores
+from entropy_sentinel.steps import StepStats, check_mode
+from entropy_sentinel.traces.batch import TraceBatch
+
+__all__ = [
+    "BASELINE_FEATURES",
+    "FEATURE_SETS",
+    "FeatureSet",
+    "TraceSignature",
+    "check_feature_set",
+    "feature_names",
+    "featurize",
+    "trace_signature",
+]
+
+FloatArray = npt.NDArray[np.float64]
+FeatureSet = Literal["profile", "profile10", "sea", "profile+baselines"]
+FEATURE_SETS: tuple[str, ...] = get_args(FeatureSet)
+
+BASELINE_FEATURES: tuple[str, ...] = (
+    "nll_avg",
+    "nll_max",
+    "nll_sum",
+    "mtp",
+    "top2_margin",
+    "length",
+    "tail_mass",
+)
+"""Baseline scores appended to the profile by the ``profile+baselines`` feature set."""
+
+_NAMES: dict[str, tuple[str, ...]] = {
+    "profile": FEATURE_NAMES,
+    "profile10": FEATURE_NAMES[:10],
+    "sea": ("h_sea",),
+    "profile+baselines": FEATURE_NAMES + BASELINE_FEATURES,
+}
+_COLUMNS: dict[str, list[int]] = {
+    "profile": list(range(11)),
+    "profile10": list(range(10)),
+    "sea": [FEATURE_NAMES.index("h_sea")],
+}
+
+_K_TOLERANCE = 0.8
+"""A batch whose widest step has at least this fraction of the training ``k`` (and
+no more than ``k``) matches: servers return fewer alternatives than asked on some
+steps (llama-cpp-python merges alternatives that decode to the same string; the
+recorded SmolLM2 responses have 16-20 per step for top_logprobs=20)."""
+
+
+def check_feature_set(name: str) -> FeatureSet:
+    """Return ``name`` if it is a known feature set, else raise `ConfigError`."""
+    if name not in FEATURE_SETS:
+        raise ConfigError(f"feature set {name!r} is unknown; use one of {list(FEATURE_SETS)}")
+    return name  # type: ignore[return-value]
+
+
+def feature_names(feature_set: str) -> tuple[str, ...]:
+    """Column names of ``X`` for ``feature_set``, in order."""
+    return _NAMES[check_feature_set(feature_set)]
+
+
+def featurize(
+    traces: TraceBatch | StepStats,
+    feature_set: str = "profile",
+    mode: str = "topk",
+    *,
+    precision: str = "float32",
+) -> FloatArray:
+    """The feature matrix ``(n_traces, len(feature_names(feature_set)))``, float64.
+
+    Args:
+        traces: a `TraceBatch`, or its `StepStats` (its entropy mode must be ``mode``).
+        feature_set: one of `FEATURE_SETS`.
+        mode: entropy mode (``topk``, ``topk_renorm``, ``topk_tail``).
+        precision: as for `entropy_profile`.
+
+    Raises:
+        ConfigError: unknown feature set or mode; ``profile+baselines`` on traces
+            that carry only precomputed entropies (their logprob scores are unknown).
+        ArtifactMismatchError: a `StepStats` computed in another entropy mode.
+    """
+    check_feature_set(feature_set)
+    check_mode(mode)
+    if isinstance(traces, StepStats):
+        if traces.mode != mode:
+            raise ArtifactMismatchError(
+                f"the step statistics were computed in entropy mode {traces.mode!r}, but the "
+                f"features need mode {mode!r}; build StepStats(batch, {mode!r})"
+            )
+        stats = traces
+    else:
+        stats = StepStats(traces, mode, precision=precision)
+    profile = entropy_profile(stats)
+    if feature_set != "profile+baselines":
+        return np.ascontiguousarray(profile[:, _COLUMNS[feature_set]])
+    scores = baseline_scores(stats, BASELINE_FEATURES)
+    extra = np.column_stack([scores[name] for name in BASELINE_FEATURES])
+    missing = np.isnan(extra).any(axis=1)
+    if missing.any():
+        first = stats.batch.ids[int(np.flatnonzero(missing)[0])]
+        raise ConfigError(
+            f"feature set 'profile+baselines' needs logprobs, but {int(missing.sum())} "
+            f"trace(s) (first: {first!r}) carry only precomputed entropies; use "
+            "features='profile' for such traces"
+        )
+    return np.hstack([profile, extra])
+
+
+@dataclass(frozen=True, slots=True)
+class TraceSignature:
+    """Where a batch's per-step entropies come from.
+
+    Attributes:
+        source: ``"logprobs"`` (computed from the returned top-k alternatives) or
+            ``"precomputed"`` (given as ``token_entropy``, e.g. full-vocabulary).
+        k: the widest step's number of returned alternatives (0 for precomputed).
+    """
+
+    source: Literal["logprobs", "precomputed"]
+    k: int
+
+    def check(self, batch: TraceBatch) -> None:
+        """Raise `ArtifactMismatchError` unless ``batch`` is comparable with this signature.
+
+        Sources must agree; for logprob traces the batch's widest step must have
+        between 80% of ``k`` and ``k`` alternatives (see `_K_TOLERANCE`).
+        """
+        if len(batch) == 0:
+            return
+        has = batch.has_logprobs
+        wrong = ~has if self.source == "logprobs" else has
+        if wrong.any():
+            first = batch.ids[int(np.flatnonzero(wrong)[0])]
+            other = "precomputed entropies" if self.source == "logprobs" else "logprobs"
+            raise ArtifactMismatchError(
+                f"the estimator was fitted on traces with {self._describe()}, but "
+                f"{int(wrong.sum())} trace(s) (first: {first!r}) carry {other}; their "
+                "entropies are on another scale. Fit an estimator on traces like these."
+            )
+        if self.source == "logprobs" and not (_K_TOLERANCE * self.k <= batch.k <= self.k):
+            raise ArtifactMismatchError(
+                f"the estimator was fitted on top-{self.k} logprobs, but these traces carry "
+                f"up to {batch.k} alternatives per step; truncated entropies from another k "
+                f"are not comparable. Request top_logprobs={self.k}, or fit on top-{batch.k} "
+                "traces."
+            )
+
+    def _describe(self) -> str:
+        if self.source == "logprobs":
+            return f"top-{self.k} logprobs"
+        return "precomputed entropies"
+
+
+def trace_signature(batch: TraceBatch) -> TraceSignature:
+    """The `TraceSignature` of a batch; `ConfigError` if it mixes sources."""
+    has = batch.has_logprobs
+    if has.all() and len(batch):
+        return TraceSignature("logprobs", batch.k)
+    if not has.any():
+        return TraceSignature("precomputed", 0)
+    n_pre = int((~has).sum())
+    first = batch.ids[int(np.flatnonzero(~has)[0])]
+    raise ConfigError(
+        f"the traces mix logprobs and precomputed entropies ({n_pre} of {len(batch)} carry "
+        f"only token_entropy, first: {first!r}); their entropies are on different scales. "
+        "Fit on one kind of traces."
+    )
