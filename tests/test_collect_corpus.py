@@ -15,6 +15,7 @@ from entropy_sentinel.collect.corpus import (
     SCALAR_COLUMNS,
     corpus_frame,
     corpus_metadata,
+    domain_summary,
     read_corpus,
     write_corpus,
 )
@@ -132,3 +133,13 @@ def test_committed_corpus_reads_as_a_labelled_multi_domain_batch() -> None:
     assert frame["question"].notna().equals(synthetic)  # only our own questions are stored
     features = es.entropy_profile(batch)
     assert np.isfinite(features).all()
+
+
+def test_domain_summary(jsonl: Path, tmp_path: Path) -> None:
+    out = write_corpus(jsonl, tmp_path / "c.parquet")
+    summary = domain_summary(out).set_index("domain")
+    assert list(summary.index) == ["add", "mul", "all"]  # by accuracy, then the total
+    assert summary.loc["add", "accuracy"] == pytest.approx(2 / 3)
+    assert (summary.loc["mul", "n"], summary.loc["mul", "graded"]) == (3, 2)
+    assert summary.loc["all", "n"] == 6
+    assert summary.loc["all", "truncated"] == 1  # the recorded response cut at 64 tokens

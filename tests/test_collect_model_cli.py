@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -69,3 +70,19 @@ def test_info_prints_the_checksum() -> None:
     result = CliRunner().invoke(app, ["model", "info"])
     assert result.exit_code == 0, result.output
     assert sha256(find_smollm2_gguf()) in result.output
+
+
+def test_collect_starts_and_stops_the_local_server(tmp_path: Path) -> None:
+    out = tmp_path / "t.jsonl"
+    result = CliRunner().invoke(
+        app,
+        ["collect", "-b", "synth_add_1d", "--limit", "1", "--max-tokens", "8",
+         "--n-threads", "1", "-o", str(out), "--quiet"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "starting the local SmolLM2-135M-Instruct server" in result.output
+    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert record["meta"]["model"] == "smollm2-135m-instruct"
+    port = int(record["meta"]["base_url"].rsplit(":", 1)[1].split("/")[0])
+    with pytest.raises(urllib.error.URLError):
+        _models(port)  # stopped after the run

@@ -19,6 +19,19 @@ if TYPE_CHECKING:
 __all__ = ["collect", "grade", "pack"]
 
 
+BenchmarksDir = Annotated[
+    Path | None,
+    typer.Option(help="Folder of normalised benchmark JSONL files (or $SENTINEL_BENCHMARKS_DIR)."),
+]
+JudgeBaseUrl = Annotated[
+    str | None, typer.Option(help="Grade with an LLM judge at this OpenAI-compatible base URL.")
+]
+JudgeModel = Annotated[str | None, typer.Option(help="The judge's model name.")]
+JudgeKeyEnv = Annotated[
+    str | None, typer.Option(help="Environment variable holding the judge's API key.")
+]
+
+
 def _judge(base_url: str | None, model: str | None, api_key_env: str | None) -> LLMJudge | None:
     if base_url is None and model is None:
         return None
@@ -69,12 +82,7 @@ def collect(
     model: Annotated[
         str | None, typer.Option(help="Model name sent in requests (default: the local model).")
     ] = None,
-    benchmarks_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Folder of normalised benchmark JSONL files (or $SENTINEL_BENCHMARKS_DIR)."
-        ),
-    ] = None,
+    benchmarks_dir: BenchmarksDir = None,
     limit: Annotated[
         int | None, typer.Option(help="Items per benchmark (a seeded sample).")
     ] = None,
@@ -89,13 +97,9 @@ def collect(
         str | None, typer.Option(help="Environment variable holding the server's API key.")
     ] = None,
     grade: Annotated[bool, typer.Option(help="Grade inline (else: sentinel grade later).")] = True,
-    judge_base_url: Annotated[
-        str | None, typer.Option(help="Grade with an LLM judge at this base URL instead.")
-    ] = None,
-    judge_model: Annotated[str | None, typer.Option(help="The judge's model name.")] = None,
-    judge_api_key_env: Annotated[
-        str | None, typer.Option(help="Environment variable holding the judge's API key.")
-    ] = None,
+    judge_base_url: JudgeBaseUrl = None,
+    judge_model: JudgeModel = None,
+    judge_api_key_env: JudgeKeyEnv = None,
     n_threads: Annotated[
         int | None, typer.Option(help="CPU threads of the local server (without --base-url).")
     ] = None,
@@ -107,12 +111,10 @@ def collect(
     an interrupted run. Items that failed are listed in OUTPUT.failed.jsonl and retried
     by the next run.
     """
-    import asyncio
     import contextlib
 
     from entropy_sentinel.collect.benchmarks import load_benchmarks
-    from entropy_sentinel.collect.collector import Collector, GenerationParams
-    from entropy_sentinel.collect.progress import CollectProgress
+    from entropy_sentinel.collect.collector import collect as run_collect
     from entropy_sentinel.collect.retry import RetryPolicy
 
     items = load_benchmarks(benchmarks, directory=benchmarks_dir, limit=limit, seed=seed)
@@ -127,27 +129,27 @@ def collect(
             base_url, model = server.base_url, model or server.alias
         if model is None:
             raise ConfigError("--model is required with --base-url")
-        collector = Collector(
-            base_url,
-            model,
-            params=GenerationParams(
-                temperature=temperature, top_logprobs=top_logprobs, max_tokens=max_tokens, seed=seed
-            ),
-            concurrency=concurrency,
-            retry=RetryPolicy(max_retries=max_retries),
-            timeout=timeout,
-            api_key=_api_key(api_key_env),
-            grade=grade,
-            judge=judge,
-        )
         console.print(
             f"collecting {len(items)} items from {base_url} (model {model!r}) into {output}",
             highlight=False,
         )
-        with CollectProgress(disable=quiet) as bar:
-            summary = asyncio.run(
-                collector.run(items, output, on_start=bar.start, on_record=bar.update)
-            )
+        summary = run_collect(
+            items,
+            output,
+            base_url=base_url,
+            model=model,
+            temperature=temperature,
+            top_logprobs=top_logprobs,
+            max_tokens=max_tokens,
+            seed=seed,
+            concurrency=concurrency,
+            api_key=_api_key(api_key_env),
+            grade=grade,
+            judge=judge,
+            retry=RetryPolicy(max_retries=max_retries),
+            timeout=timeout,
+            progress=not quiet,
+        )
     if summary.repaired_bytes:
         console.print(
             f"cut a partial last line ({summary.repaired_bytes} bytes) off {output}; "
@@ -180,19 +182,10 @@ def grade(
         Path, typer.Argument(help="Trace file written by sentinel collect.", exists=True)
     ],
     output: Annotated[Path, typer.Option("-o", "--output", help="Regraded trace file (JSONL).")],
-    benchmarks_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Folder of normalised benchmark JSONL files (or $SENTINEL_BENCHMARKS_DIR)."
-        ),
-    ] = None,
-    judge_base_url: Annotated[
-        str | None, typer.Option(help="Grade with an LLM judge at this base URL.")
-    ] = None,
-    judge_model: Annotated[str | None, typer.Option(help="The judge's model name.")] = None,
-    judge_api_key_env: Annotated[
-        str | None, typer.Option(help="Environment variable holding the judge's API key.")
-    ] = None,
+    benchmarks_dir: BenchmarksDir = None,
+    judge_base_url: JudgeBaseUrl = None,
+    judge_model: JudgeModel = None,
+    judge_api_key_env: JudgeKeyEnv = None,
     concurrency: Annotated[int, typer.Option(help="Judge requests in flight at most.")] = 4,
 ) -> None:
     """Grade (or regrade) the responses of a trace file into a new file.
@@ -231,7 +224,7 @@ def pack(
     ] = None,
 ) -> None:
     """Store graded traces compactly: one Parquet (zstd) row per trace, no question texts."""
-    from entropy_sentinel.collect.corpus import corpus_frame, write_corpus
+    from entropy_sentinel.collect.corpus import domain_summary, write_corpus
 
     description: dict[str, Any] = {}
     for pair in meta or []:
@@ -240,18 +233,15 @@ def pack(
             raise ConfigError(f"--meta {pair!r}: use KEY=VALUE")
         description[key] = value
     write_corpus(input, output, metadata=description)
-    frame = corpus_frame(output, columns=["domain", "correct", "finish_reason"])
-    per_domain = {
-        str(domain): {
-            "written": len(group),
-            "graded": int(group["correct"].notna().sum()),
-            "correct": int(group["correct"].fillna(False).astype(bool).sum()),
-            "truncated": int((group["finish_reason"] == "length").sum()),
-        }
-        for domain, group in frame.groupby("domain")
-    }
+    summary = domain_summary(output)
     console.print(
-        f"wrote {len(frame)} traces to {output} ({output.stat().st_size / 1e6:.2f} MB)",
+        f"wrote {int(summary['n'].iloc[-1])} traces to {output} "
+        f"({output.stat().st_size / 1e6:.2f} MB)",
         highlight=False,
     )
-    console.print(_domain_table(per_domain, "corpus"))
+    table = Table(title="corpus", title_justify="left")
+    for col in summary.columns:
+        table.add_column(col, justify="left" if col == "domain" else "right")
+    for row in summary.itertuples(index=False):
+        table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
+    console.print(table)

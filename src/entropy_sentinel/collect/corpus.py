@@ -52,6 +52,7 @@ __all__ = [
     "SCALAR_COLUMNS",
     "corpus_frame",
     "corpus_metadata",
+    "domain_summary",
     "read_corpus",
     "write_corpus",
 ]
@@ -197,6 +198,34 @@ def corpus_frame(path: str | os.PathLike[str], *, columns: Sequence[str] | None 
     import pyarrow.parquet as pq
 
     return pq.read_table(Path(path), columns=list(columns or SCALAR_COLUMNS)).to_pandas()
+
+
+def domain_summary(path: str | os.PathLike[str]) -> Any:
+    """Per domain: n, graded, accuracy (over graded), truncated, mean and max tokens.
+
+    A pandas DataFrame, one row per domain sorted by accuracy (highest first), plus a
+    last row ``all`` over the whole corpus.
+    """
+    import pandas as pd
+
+    frame = corpus_frame(path, columns=["domain", "correct", "finish_reason", "completion_tokens"])
+    frame["truncated"] = frame["finish_reason"] == "length"
+
+    def row(name: str, part: Any) -> dict[str, Any]:
+        graded = part["correct"].dropna().astype(bool)
+        return {
+            "domain": name,
+            "n": len(part),
+            "graded": len(graded),
+            "accuracy": float(graded.mean()) if len(graded) else float("nan"),
+            "truncated": int(part["truncated"].sum()),
+            "mean_tokens": float(part["completion_tokens"].mean()),
+            "max_tokens": int(part["completion_tokens"].max()),
+        }
+
+    rows = [row(str(name), part) for name, part in frame.groupby("domain")]
+    rows.sort(key=lambda r: -r["accuracy"])
+    return pd.DataFrame([*rows, row("all", frame)])
 
 
 def corpus_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
