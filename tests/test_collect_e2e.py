@@ -210,6 +210,10 @@ def test_failures_are_listed_not_dropped(flaky: Any, tmp_path: Path) -> None:
     failures = [json.loads(x) for x in failed_path(out).read_text().splitlines()]
     assert {f["id"] for f in failures} == {"synth_add_1d-0", "synth_add_1d-1"}
     assert all("HTTP 503" in f["error"] for f in failures)
+    flaky.fail = 0  # the server recovers: the next run retries exactly the failed items
+    summary = asyncio.run(collector.run(generate("synth_add_1d", 2), out))
+    assert summary.written == 2 and summary.failed == 0
+    assert not failed_path(out).exists()
 
 
 def test_judge_asks_again_without_a_verdict_and_retries(flaky: Any) -> None:

@@ -21,7 +21,8 @@ Properties:
   flight. A partial last line (a crash mid-write) is cut off and reported;
 * **nothing dropped silently**: an item that fails (retries used up, empty response, a
   record that `entropy_sentinel.read_traces` would reject) is appended with its reason to
-  ``OUTPUT.failed.jsonl`` and counted; the next run tries it again.
+  ``OUTPUT.failed.jsonl`` (the failures of the latest run) and counted; the next run
+  tries it again.
 
 >>> params = GenerationParams(max_tokens=64)
 >>> params.request_seed("gsm8k-3") == params.request_seed("gsm8k-3")
@@ -312,7 +313,8 @@ class Collector:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         started = time.perf_counter()
         limits = httpx.Limits(max_connections=self.concurrency + 1)
-        with out.open("ab") as sink, failed_path(out).open("ab") as failures:
+        # the failures file lists this run's failures: earlier ones are retried by this run
+        with out.open("ab") as sink, failed_path(out).open("wb") as failures:
 
             def record_done(info: RecordInfo, line: bytes | None) -> None:
                 target = sink if line is not None else failures

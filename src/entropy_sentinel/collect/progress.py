@@ -1,4 +1,8 @@
-"""A rich progress bar for the collector: items, tokens per second, running accuracy, ETA."""
+"""A rich progress bar for the collector: items, tokens per second, running accuracy, ETA.
+
+When the console is not a terminal (a log file, CI), the bar cannot redraw; a plain
+status line is printed every ``log_every`` seconds instead.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +28,13 @@ __all__ = ["CollectProgress"]
 class CollectProgress:
     """Context manager whose ``start`` / ``update`` plug into `Collector.run`'s callbacks."""
 
-    def __init__(self, *, disable: bool = False, console: Console | None = None) -> None:
+    def __init__(
+        self, *, disable: bool = False, console: Console | None = None, log_every: float = 60.0
+    ) -> None:
+        self._console = console if console is not None else Console(stderr=True)
+        self._log_every = log_every
+        self._last_log = time.perf_counter()
+        self._disable = disable
         self._progress = Progress(
             TextColumn("[bold]collect[/]"),
             BarColumn(),
@@ -32,7 +42,7 @@ class CollectProgress:
             TextColumn("{task.fields[stats]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
-            console=console if console is not None else Console(stderr=True),
+            console=self._console,
             disable=disable,
         )
         self._task: TaskID | None = None
@@ -79,3 +89,14 @@ class CollectProgress:
             f"{acc}  cut {self._truncated}  failed {self._failed}"
         )
         self._progress.update(self._task, advance=1, stats=stats)
+        now = time.perf_counter()
+        if (
+            not self._disable
+            and not self._console.is_terminal
+            and now - self._last_log >= self._log_every
+        ):
+            self._last_log = now
+            task = self._progress.tasks[0]
+            self._console.print(
+                f"collect {task.completed:.0f}/{task.total:.0f}  {stats}", highlight=False
+            )
