@@ -25,6 +25,13 @@ from entropy_sentinel.collect.collector import (
     collect,
     read_done_ids,
 )
+from entropy_sentinel.collect.corpus import (
+    corpus_frame,
+    corpus_metadata,
+    domain_summary,
+    read_corpus,
+    write_corpus,
+)
 from entropy_sentinel.collect.graders import (
     Grade,
     grade_choice,
@@ -53,7 +60,10 @@ __all__ = [
     "RecordInfo",
     "RetryPolicy",
     "collect",
+    "corpus_frame",
+    "corpus_metadata",
     "default_benchmarks_dir",
+    "domain_summary",
     "generate",
     "grade_choice",
     "grade_expression",
@@ -65,7 +75,9 @@ __all__ = [
     "load_benchmarks",
     "load_hf",
     "load_jsonl",
+    "read_corpus",
     "read_done_ids",
     "sample_items",
     "template_for",
+    "write_corpus",
 ]
