@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import msgspec
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -280,3 +281,26 @@ def test_cli_collect_grade_pack(collected: Path, model_server: Any, tmp_path: Pa
     assert result.exit_code == 0, result.output
     packed = read_corpus(corpus)
     assert packed.ids == before.ids and (packed.labels == before.labels).all()
+
+
+def test_ungradeable_responses_are_kept_unlabelled(model_server: Any, tmp_path: Path) -> None:
+    """A grader that cannot decide (judge down, gold unparseable) keeps the response."""
+    import asyncio
+
+    from entropy_sentinel.model_server import free_port
+
+    ungradeable = Item(id="odd-0", benchmark="odd", question="What is 1 + 1?", answer="\\",
+                       answer_type="expression")  # fmt: skip
+    judge = LLMJudge(f"http://127.0.0.1:{free_port()}/v1", "gone", retry=RetryPolicy(0))
+    out = tmp_path / "t.jsonl"
+    params = GenerationParams(max_tokens=8)
+    plain = Collector(model_server.base_url, model_server.alias, params=params)
+    judged_by = Collector(model_server.base_url, model_server.alias, params=params, judge=judge)
+    for collector, item in [(plain, ungradeable), (judged_by, generate("synth_add_1d", 1)[0])]:
+        summary = asyncio.run(collector.run([item], out))
+        assert summary.written == 1 and summary.graded == 0
+    odd, judged = (json.loads(line) for line in out.read_text().splitlines())
+    assert "correct" not in odd and odd["meta"]["grade"]["detail"].startswith("cannot grade")
+    assert "correct" not in judged and judged["meta"]["grader"] == "judge:gone"
+    assert judged["meta"]["grade"]["detail"].startswith("judge failed")
+    assert np.isnan(es.read_traces(out).labels).all()

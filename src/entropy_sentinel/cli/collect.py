@@ -157,7 +157,8 @@ def collect(
             highlight=False,
         )
     console.print(
-        f"wrote {summary.written} records ({summary.skipped} already there), "
+        f"wrote {summary.written} records ({summary.skipped} already there, "
+        f"{summary.written - summary.graded} of the new ones unlabelled), "
         f"failed {summary.failed}, cut by max_tokens {summary.truncated}; "
         f"{summary.completion_tokens} tokens in {summary.seconds:.0f} s "
         f"({summary.tokens_per_second:.1f} tokens/s)",

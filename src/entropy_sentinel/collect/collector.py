@@ -32,6 +32,7 @@ True
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import os
 import time
@@ -297,7 +298,7 @@ class Collector:
         out = Path(output)
         ids = [item.id for item in items]
         if len(set(ids)) != len(ids):
-            dupes = sorted({i for i in ids if ids.count(i) > 1})[:5]
+            dupes = sorted(i for i, n in collections.Counter(ids).items() if n > 1)[:5]
             raise ConfigError(f"item ids repeat (e.g. {dupes}); ids must be unique per output")
         out.parent.mkdir(parents=True, exist_ok=True)
         done, cut = read_done_ids(out)
@@ -430,9 +431,20 @@ class Collector:
         return record
 
     async def _grade(self, client: Any, item: Item, text: str) -> Grade:
+        """The grade of one response; a grader that cannot decide leaves it unlabelled.
+
+        The response is kept either way (``correct`` absent, the reason in
+        ``meta.grade.detail``): regrade it later with ``sentinel grade``.
+        """
         if self.judge is not None:
-            return await self.judge.grade(client, item.question, text, item.answer)
-        return grade_item(text, item)
+            try:
+                return await self.judge.grade(client, item.question, text, item.answer)
+            except UpstreamError as exc:
+                return Grade(None, self.judge.grader, None, f"judge failed: {exc}")
+        try:
+            return grade_item(text, item)
+        except ConfigError as exc:  # e.g. a gold answer math-verify cannot parse
+            return Grade(None, "none", None, f"cannot grade: {exc}")
 
 
 def _first_choice(response: Mapping[str, Any], item_id: str) -> Mapping[str, Any]:
