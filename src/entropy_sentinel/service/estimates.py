@@ -1,0 +1,368 @@
+"""Per-slice, per-window accuracy estimates, summed from the stored bucket aggregates.
+
+One `SliceEstimate` record per (slice value, window): n, the label-free estimate
+(mean P(correct)) with its interval (Poisson-binomial sampling and the estimator's
+own error ``model_sd`` in quadrature, `SliceStats.interval`), the reference window's
+estimate and the change against it, and, when some traces of the slice are labelled,
+the label-corrected (prediction-powered) estimate with its interval.
+
+Windows are ``window`` seconds long and aligned to the epoch (a ``1d`` window starts
+at 00:00 UTC); without ``window`` one window spans ``since .. until``. The reference
+of a window starting at ``t`` is ``[t - reference, t)``. Every figure is a sum of
+stored buckets (no trace is rescanned), so a query over a year of traffic costs
+what the number of (slice, bucket) rows in it costs.
+
+The label-corrected estimate assumes the labelled traces are a uniform random sample
+of their slice (what `sentinel prioritize` draws); labels chosen some other way bias it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from entropy_sentinel.aggregate import Interval, SliceStats
+from entropy_sentinel.errors import ConfigError
+from entropy_sentinel.service.db import Database
+from entropy_sentinel.service.records import ScorerInfo
+from entropy_sentinel.service.tables import ALL, SUM_COLUMNS, slice_buckets
+from entropy_sentinel.service.timeutil import format_duration, format_instant
+
+__all__ = [
+    "EstimateQuery",
+    "EstimateResult",
+    "SliceEstimate",
+    "estimate",
+    "slice_stats",
+    "slice_values",
+]
+
+
+@dataclass(frozen=True)
+class EstimateQuery:
+    """What to estimate. Times are epoch seconds, durations seconds.
+
+    Attributes:
+        by: slice dimension (``"domain"``), or ``"*"`` for all traffic.
+        window: window length; None for one window over ``since .. until``.
+        since, until: time range (None: from the first stored trace / up to now).
+        reference: reference length before each window; None or 0 for none.
+        level: interval level.
+        min_count: leave out (slice, window) records with fewer traces.
+    """
+
+    by: str
+    window: int | None = None
+    since: float | None = None
+    until: float | None = None
+    reference: int | None = None
+    level: float = 0.95
+    min_count: int = 1
+
+    def check(self, bucket: int) -> None:
+        """Raise `ConfigError` when the query cannot be answered from ``bucket`` grain."""
+        if not self.by:
+            raise ConfigError("`by` must name a slice dimension (or '*' for all traffic)")
+        for name in ("window", "reference"):
+            value = getattr(self, name)
+            if value and value % bucket:
+                raise ConfigError(
+                    f"{name}={format_duration(value)} is not a whole number of the database's "
+                    f"{format_duration(bucket)} buckets; use a multiple of {bucket} s"
+                )
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise ConfigError(
+                f"since ({format_instant(self.since)}) must be before until "
+                f"({format_instant(self.until)})"
+            )
+        if not 0.0 < self.level < 1.0:
+            raise ConfigError(f"level={self.level!r} must be in (0, 1), e.g. 0.95")
+        if self.min_count < 1:
+            raise ConfigError(f"min_count={self.min_count!r} must be >= 1")
+
+
+@dataclass(frozen=True)
+class SliceEstimate:
+    """Estimated accuracy of one slice in one window (see the module docstring)."""
+
+    dimension: str
+    value: str
+    window_start: float
+    window_end: float
+    stats: SliceStats
+    interval: Interval
+    reference: SliceStats | None
+    reference_interval: Interval | None
+    label_corrected: Interval | None
+
+    @property
+    def change(self) -> float:
+        """Estimate minus the reference estimate (NaN without a reference)."""
+        if self.reference_interval is None:
+            return math.nan
+        return self.interval.estimate - self.reference_interval.estimate
+
+    @property
+    def change_z(self) -> float:
+        """`change` in standard errors (sampling only, both windows in quadrature)."""
+        if self.reference is None or not self.reference.n or not self.stats.n:
+            return math.nan
+        se = math.hypot(self.stats.sampling_sd, self.reference.sampling_sd)
+        return self.change / se if se > 0 else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready record (NaN becomes None)."""
+        out: dict[str, Any] = {
+            "slice": {} if self.dimension == ALL else {self.dimension: self.value},
+            "window_start": format_instant(self.window_start),
+            "window_end": format_instant(self.window_end),
+            "n": self.stats.n,
+            "estimate": _num(self.interval.estimate),
+            "lower": _num(self.interval.lower),
+            "upper": _num(self.interval.upper),
+            "n_labelled": self.stats.n_labelled,
+            "labelled_accuracy": _num(self.stats.true_accuracy),
+            "label_corrected": None,
+            "reference": None,
+            "change": _num(self.change),
+            "change_z": _num(self.change_z),
+        }
+        if self.label_corrected is not None:
+            out["label_corrected"] = _interval_dict(self.label_corrected)
+        if self.reference is not None and self.reference_interval is not None:
+            out["reference"] = {"n": self.reference.n, **_interval_dict(self.reference_interval)}
+        return out
+
+
+@dataclass(frozen=True)
+class EstimateResult:
+    """Records of one query, worst estimate first within each window."""
+
+    query: EstimateQuery
+    scorer: ScorerInfo
+    start: float
+    end: float
+    records: tuple[SliceEstimate, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        q = self.query
+        return {
+            "by": q.by,
+            "window": None if q.window is None else format_duration(q.window),
+            "since": format_instant(self.start),
+            "until": format_instant(self.end),
+            "reference": format_duration(q.reference) if q.reference else None,
+            "level": q.level,
+            "model_sd": self.scorer.model_sd,
+            "scorer_id": self.scorer.id,
+            "records": [r.to_dict() for r in self.records],
+        }
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per record, flat columns (for CSV and tables)."""
+        rows = []
+        for r in self.records:
+            rows.append(
+                {
+                    "dimension": r.dimension,
+                    "value": r.value,
+                    "window_start": format_instant(r.window_start),
+                    "window_end": format_instant(r.window_end),
+                    "n": r.stats.n,
+                    "estimate": r.interval.estimate,
+                    "lower": r.interval.lower,
+                    "upper": r.interval.upper,
+                    "reference_n": r.reference.n if r.reference is not None else 0,
+                    "reference_estimate": r.reference_interval.estimate
+                    if r.reference_interval is not None
+                    else math.nan,
+                    "change": r.change,
+                    "change_z": r.change_z,
+                    "n_labelled": r.stats.n_labelled,
+                    "labelled_accuracy": r.stats.true_accuracy,
+                    "label_corrected": r.label_corrected.estimate
+                    if r.label_corrected is not None
+                    else math.nan,
+                    "label_corrected_lower": r.label_corrected.lower
+                    if r.label_corrected is not None
+                    else math.nan,
+                    "label_corrected_upper": r.label_corrected.upper
+                    if r.label_corrected is not None
+                    else math.nan,
+                }
+            )
+        return pd.DataFrame(rows)
+
+
+def estimate(
+    db: Database, scorer: ScorerInfo, bucket: int, query: EstimateQuery, *, now: float
+) -> EstimateResult:
+    """Answer ``query`` from the aggregates of ``scorer`` (see the module docstring)."""
+    query.check(bucket)
+    until = now if query.until is None else query.until
+    end = _ceil(until, bucket)
+    since = query.since
+    if since is None:
+        first = _first_bucket(db, scorer.id, query.by)
+        since = float(first) if first is not None else float(end - (query.window or bucket))
+    start = _floor(since, bucket)
+    if query.window:
+        start, end = _floor(start, query.window), _ceil(end, query.window)
+    ref = query.reference or 0
+    frame = _bucket_frame(db, scorer.id, query.by, start - ref, end)
+    if frame.empty:
+        return EstimateResult(query, scorer, float(start), float(end), ())
+    width = query.window or (end - start)
+    records: list[SliceEstimate] = []
+    for value, group in frame.groupby("value", sort=True):
+        b = group["bucket"].to_numpy(np.int64)
+        sums = group[list(SUM_COLUMNS)].to_numpy(np.float64)
+        order = np.argsort(b, kind="stable")
+        b, sums = b[order], sums[order]
+        cum = np.vstack([np.zeros((1, sums.shape[1])), np.cumsum(sums, axis=0)])
+        in_range = (b >= start) & (b < end)
+        wins = np.unique(start + ((b[in_range] - start) // width) * width)
+        for w in wins.tolist():
+            cur = _stats(_range_sum(cum, b, w, w + width))
+            if cur.n < query.min_count:
+                continue
+            reference = _stats(_range_sum(cum, b, w - ref, w)) if ref else None
+            records.append(_record(query, scorer, str(value), w, w + width, cur, reference))
+    records.sort(key=lambda r: (r.window_start, _nan_last(r.interval.estimate), r.value))
+    return EstimateResult(query, scorer, float(start), float(end), tuple(records))
+
+
+def slice_stats(
+    db: Database, scorer_id: int, dimension: str, start: float, end: float
+) -> dict[str, SliceStats]:
+    """Per value of ``dimension``: the merged statistics of buckets in ``[start, end)``."""
+    cols = [sa.func.sum(slice_buckets.c[c]) for c in SUM_COLUMNS]
+    query = (
+        sa.select(slice_buckets.c.value, *cols)
+        .where(
+            slice_buckets.c.scorer_id == scorer_id,
+            slice_buckets.c.dimension == dimension,
+            slice_buckets.c.bucket >= int(start),
+            slice_buckets.c.bucket < int(end),
+        )
+        .group_by(slice_buckets.c.value)
+        .having(sa.func.sum(slice_buckets.c.n) > 0)
+    )
+    with db.read.connect() as conn:
+        rows = conn.execute(query).all()
+    return {row[0]: _stats(np.asarray(row[1:], dtype=np.float64)) for row in rows}
+
+
+def slice_values(
+    db: Database, scorer_id: int, start: float, end: float
+) -> dict[str, dict[str, int]]:
+    """Every slice dimension seen in ``[start, end)``, with each value's trace count."""
+    query = (
+        sa.select(slice_buckets.c.dimension, slice_buckets.c.value, sa.func.sum(slice_buckets.c.n))
+        .where(
+            slice_buckets.c.scorer_id == scorer_id,
+            slice_buckets.c.bucket >= int(start),
+            slice_buckets.c.bucket < int(end),
+        )
+        .group_by(slice_buckets.c.dimension, slice_buckets.c.value)
+        .having(sa.func.sum(slice_buckets.c.n) > 0)
+    )
+    out: dict[str, dict[str, int]] = {}
+    with db.read.connect() as conn:
+        for dim, value, n in conn.execute(query):
+            out.setdefault(dim, {})[value] = int(n)
+    return out
+
+
+# ------------------------------------------------------------------ helpers
+def _bucket_frame(db: Database, scorer_id: int, dimension: str, lo: int, hi: int) -> pd.DataFrame:
+    query = sa.select(
+        slice_buckets.c.value, slice_buckets.c.bucket, *(slice_buckets.c[c] for c in SUM_COLUMNS)
+    ).where(
+        slice_buckets.c.scorer_id == scorer_id,
+        slice_buckets.c.dimension == dimension,
+        slice_buckets.c.bucket >= lo,
+        slice_buckets.c.bucket < hi,
+    )
+    with db.read.connect() as conn:
+        rows = conn.execute(query).all()
+    return pd.DataFrame(rows, columns=["value", "bucket", *SUM_COLUMNS])
+
+
+def _first_bucket(db: Database, scorer_id: int, dimension: str) -> int | None:
+    query = sa.select(sa.func.min(slice_buckets.c.bucket)).where(
+        slice_buckets.c.scorer_id == scorer_id, slice_buckets.c.dimension == dimension
+    )
+    with db.read.connect() as conn:
+        value = conn.execute(query).scalar_one_or_none()
+    return None if value is None else int(value)
+
+
+def _range_sum(cum: np.ndarray, b: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Sum of the rows whose bucket is in ``[lo, hi)`` from prefix sums ``cum``."""
+    i, j = np.searchsorted(b, [lo, hi], side="left")
+    return np.asarray(cum[j] - cum[i], dtype=np.float64)
+
+
+def _stats(sums: np.ndarray) -> SliceStats:
+    s = [float(x) for x in sums]
+    # the sums of p (1 - p) and of squared residuals are >= 0; clip float drift
+    return SliceStats(
+        n=round(s[0]),
+        sum_p=s[1],
+        sum_p2=max(0.0, s[2]),
+        sum_pq=max(0.0, s[3]),
+        n_labelled=round(s[4]),
+        sum_y=s[5],
+        sum_r=s[6],
+        sum_r2=max(0.0, s[7]),
+    )
+
+
+def _record(
+    query: EstimateQuery,
+    scorer: ScorerInfo,
+    value: str,
+    start: float,
+    end: float,
+    cur: SliceStats,
+    reference: SliceStats | None,
+) -> SliceEstimate:
+    return SliceEstimate(
+        dimension=query.by,
+        value=value,
+        window_start=float(start),
+        window_end=float(end),
+        stats=cur,
+        interval=cur.interval(query.level, scorer.model_sd),
+        reference=reference,
+        reference_interval=None
+        if reference is None or not reference.n
+        else reference.interval(query.level, scorer.model_sd),
+        label_corrected=cur.ppi_interval(query.level) if cur.n_labelled else None,
+    )
+
+
+def _interval_dict(iv: Interval) -> dict[str, float | None]:
+    return {"estimate": _num(iv.estimate), "lower": _num(iv.lower), "upper": _num(iv.upper)}
+
+
+def _num(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def _nan_last(x: float) -> float:
+    return math.inf if math.isnan(x) else x
+
+
+def _floor(t: float, step: int) -> int:
+    return int(t // step) * step
+
+
+def _ceil(t: float, step: int) -> int:
+    return -int(-t // step) * step

@@ -1,0 +1,1 @@
+"""Alembic migrations of the monitoring database (applied by `entropy_sentinel.service.db`)."""

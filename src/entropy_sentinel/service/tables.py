@@ -1,0 +1,195 @@
+"""The database schema (SQLAlchemy Core), shared by SQLite and PostgreSQL.
+
+Layout, chosen for per-slice, per-time-window queries over millions of traces:
+
+* ``traces``: one row per scored response: its id, event time ``ts`` and time bucket,
+  slice labels (JSON text), its length and top-k width ``k`` (0 when it carried
+  precomputed entropies), the 11 entropy-profile features (so P can be recomputed
+  after a recalibration), P(correct) before (``p_raw``) and after (``p``) the active
+  calibration, the scorer that counted it, and an optional label.
+* ``trace_slices``: one row per (trace, slice dimension): the index that finds the
+  traces of one slice in a time range without scanning JSON.
+* ``slice_buckets``: the mergeable sums of `entropy_sentinel.aggregate.SliceStats` per
+  (scorer, dimension, value, bucket), updated in the same transaction as the traces.
+  Estimates for any window are sums over buckets, never rescans. The dimension ``*``
+  (value ``*``) holds all traffic.
+* ``scorers``: each estimator (and each recalibration of it) that has scored traces;
+  ``sentinel_meta['active_scorer']`` names the one estimates use.
+* ``alerts``: one row per alert episode; at most one open episode per
+  (rule, dimension, value), enforced by a partial unique index.
+* ``trace_payloads``: raw records (zlib-compressed JSON), only with ``store_raw``.
+* ``sentinel_meta``: key/value facts about the database (bucket width, active scorer).
+
+Times are Unix epoch seconds (UTC) as double precision; buckets are whole seconds.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from entropy_sentinel.profile import FEATURE_NAMES
+
+__all__ = [
+    "ALL",
+    "FEATURE_COLUMNS",
+    "MAX_DIMENSION",
+    "MAX_ID",
+    "MAX_VALUE",
+    "SUM_COLUMNS",
+    "alerts",
+    "metadata",
+    "scorers",
+    "sentinel_meta",
+    "slice_buckets",
+    "trace_payloads",
+    "trace_slices",
+    "traces",
+]
+
+ALL = "*"
+"""Dimension and value of the all-traffic aggregate."""
+MAX_ID = 256
+MAX_DIMENSION = 64
+MAX_VALUE = 256
+FEATURE_COLUMNS: tuple[str, ...] = FEATURE_NAMES
+SUM_COLUMNS: tuple[str, ...] = (
+    "n",
+    "sum_p",
+    "sum_p2",
+    "sum_pq",
+    "n_labelled",
+    "sum_y",
+    "sum_r",
+    "sum_r2",
+)
+"""The `SliceStats` fields stored per bucket, in `SliceStats` order."""
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid alias).
+_BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+sentinel_meta = sa.Table(
+    "sentinel_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+scorers = sa.Table(
+    "scorers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("estimator_sha256", sa.String(64), nullable=False),
+    sa.Column("entropy_mode", sa.String(16), nullable=False),
+    sa.Column("features", sa.Text, nullable=False),  # JSON list of feature names
+    sa.Column("model_sd", sa.Double, nullable=False),
+    sa.Column("card", sa.Text, nullable=False),  # JSON model card
+    sa.Column("calibration", sa.Text, nullable=True),  # JSON, None for the bare estimator
+    sa.Column("base_id", sa.Integer, sa.ForeignKey("scorers.id"), nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("note", sa.Text, nullable=False, server_default=""),
+)
+
+traces = sa.Table(
+    "traces",
+    metadata,
+    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+    sa.Column("trace_id", sa.String(MAX_ID), nullable=False, unique=True),
+    sa.Column("ts", sa.Double, nullable=False),
+    sa.Column("bucket", sa.BigInteger, nullable=False),
+    sa.Column("received_at", sa.Double, nullable=False),
+    sa.Column("slice", sa.Text, nullable=False),  # JSON object dimension -> value
+    sa.Column("n_tokens", sa.Integer, nullable=False),
+    sa.Column("k", sa.Integer, nullable=False),  # alternatives per step (0: precomputed)
+    sa.Column("entropy_mode", sa.String(16), nullable=False),
+    *(sa.Column(name, sa.Double, nullable=False) for name in FEATURE_COLUMNS),
+    sa.Column("extra_features", sa.Text, nullable=True),  # JSON {name: value}
+    sa.Column("p_raw", sa.Double, nullable=False),
+    sa.Column("p", sa.Double, nullable=False),
+    sa.Column("scorer_id", sa.Integer, sa.ForeignKey("scorers.id"), nullable=False),
+    sa.Column("label", sa.Double, nullable=True),
+    sa.Column("label_source", sa.String(128), nullable=True),
+    sa.Column("labelled_at", sa.Double, nullable=True),
+    sa.Column("meta", sa.Text, nullable=True),  # JSON object
+    sa.Index(None, "bucket"),
+    sa.Index(None, "scorer_id", "id"),
+)
+
+trace_slices = sa.Table(
+    "trace_slices",
+    metadata,
+    sa.Column(
+        "trace_pk",
+        _BigId,
+        sa.ForeignKey("traces.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("dimension", sa.String(MAX_DIMENSION), primary_key=True),
+    sa.Column("value", sa.String(MAX_VALUE), nullable=False),
+    sa.Column("bucket", sa.BigInteger, nullable=False),
+    sa.Index(None, "dimension", "value", "bucket"),
+)
+
+trace_payloads = sa.Table(
+    "trace_payloads",
+    metadata,
+    sa.Column(
+        "trace_pk",
+        _BigId,
+        sa.ForeignKey("traces.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("raw", sa.LargeBinary, nullable=False),
+)
+
+slice_buckets = sa.Table(
+    "slice_buckets",
+    metadata,
+    sa.Column("scorer_id", sa.Integer, sa.ForeignKey("scorers.id"), primary_key=True),
+    sa.Column("dimension", sa.String(MAX_DIMENSION), primary_key=True),
+    sa.Column("bucket", sa.BigInteger, primary_key=True),
+    sa.Column("value", sa.String(MAX_VALUE), primary_key=True),
+    sa.Column("n", sa.BigInteger, nullable=False),
+    sa.Column("sum_p", sa.Double, nullable=False),
+    sa.Column("sum_p2", sa.Double, nullable=False),
+    sa.Column("sum_pq", sa.Double, nullable=False),
+    sa.Column("n_labelled", sa.BigInteger, nullable=False),
+    sa.Column("sum_y", sa.Double, nullable=False),
+    sa.Column("sum_r", sa.Double, nullable=False),
+    sa.Column("sum_r2", sa.Double, nullable=False),
+)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+    sa.Column("rule", sa.String(128), nullable=False),
+    sa.Column("dimension", sa.String(MAX_DIMENSION), nullable=False),
+    sa.Column("value", sa.String(MAX_VALUE), nullable=False),
+    sa.Column("opened_at", sa.Double, nullable=False),
+    sa.Column("resolved_at", sa.Double, nullable=True),
+    sa.Column("evidence", sa.Text, nullable=False),  # JSON, when the episode opened
+    sa.Column("last_evidence", sa.Text, nullable=False),  # JSON, latest evaluation
+    sa.Column("notified_at", sa.Double, nullable=True),
+    sa.Column("resolved_notified_at", sa.Double, nullable=True),
+    sa.Column("notify_attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("notify_error", sa.Text, nullable=True),
+    sa.Index(None, "opened_at"),
+    sa.Index(
+        "uq_alerts_open_episode",
+        "rule",
+        "dimension",
+        "value",
+        unique=True,
+        sqlite_where=sa.text("resolved_at IS NULL"),
+        postgresql_where=sa.text("resolved_at IS NULL"),
+    ),
+)

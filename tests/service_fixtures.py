@@ -1,0 +1,69 @@
+"""Fixtures shared by the monitoring-service tests (imported by tests/test_service_*.py).
+
+* ``db_url``: a fresh database per test, on SQLite and (marked ``postgres``) on the
+  PostgreSQL server of ``SENTINEL_TEST_POSTGRES_URL`` (scripts/test.sh starts one with
+  scripts/postgres.sh); the PostgreSQL run skips with the reason when it is unset.
+* ``phi35_model``: a real `CorrectnessEstimator` (L1-logistic) fitted on the real
+  Phi-3.5 GSM8K traces (precomputed entropies), saved as an artifact.
+* ``smollm2_model``: one fitted on the recorded SmolLM2 responses (top-20 logprobs).
+* ``phi35_records`` / ``smollm2_records``: those traces as JSON-ready dicts.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from entropy_sentinel import CorrectnessEstimator, read_traces
+from entropy_sentinel.service.testing import postgres_database
+from tests.conftest import SMOLLM2_FIXTURES
+
+POSTGRES_ENV = "SENTINEL_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database URL (see the module docstring)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'sentinel.db'}"
+        return
+    server = os.environ.get(POSTGRES_ENV)
+    if not server:
+        pytest.skip(
+            f"{POSTGRES_ENV} is not set: start a server with "
+            f'`eval "$(bash scripts/postgres.sh env)"` (scripts/test.sh does)'
+        )
+    with postgres_database(server) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def phi35_records(phi35_path: Path) -> list[dict[str, Any]]:
+    with gzip.open(phi35_path, "rt") as fh:
+        return [json.loads(line) for line in fh]
+
+
+@pytest.fixture(scope="session")
+def phi35_model(phi35_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    batch = read_traces(phi35_path)
+    est = CorrectnessEstimator(family="lr", random_state=0).fit_traces(batch, slice_dim=None)
+    return est.save(tmp_path_factory.mktemp("models") / "phi35-lr.skops")
+
+
+@pytest.fixture(scope="session")
+def smollm2_records() -> list[dict[str, Any]]:
+    lines = (SMOLLM2_FIXTURES / "traces.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def smollm2_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    batch = read_traces(SMOLLM2_FIXTURES / "traces.jsonl", errors="collect")
+    est = CorrectnessEstimator(family="lr", random_state=0).fit_traces(batch)
+    return est.save(tmp_path_factory.mktemp("models") / "smollm2-lr.skops")

@@ -1,0 +1,347 @@
+"""Storage of the monitoring service, on SQLite and PostgreSQL (``postgres`` marker).
+
+The invariant checked throughout: the per-bucket aggregates equal a recount from the
+stored traces (`check_aggregates`), and estimates summed from buckets equal
+`SliceStats` computed directly from the stored probabilities and labels.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from entropy_sentinel.aggregate import SliceStats
+from entropy_sentinel.errors import ConfigError, StorageError
+from entropy_sentinel.service.consistency import check_aggregates
+from entropy_sentinel.service.db import current_revision, head_revision, open_database
+from entropy_sentinel.service.estimates import EstimateQuery, estimate, slice_stats, slice_values
+from entropy_sentinel.service.recalibration import apply_calibration
+from entropy_sentinel.service.records import ScoredTraces, ScorerInfo
+from entropy_sentinel.service.store import Storage
+from entropy_sentinel.service.tables import metadata, traces
+from tests.service_fixtures import db_url
+
+__all__ = ["db_url"]
+
+BUCKET = 60
+T0 = 1_700_000_040.0  # a bucket boundary (divisible by 60)
+SHA = "a" * 64
+
+
+def _scored(
+    scorer: ScorerInfo,
+    ids: list[str],
+    *,
+    ts: list[float] | None = None,
+    slices: list[dict[str, str]] | None = None,
+    p: list[float] | None = None,
+    labels: list[float] | None = None,
+) -> ScoredTraces:
+    n = len(ids)
+    rng = np.random.default_rng(len(ids))
+    p_arr = np.asarray(p if p is not None else rng.uniform(0.05, 0.95, n), dtype=np.float64)
+    return ScoredTraces(
+        trace_ids=ids,
+        ts=np.asarray(ts if ts is not None else [T0] * n, dtype=np.float64),
+        received_at=T0,
+        slices=slices if slices is not None else [{"domain": "algebra"}] * n,
+        n_tokens=np.full(n, 7, dtype=np.int64),
+        k=np.zeros(n, dtype=np.int64),
+        entropy_mode="topk",
+        features=rng.uniform(0, 2, (n, 11)),
+        extra_features=[None] * n,
+        p_raw=p_arr,
+        p=p_arr,
+        scorer_id=scorer.id,
+        labels=np.asarray(labels if labels is not None else [np.nan] * n, dtype=np.float64),
+        meta=[{"i": i} for i in range(n)],
+        raw=[None] * n,
+    )
+
+
+def _storage(url: str) -> Storage:
+    return Storage(open_database(url), BUCKET)
+
+
+@pytest.fixture
+def storage(db_url: str) -> Iterator[Storage]:
+    store = _storage(db_url)
+    yield store
+    store.db.dispose()
+
+
+def _scorer(storage: Storage, calibration: dict[str, Any] | None = None) -> ScorerInfo:
+    scorer = storage.register_scorer(
+        estimator_sha256=SHA,
+        entropy_mode="topk",
+        features=["h_max"],
+        model_sd=0.02,
+        card={"family": "lr"},
+        calibration=calibration,
+    )
+    if calibration is None:
+        storage.activate(scorer.id)
+    return scorer
+
+
+def _stored(storage: Storage) -> list[Any]:
+    with storage.db.read.connect() as conn:
+        return list(conn.execute(sa.select(traces).order_by(traces.c.id)).all())
+
+
+# ----------------------------------------------------------------- migrations
+def test_migrations_build_exactly_the_declared_schema(db_url: str) -> None:
+    db = open_database(db_url)
+    with db.read.connect() as conn:
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), metadata
+        )
+    assert diff == []
+    assert current_revision(db) == head_revision()
+    db.dispose()
+    again = open_database(db_url)  # idempotent: nothing left to apply
+    assert current_revision(again) == head_revision()
+    again.dispose()
+
+
+def test_concurrent_first_starts_migrate_once(db_url: str) -> None:
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            open_database(db_url).dispose()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    db = open_database(db_url)
+    assert current_revision(db) == head_revision()
+    db.dispose()
+
+
+def test_database_refuses_what_would_lose_data(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="in-memory"):
+        open_database("sqlite://")
+    with pytest.raises(ConfigError, match="does not exist"):
+        open_database(f"sqlite:///{tmp_path}/missing/dir/s.db")
+    with pytest.raises(ConfigError, match="not supported"):
+        open_database("mysql://localhost/x")
+    url = f"sqlite:///{tmp_path}/s.db"
+    db = open_database(url)
+    Storage(db, 60)
+    with pytest.raises(ConfigError, match="aggregates in 60 s buckets"):
+        Storage(db, 300)
+    db.dispose()
+
+
+def test_unreachable_postgres_is_a_storage_error() -> None:
+    with pytest.raises(StorageError, match="cannot connect"):
+        open_database("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
+
+
+# --------------------------------------------------------------------- writes
+def test_write_stores_each_id_once_and_reports_duplicates(storage: Storage) -> None:
+    scorer = _scorer(storage)
+    first = _scored(scorer, [f"t{i}" for i in range(10)])
+    [out] = storage.write([first])
+    assert out.stored == frozenset(first.trace_ids) and not out.duplicates
+
+    # a retry of t3..t5 plus new ids, and an id repeated across batches of one group
+    again = _scored(scorer, ["t3", "t4", "t5", "n1", "n2"])
+    other = _scored(scorer, ["n2", "n3"])
+    out_a, out_b = storage.write([again, other])
+    assert out_a.stored == {"n1", "n2"} and out_a.duplicates == {"t3", "t4", "t5"}
+    assert out_b.stored == {"n3"} and out_b.duplicates == {"n2"}
+
+    rows = _stored(storage)
+    assert len(rows) == 13 and len({r.trace_id for r in rows}) == 13
+    assert check_aggregates(storage.db).ok
+    stats = slice_stats(storage.db, scorer.id, "domain", T0, T0 + BUCKET)["algebra"]
+    direct = SliceStats.from_arrays([r.p for r in rows])
+    assert stats.n == direct.n == 13
+    assert stats.estimate == pytest.approx(direct.estimate, rel=1e-12)
+    assert stats.sum_pq == pytest.approx(direct.sum_pq, rel=1e-12)
+
+
+def test_slices_features_meta_and_labels_are_stored_as_given(storage: Storage) -> None:
+    scorer = _scorer(storage)
+    batch = _scored(
+        scorer,
+        ["a", "b"],
+        slices=[{"domain": "chemistry", "customer": "acme"}, {}],
+        labels=[1.0, np.nan],
+        ts=[T0 + 5.25, T0 + 3600.5],
+    )
+    storage.write([batch])
+    a, b = _stored(storage)
+    assert a.slice == '{"domain":"chemistry","customer":"acme"}' and b.slice == "{}"
+    assert (a.ts, a.bucket, b.bucket) == (T0 + 5.25, T0, T0 + 3600)
+    assert [a.h_max, a.h_sea] == [batch.features[0, 0], batch.features[0, 10]]
+    assert (a.label, a.label_source, b.label) == (1.0, "ingest", None)
+    assert a.meta == '{"i":0}'
+    values = slice_values(storage.db, scorer.id, T0, T0 + 7200)
+    assert values == {"*": {"*": 2}, "domain": {"chemistry": 1}, "customer": {"acme": 1}}
+    assert check_aggregates(storage.db).ok
+
+
+# --------------------------------------------------------------------- labels
+def test_labels_attach_replace_and_report_unknown_ids(storage: Storage) -> None:
+    scorer = _scorer(storage)
+    batch = _scored(scorer, [f"t{i}" for i in range(6)], p=[0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    storage.write([batch])
+    out = storage.apply_labels([("t0", 1.0), ("t1", 0.0), ("ghost", 1.0)], source="alice")
+    assert out.labelled == ("t0", "t1") and out.unknown == ("ghost",) and not out.unchanged
+    out = storage.apply_labels([("t0", 1.0), ("t1", 1.0), ("t2", 0.0)], source="alice")
+    assert out.unchanged == ("t0",) and set(out.labelled) == {"t1", "t2"}
+    assert check_aggregates(storage.db).ok
+
+    stats = slice_stats(storage.db, scorer.id, "*", T0, T0 + BUCKET)["*"]
+    y = np.array([1.0, 1.0, 0.0, np.nan, np.nan, np.nan])
+    direct = SliceStats.from_arrays(batch.p, y)
+    assert (stats.n, stats.n_labelled, stats.sum_y) == (6, 3, 2.0)
+    assert stats.ppi_interval().estimate == pytest.approx(direct.ppi_interval().estimate)
+    assert stats.ppi_interval().lower == pytest.approx(direct.ppi_interval().lower)
+    with pytest.raises(ConfigError, match="must be 1"):
+        storage.apply_labels([("t0", 0.5)], source="alice")
+
+
+# ------------------------------------------------------------------ rescoring
+def test_rescore_moves_every_trace_to_the_recalibrated_scorer(storage: Storage) -> None:
+    base = _scorer(storage)
+    p = np.linspace(0.05, 0.95, 25)
+    storage.write([_scored(base, [f"t{i}" for i in range(25)], p=p.tolist())])
+    storage.apply_labels([("t0", 0.0), ("t24", 1.0)], source="bob")
+    spec = {"method": "isotonic", "x": [0.0, 1.0], "y": [0.2, 0.6]}
+    recal = _scorer(storage, calibration=spec)
+    storage.activate(recal.id)
+
+    def calibrate(s: np.ndarray) -> np.ndarray:
+        return apply_calibration(spec, s)
+
+    assert storage.pending_rescore([base.id]) == 25
+    moved = storage.rescore(recal.id, [base.id], None, calibrate=calibrate, limit=10)
+    assert moved == 10 and storage.pending_rescore([base.id]) == 15
+    while storage.rescore(recal.id, [base.id], None, calibrate=calibrate, limit=10):
+        pass
+    assert storage.pending_rescore([base.id]) == 0
+    rows = _stored(storage)
+    assert {r.scorer_id for r in rows} == {recal.id}
+    assert [r.p for r in rows] == pytest.approx(calibrate(p).tolist())
+    assert [r.p_raw for r in rows] == pytest.approx(p.tolist())
+    report = check_aggregates(storage.db)
+    assert report.ok, report.problems
+    new = slice_stats(storage.db, recal.id, "*", T0, T0 + BUCKET)["*"]
+    assert new.n == 25 and new.estimate == pytest.approx(float(calibrate(p).mean()))
+    assert new.n_labelled == 2
+    assert slice_stats(storage.db, base.id, "*", T0, T0 + BUCKET) == {}
+
+
+# ------------------------------------------------------------------ estimates
+def test_windows_and_reference_are_sums_of_buckets(storage: Storage) -> None:
+    scorer = _scorer(storage)
+    hours = [0, 0, 1, 1, 1, 2]
+    ts = [T0 + 3600 * h + 7 * i for i, h in enumerate(hours)]
+    p = [0.9, 0.7, 0.4, 0.6, 0.5, 0.8]
+    slices = [{"domain": d} for d in ["a", "b", "a", "a", "b", "a"]]
+    storage.write([_scored(scorer, [f"t{i}" for i in range(6)], ts=ts, p=p, slices=slices)])
+    start = math.floor(T0 / 3600) * 3600
+    query = EstimateQuery(
+        by="domain", window=3600, since=start, until=start + 4 * 3600, reference=3600
+    )
+    result = estimate(storage.db, scorer, BUCKET, query, now=start + 5 * 3600)
+    got = {(r.value, r.window_start): r for r in result.records}
+    assert start + 3600 > T0 + 7 * 6  # hour 0 of the traces is the first window
+    a1 = got[("a", start + 3600)]
+    assert a1.stats.n == 2 and a1.interval.estimate == pytest.approx(0.5)
+    assert a1.reference is not None and a1.reference.n == 1
+    assert a1.change == pytest.approx(0.5 - 0.9)
+    assert a1.interval.upper - a1.interval.lower > 0
+    whole = estimate(storage.db, scorer, BUCKET, EstimateQuery(by="*"), now=start + 5 * 3600)
+    [everything] = whole.records
+    assert everything.stats.n == 6 and everything.interval.estimate == pytest.approx(np.mean(p))
+    with pytest.raises(ConfigError, match="whole number"):
+        estimate(storage.db, scorer, BUCKET, EstimateQuery(by="domain", window=90), now=T0)
+
+
+# ------------------------------------------------------------------ properties
+_op = st.one_of(
+    st.tuples(
+        st.just("write"),
+        st.lists(
+            st.tuples(
+                st.integers(0, 30),  # id
+                st.integers(0, 5),  # bucket offset
+                st.sampled_from(["a", "b", "c"]),  # domain
+                st.floats(0.0, 1.0),  # p
+                st.sampled_from([np.nan, 0.0, 1.0]),  # label at ingest
+            ),
+            min_size=1,
+            max_size=8,
+        ),
+    ),
+    st.tuples(
+        st.just("label"),
+        st.lists(st.tuples(st.integers(0, 30), st.sampled_from([0.0, 1.0])), max_size=6),
+    ),
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=st.lists(_op, min_size=1, max_size=6))
+def test_aggregates_always_equal_a_recount(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[Any]
+) -> None:
+    url = f"sqlite:///{tmp_path_factory.mktemp('prop') / 's.db'}"
+    storage = _storage(url)
+    scorer = _scorer(storage)
+    for kind, payload in ops:
+        if kind == "write":
+            storage.write(
+                [
+                    _scored(
+                        scorer,
+                        [f"t{i}" for i, *_ in payload],
+                        ts=[T0 + BUCKET * b for _, b, *_ in payload],
+                        slices=[{"domain": d} for _, _, d, *_ in payload],
+                        p=[p for *_, p, _ in payload],
+                        labels=[y for *_, y in payload],
+                    )
+                ]
+            )
+        else:
+            storage.apply_labels([(f"t{i}", y) for i, y in payload], source="prop")
+    report = check_aggregates(storage.db)
+    assert report.ok, report.problems
+    rows = _stored(storage)
+    for domain in "abc":
+        mine = [r for r in rows if f'"{domain}"' in r.slice]
+        got = slice_stats(storage.db, scorer.id, "domain", T0, T0 + 6 * BUCKET).get(domain)
+        if not mine:
+            assert got is None
+            continue
+        direct = SliceStats.from_arrays(
+            [r.p for r in mine], [np.nan if r.label is None else r.label for r in mine]
+        )
+        assert got is not None and got.n == direct.n
+        assert got.n_labelled == direct.n_labelled and got.sum_y == direct.sum_y
+        assert got.estimate == pytest.approx(direct.estimate, abs=1e-12)
+        assert got.sum_r == pytest.approx(direct.sum_r, abs=1e-9)
+    storage.db.dispose()
