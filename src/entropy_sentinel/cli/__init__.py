@@ -12,6 +12,10 @@ import sys
 from entropy_sentinel.cli import collect as _collect  # noqa: F401  (also registers model)
 from entropy_sentinel.cli import estimate, fit  # noqa: F401  (registers commands)
 from entropy_sentinel.cli import features as _features  # noqa: F401  (registers commands)
+from entropy_sentinel.cli import labels as _labels  # noqa: F401  (registers commands)
+from entropy_sentinel.cli import prioritize as _prioritize  # noqa: F401  (registers commands)
+from entropy_sentinel.cli import report as _report  # noqa: F401  (registers commands)
+from entropy_sentinel.cli import serve as _serve  # noqa: F401  (registers commands)
 from entropy_sentinel.cli.app import app, err_console
 from entropy_sentinel.errors import SentinelError
 

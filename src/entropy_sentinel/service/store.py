@@ -86,6 +86,19 @@ class Storage:
                 f"set bucket = {stored} (or use a new database)"
             )
 
+    @classmethod
+    def attach(cls, db: Database) -> Storage:
+        """Storage over an existing database, with the bucket width it was created with."""
+        with db.read.connect() as conn:
+            bucket = conn.execute(
+                sa.select(sentinel_meta.c.value).where(sentinel_meta.c.key == "bucket")
+            ).scalar_one_or_none()
+        if bucket is None:
+            raise StorageError(
+                f"{db!r} has never been served: start `sentinel serve --db ...` on it first"
+            )
+        return cls(db, int(bucket))
+
     # ------------------------------------------------------------------ meta
     def meta(self, key: str) -> str | None:
         with self.db.read.connect() as conn:

@@ -16,11 +16,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 import sqlalchemy as sa
@@ -28,7 +30,7 @@ from sqlalchemy.engine import make_url
 
 from entropy_sentinel.errors import ConfigError
 
-__all__ = ["ServiceProcess", "free_port", "postgres_database"]
+__all__ = ["ServiceProcess", "ThreadedServer", "free_port", "postgres_database"]
 
 
 def free_port() -> int:
@@ -168,3 +170,46 @@ class ServiceProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class ThreadedServer:
+    """A real uvicorn server for an ASGI ``app``, in a thread of this process, on loopback.
+
+    Real HTTP and the app's lifespan (start and graceful shutdown), without the start-up
+    cost of a subprocess; `ServiceProcess` is the one to kill.
+    """
+
+    def __init__(self, app: Any, *, port: int | None = None, host: str = "127.0.0.1") -> None:
+        import uvicorn
+
+        self.app = app
+        self.host = host
+        self.port = port or free_port()
+        config = uvicorn.Config(
+            app, host=host, port=self.port, log_config=None, access_log=False, lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    def __enter__(self) -> ThreadedServer:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise ConfigError("the threaded server did not start (see the log)")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.server.should_exit = True
+        self.thread.join(60)

@@ -3,7 +3,8 @@
 * A *duration* is written ``"90s"``, ``"5m"``, ``"1h"``, ``"1d"``, ``"1w"`` or given as a
   number of seconds.
 * An *instant* is an RFC 3339 / ISO 8601 string (``"2025-05-01T12:00:00Z"``; without an
-  offset it is read as UTC) or a number of seconds since the Unix epoch.
+  offset it is read as UTC) or a number of seconds since the Unix epoch. Where a
+  range starts or ends (``since``, ``until``), a duration means "that long ago".
 * A *bucket* is the storage grain: ``bucket_start = floor(ts / bucket) * bucket``.
   Windows are whole numbers of buckets, aligned to the epoch (a ``1d`` window starts at
   00:00 UTC), so per-window sums are exact sums of stored buckets.
@@ -30,6 +31,7 @@ __all__ = [
     "format_instant",
     "parse_duration",
     "parse_instant",
+    "parse_when",
 ]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -87,6 +89,17 @@ def parse_instant(value: str | int | float, *, what: str = "time") -> float:
     if not (math.isfinite(ts) and 0.0 <= ts <= _MAX_EPOCH):
         raise ConfigError(f"{what} {value!r} is outside 1970-01-01 .. 9999-12-31")
     return ts
+
+
+def parse_when(value: str, now: float, *, what: str = "time") -> float:
+    """An instant, or a duration meaning "that long before ``now``" (``"24h"``, ``"7d"``).
+
+    >>> parse_when("1h", now=7200.0), parse_when("1970-01-01T00:00:10Z", now=0.0)
+    (3600.0, 10.0)
+    """
+    if _DURATION.match(value):
+        return now - parse_duration(value, what=what)
+    return parse_instant(value, what=what)
 
 
 def format_instant(ts: float) -> str:

@@ -1,0 +1,108 @@
+"""``sentinel labels import`` and ``sentinel labels recalibrate``: labels back from annotators."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from entropy_sentinel.cli.app import app, console
+from entropy_sentinel.service.local import open_storage, require_scorer
+
+__all__ = ["labels_app"]
+
+labels_app = typer.Typer(
+    help="Bring labels back and recalibrate the estimator with them.", no_args_is_help=True
+)
+app.add_typer(labels_app, name="labels")
+
+
+@labels_app.command("import")
+def import_labels(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV or JSONL with `id` and `correct` columns.", exists=True, dir_okay=False
+        ),
+    ],
+    db: Annotated[str, typer.Option(help="Database URL.")],
+    source: Annotated[
+        str, typer.Option(help="Who labelled (when the file has no `source` column).")
+    ] = "import",
+    strict: Annotated[
+        bool, typer.Option(help="Fail (exit 1) on any bad line or unknown id.")
+    ] = False,
+) -> None:
+    """Attach labels to stored traces; then label-corrected estimates appear in
+    `sentinel report` and `sentinel labels recalibrate` can use them."""
+    from entropy_sentinel.service.labels import read_labels
+
+    parsed = read_labels(file)
+    by_source: dict[str, list[tuple[str, float]]] = {}
+    for rid, y, src in parsed.labels:
+        by_source.setdefault(src or source, []).append((rid, y))
+    labelled = unchanged = 0
+    unknown: list[str] = []
+    with open_storage(db) as storage:
+        for src, items in by_source.items():
+            out = storage.apply_labels(items, source=src)
+            labelled += len(out.labelled)
+            unchanged += len(out.unchanged)
+            unknown.extend(out.unknown)
+    console.print(
+        f"labelled {labelled} traces ({unchanged} unchanged, {parsed.blank} blank rows "
+        f"skipped, {len(unknown)} unknown ids, {len(parsed.rejections)} bad rows)",
+        highlight=False,
+    )
+    for problem in parsed.rejections[:20]:
+        console.print(f"  - {problem}", highlight=False, markup=False)
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown[:10])
+        console.print(
+            f"  unknown ids (not in the database): {shown}" + (" ..." if len(unknown) > 10 else ""),
+            highlight=False,
+            markup=False,
+        )
+    if strict and (unknown or parsed.rejections):
+        raise typer.Exit(1)
+
+
+@labels_app.command("recalibrate")
+def recalibrate_cmd(
+    db: Annotated[str, typer.Option(help="Database URL.")],
+    method: Annotated[str, typer.Option(help="isotonic or sigmoid.")] = "isotonic",
+    min_labels: Annotated[int, typer.Option(help="Refuse with fewer labels.")] = 50,
+    force: Annotated[
+        bool, typer.Option(help="Activate even if the held-out Brier score does not improve.")
+    ] = False,
+) -> None:
+    """Fit a recalibration of the active estimator on the stored labels; activate it and
+    rescore the stored traces if it lowers the cross-validated Brier score (or --force).
+    A running service picks it up within seconds."""
+    from entropy_sentinel.service.labels import recalibrate
+
+    with open_storage(db) as storage:
+        before = require_scorer(storage)
+        outcome = recalibrate(storage, method=method, min_labels=min_labels, force=force)
+    fit = outcome.fit
+    console.print(
+        f"{fit.spec['method']} recalibration on {fit.n_labels} labels ({fit.folds}-fold "
+        f"cross-validated): Brier {fit.brier_before:.4f} -> {fit.brier_after:.4f}, "
+        f"ECE {fit.ece_before:.4f} -> {fit.ece_after:.4f}",
+        highlight=False,
+    )
+    if outcome.activated is None:
+        console.print(
+            "not activated: it does not lower the held-out Brier score (use --force to "
+            f"activate anyway); scorer {before.id} stays active",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    console.print(
+        f"activated scorer {outcome.activated.id} (was {before.id}); rescored "
+        f"{outcome.rescored} traces",
+        highlight=False,
+    )
+    console.print(json.dumps(outcome.to_dict()), highlight=False, markup=False)

@@ -1,0 +1,106 @@
+"""``sentinel prioritize``: which slices, and which responses, to label next."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from entropy_sentinel.cli.app import app, console
+from entropy_sentinel.service.local import open_storage, require_scorer, when
+
+__all__ = ["prioritize"]
+
+
+@app.command()
+def prioritize(
+    db: Annotated[
+        str, typer.Option(help="Database URL (sqlite:///... or postgresql+psycopg://...).")
+    ],
+    budget: Annotated[int, typer.Option(help="How many responses to label.")],
+    by: Annotated[str, typer.Option(help="Slice dimension to rank.")] = "domain",
+    since: Annotated[str, typer.Option(help="Start: RFC 3339, epoch seconds, or 7d (ago).")] = "7d",
+    until: Annotated[str | None, typer.Option(help="End (exclusive); default: now.")] = None,
+    target: Annotated[
+        float | None, typer.Option(help="Target accuracy; default: the all-traffic estimate.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Sampling seed (same seed, same list).")] = 0,
+    level: Annotated[float, typer.Option(help="Interval level.")] = 0.95,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Export for annotators: .csv or .jsonl, with an "
+            "empty `correct` column to fill in and bring back with `sentinel labels "
+            "import`.",
+        ),
+    ] = None,
+) -> None:
+    """Which slices, and which responses within them, to label next.
+
+    Slices are ranked by (traffic share) x (uncertainty) x (accuracy gap + uncertainty)
+    and the budget is split in proportion; responses are drawn uniformly at random
+    within each slice, so label-corrected estimates stay unbiased (docs/service.md).
+    """
+    from entropy_sentinel.errors import ConfigError
+    from entropy_sentinel.service.prioritize import prioritize as rank
+
+    end = when(until, "until") or time.time()
+    start = when(since, "since")
+    assert start is not None
+    if output is not None and output.suffix not in (".csv", ".jsonl"):
+        raise ConfigError(f"--output {str(output)!r}: use a .csv or .jsonl file")
+    with open_storage(db) as storage:
+        scorer = require_scorer(storage)
+        result = rank(
+            storage.db,
+            scorer,
+            by=by,
+            budget=budget,
+            since=start,
+            until=end,
+            target=target,
+            level=level,
+            seed=seed,
+        )
+    table = Table(title=f"labelling priorities by {by} (target {result.target:.3f})")
+    for col in (
+        "rank",
+        "slice",
+        "n",
+        "labelled",
+        "estimate (interval)",
+        "gap",
+        "priority",
+        "to label",
+    ):
+        table.add_column(col, justify="left" if col == "slice" else "right")
+    for s in result.slices:
+        table.add_row(
+            str(s.rank),
+            s.value,
+            str(s.n),
+            str(s.n_labelled),
+            f"{s.estimate:.3f} ({s.lower:.3f}-{s.upper:.3f})",
+            f"{s.gap:.3f}",
+            f"{s.priority:.1e}",
+            str(s.allocated),
+        )
+    console.print(table)
+    console.print(
+        f"{len(result.requests)} responses selected of a budget of {budget}", highlight=False
+    )
+    if output is not None:
+        frame = result.requests_frame()
+        if output.suffix == ".csv":
+            frame.to_csv(output, index=False)
+        else:
+            frame.to_json(output, orient="records", lines=True, force_ascii=False)
+        console.print(
+            f"wrote {output}: fill in `correct`, then `sentinel labels import {output} --db ...`",
+            highlight=False,
+        )

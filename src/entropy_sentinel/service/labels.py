@@ -1,0 +1,199 @@
+"""Labels coming back from annotators, and the recalibration they make possible.
+
+`read_labels` reads a CSV or JSON Lines file (the `sentinel prioritize` export, with
+the ``correct`` column filled in, or any file with ``id`` and ``correct``): ``correct``
+may be true/false, 1/0, yes/no, correct/wrong (any case); an empty value means "not
+labelled yet" and is skipped (counted). Anything else is a rejection naming the line
+and the value. An optional ``source`` column names who labelled (default: the
+``--source`` given to the import).
+
+`recalibrate` fits a map from the active estimator's P(correct) to the labels
+(`entropy_sentinel.service.recalibration`), and, when it lowers the cross-validated
+Brier score (or when forced), registers it as a new scorer, activates it and
+rescores the stored traces with it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from entropy_sentinel.errors import ConfigError, StorageError
+from entropy_sentinel.service.recalibration import (
+    Recalibration,
+    apply_calibration,
+    fit_recalibration,
+)
+from entropy_sentinel.service.records import ScorerInfo
+from entropy_sentinel.service.store import Storage
+from entropy_sentinel.service.tables import MAX_ID, traces
+
+__all__ = ["LabelFile", "RecalibrationOutcome", "parse_label", "read_labels", "recalibrate"]
+
+_TRUE = {"true", "1", "yes", "y", "correct", "t"}
+_FALSE = {"false", "0", "no", "n", "wrong", "incorrect", "f"}
+
+
+@dataclass(frozen=True)
+class LabelFile:
+    """Labels read from a file: ``(id, y, source)`` triples, blanks, and rejections."""
+
+    labels: tuple[tuple[str, float, str | None], ...]
+    blank: int
+    rejections: tuple[str, ...]
+
+
+def parse_label(value: Any) -> float | None:
+    """1.0 / 0.0 for a label, None for blank; `ConfigError` for anything else.
+
+    >>> parse_label("Yes"), parse_label(0), parse_label(""), parse_label(None)
+    (1.0, 0.0, None, None)
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float) and value in (0, 1):
+        return float(value)
+    text = str(value).strip().lower()
+    if text == "":
+        return None
+    if text in _TRUE:
+        return 1.0
+    if text in _FALSE:
+        return 0.0
+    raise ConfigError(
+        f"label {value!r} is not a correctness label; use true/false, 1/0, yes/no or "
+        "correct/wrong (or leave it empty)"
+    )
+
+
+def read_labels(path: Path) -> LabelFile:
+    """Read labels from ``.csv`` or ``.jsonl``/``.json`` (see the module docstring)."""
+    if not path.exists():
+        raise ConfigError(f"label file {str(path)!r} does not exist")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".csv":
+        rows: Iterable[tuple[int, Any]] = enumerate(csv.DictReader(io.StringIO(text)), start=2)
+    elif path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
+        rows = _json_rows(text)
+    else:
+        raise ConfigError(f"label file {str(path)!r}: use a .csv or .jsonl file")
+    return parse_rows(rows)
+
+
+def parse_rows(rows: Iterable[tuple[int, Any]]) -> LabelFile:
+    """Labels from ``(line, mapping)`` pairs (the parsing behind `read_labels` and the API)."""
+    labels: list[tuple[str, float, str | None]] = []
+    rejections: list[str] = []
+    blank = 0
+    for line, row in rows:
+        if not isinstance(row, dict):
+            rejections.append(f"line {line}: expected an object with `id` and `correct`")
+            continue
+        rid = row.get("id", row.get("trace_id"))
+        if rid is None or str(rid).strip() == "":
+            rejections.append(f"line {line}: no `id`")
+            continue
+        rid = str(rid)
+        if len(rid) > MAX_ID:
+            rejections.append(f"line {line}: id is longer than {MAX_ID} characters")
+            continue
+        try:
+            y = parse_label(row.get("correct"))
+        except ConfigError as exc:
+            rejections.append(f"line {line} (id {rid!r}): {exc}")
+            continue
+        if y is None:
+            blank += 1
+            continue
+        source = row.get("source") or row.get("grader")
+        labels.append((rid, y, None if source in (None, "") else str(source)[:128]))
+    return LabelFile(tuple(labels), blank, tuple(rejections))
+
+
+def _json_rows(text: str) -> Iterable[tuple[int, Any]]:
+    for line, raw in enumerate(text.splitlines(), start=1):
+        if raw.strip():
+            try:
+                yield line, json.loads(raw)
+            except json.JSONDecodeError as exc:
+                yield line, f"not JSON: {exc}"
+
+
+# ------------------------------------------------------------ recalibration
+@dataclass(frozen=True)
+class RecalibrationOutcome:
+    """What `recalibrate` did: the fit, and the scorer activated (None if it was not)."""
+
+    fit: Recalibration
+    activated: ScorerInfo | None
+    rescored: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.fit.summary(),
+            "improves": self.fit.improves,
+            "activated_scorer_id": None if self.activated is None else self.activated.id,
+            "rescored": self.rescored,
+        }
+
+
+def recalibrate(
+    storage: Storage,
+    *,
+    method: str = "isotonic",
+    min_labels: int = 50,
+    force: bool = False,
+    chunk: int = 5000,
+) -> RecalibrationOutcome:
+    """Fit a recalibration of the active estimator on the stored labels (module docstring)."""
+    active = storage.active_scorer()
+    if active is None:
+        raise StorageError("no model is registered yet: start `sentinel serve --model` once")
+    family = [s for s in storage.scorers() if s.estimator_sha256 == active.estimator_sha256]
+    with storage.db.read.connect() as conn:
+        rows = conn.execute(
+            sa.select(traces.c.p_raw, traces.c.label).where(
+                traces.c.label.is_not(None), traces.c.scorer_id.in_([s.id for s in family])
+            )
+        ).all()
+    p_raw = np.array([r.p_raw for r in rows], dtype=np.float64)
+    y = np.array([r.label for r in rows], dtype=np.float64)
+    fit = fit_recalibration(p_raw, y, method, min_labels=min_labels)
+    if not (fit.improves or force):
+        return RecalibrationOutcome(fit, None, 0)
+    base = (
+        next(s for s in family if s.calibration is None)
+        if any(s.calibration is None for s in family)
+        else active
+    )
+    new = storage.register_scorer(
+        estimator_sha256=base.estimator_sha256,
+        entropy_mode=base.entropy_mode,
+        features=base.features,
+        model_sd=base.model_sd,
+        card=base.card,
+        calibration=fit.spec,
+        base_id=base.id,
+        note=json.dumps(fit.summary()),
+    )
+    storage.activate(new.id)
+    sources = [s.id for s in family if s.id != new.id]
+    moved = 0
+    calibrate = partial(apply_calibration, fit.spec)
+    while True:
+        n = storage.rescore(new.id, sources, None, calibrate=calibrate, limit=chunk)
+        moved += n
+        if n < chunk:
+            break
+    return RecalibrationOutcome(fit, new, moved)

@@ -1,0 +1,130 @@
+"""Prometheus metrics of one service instance (``GET /metrics``).
+
+Each app has its own `CollectorRegistry` (several apps in one process, as in tests,
+do not collide). Label values come from fixed sets or from configuration (rule
+names, route templates), never from raw request data, except the per-slice gauges,
+which are capped at ``metrics_max_slices`` slices (largest first).
+
+Names (all prefixed ``sentinel_``):
+
+====================================  =====================================================
+``traces_stored_total``               traces written (new ids)
+``traces_duplicate_total``            traces whose id was already stored (not counted again)
+``traces_rejected_total{reason}``     rejected traces: ``invalid`` (record), ``model``
+                                      (estimator refused it), ``scoring`` (scoring failed)
+``ingest_requests_total{outcome}``    ingest requests: ``ok``, ``rejected`` (all records
+                                      bad), ``error`` (body refused), ``unavailable``
+``http_request_duration_seconds``     latency per ``method``, ``route`` (template), ``status``
+``write_duration_seconds``            one group commit (scoring + transaction)
+``write_group_traces``                traces per group commit
+``write_queue_traces``                traces waiting to be written
+``auth_failures_total{reason}``       refused requests: ``missing``, ``invalid``, ``scope``,
+                                      ``not_loopback``
+``slice_estimate{dimension,value}``   estimated accuracy over ``metrics_window``
+``slice_estimate_lower/upper{...}``   its interval
+``slice_traces{dimension,value}``     traces in it
+``alerts_open``                       open alert episodes
+``alerts_raised_total{rule}``         episodes opened
+``webhook_failures_total``            failed webhook deliveries (retried)
+``rescore_pending_traces``            traces waiting to be rescored by the active model
+====================================  =====================================================
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["Metrics"]
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+
+
+class Metrics:
+    """The metrics of one app (see the module docstring)."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.traces_stored = Counter(
+            "sentinel_traces_stored", "Traces written to the database.", registry=r
+        )
+        self.traces_duplicate = Counter(
+            "sentinel_traces_duplicate",
+            "Traces whose id was already stored (acknowledged, not counted again).",
+            registry=r,
+        )
+        self.traces_rejected = Counter(
+            "sentinel_traces_rejected", "Rejected traces by reason.", ["reason"], registry=r
+        )
+        self.ingest_requests = Counter(
+            "sentinel_ingest_requests", "Ingest requests by outcome.", ["outcome"], registry=r
+        )
+        self.http_latency = Histogram(
+            "sentinel_http_request_duration_seconds",
+            "HTTP request latency.",
+            ["method", "route", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.write_seconds = Histogram(
+            "sentinel_write_duration_seconds",
+            "Duration of one group commit (scoring and transaction).",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.write_group = Histogram(
+            "sentinel_write_group_traces",
+            "Traces per group commit.",
+            buckets=_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.queue_traces = Gauge(
+            "sentinel_write_queue_traces", "Traces waiting to be written.", registry=r
+        )
+        self.auth_failures = Counter(
+            "sentinel_auth_failures", "Refused requests by reason.", ["reason"], registry=r
+        )
+        labels = ["dimension", "value"]
+        self.slice_estimate = Gauge(
+            "sentinel_slice_estimate",
+            "Estimated accuracy of a slice over the metrics window (fraction).",
+            labels,
+            registry=r,
+        )
+        self.slice_lower = Gauge(
+            "sentinel_slice_estimate_lower", "Lower end of its interval.", labels, registry=r
+        )
+        self.slice_upper = Gauge(
+            "sentinel_slice_estimate_upper", "Upper end of its interval.", labels, registry=r
+        )
+        self.slice_traces = Gauge(
+            "sentinel_slice_traces", "Traces of a slice in the metrics window.", labels, registry=r
+        )
+        self.alerts_open = Gauge("sentinel_alerts_open", "Open alert episodes.", registry=r)
+        self.alerts_raised = Counter(
+            "sentinel_alerts_raised", "Alert episodes opened, by rule.", ["rule"], registry=r
+        )
+        self.webhook_failures = Counter(
+            "sentinel_webhook_failures", "Failed webhook deliveries (retried).", registry=r
+        )
+        self.rescore_pending = Gauge(
+            "sentinel_rescore_pending_traces",
+            "Traces waiting to be rescored by the active model.",
+            registry=r,
+        )
+        for reason in ("invalid", "model", "scoring"):
+            self.traces_rejected.labels(reason)
+        for outcome in ("ok", "rejected", "error", "unavailable"):
+            self.ingest_requests.labels(outcome)
+        for reason in ("missing", "invalid", "scope", "not_loopback"):
+            self.auth_failures.labels(reason)
+
+    def set_slices(self, rows: list[tuple[str, str, int, float, float, float]]) -> None:
+        """Replace the per-slice gauges with ``(dimension, value, n, est, lower, upper)``."""
+        for gauge in (self.slice_estimate, self.slice_lower, self.slice_upper, self.slice_traces):
+            gauge.clear()
+        for dim, value, n, est, lower, upper in rows:
+            self.slice_traces.labels(dim, value).set(n)
+            self.slice_estimate.labels(dim, value).set(est)
+            self.slice_lower.labels(dim, value).set(lower)
+            self.slice_upper.labels(dim, value).set(upper)

@@ -1,0 +1,353 @@
+"""`IngestPipeline`: validate -> score -> store, with group commit, callable in-process.
+
+Requests (HTTP ingest, or the proxy in the same process) parse and validate their
+records (`entropy_sentinel.service.ingest`), then hand the valid traces to one
+writer thread and wait. The writer takes everything queued (up to
+``_MAX_GROUP`` traces), scores it as one batch (one `StepStats`, one
+``predict_proba``: the estimator's per-call overhead is paid once per group, not per
+request) and writes it in one transaction. Only after the commit does any of those
+requests get its answer, so **an acknowledged trace is on disk**; a request whose
+transaction failed gets a 503 and nothing of it is stored.
+
+If scoring a group fails, the writer scores each trace alone, so one trace the
+estimator chokes on is rejected (reason ``scoring``) without failing the others.
+
+Back-pressure: with more than ``max_pending`` traces waiting, new requests are
+refused at once with `UnavailableError` (HTTP 503, ``Retry-After``) instead of queueing
+without bound. `IngestPipeline.close` stops taking requests, writes everything
+already queued, and joins the writer (graceful shutdown flushes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from entropy_sentinel.errors import StorageError
+from entropy_sentinel.service.ingest import (
+    Incoming,
+    IngestItem,
+    IngestResult,
+    ParsedBody,
+    parse_body,
+    parse_objects,
+)
+from entropy_sentinel.service.metrics import Metrics
+from entropy_sentinel.service.records import ScoredTraces
+from entropy_sentinel.service.scoring import Scorer, trace_k
+from entropy_sentinel.service.settings import Settings
+from entropy_sentinel.service.store import Storage
+from entropy_sentinel.traces import Rejection
+
+__all__ = ["IngestPipeline", "UnavailableError"]
+
+log = logging.getLogger("entropy_sentinel.service.pipeline")
+
+_MAX_GROUP = 4000  # traces per group commit
+_STOP = object()
+
+
+class UnavailableError(StorageError):
+    """The service cannot take the request now (overloaded, shutting down, database down).
+
+    Attributes:
+        retry_after: seconds the client should wait before retrying.
+    """
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass
+class _Job:
+    items: list[Incoming]
+    future: concurrent.futures.Future[list[tuple[str, float | None, str | None]]]
+
+
+class IngestPipeline:
+    """Validate, score and store traces (see the module docstring).
+
+    Args:
+        settings: limits and options.
+        storage: the database.
+        scorer: the loaded estimator.
+        metrics: where to count.
+        clock: epoch seconds now (tests may pin it).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        storage: Storage,
+        scorer: Scorer,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.scorer = scorer
+        self.metrics = metrics
+        self.clock = clock
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        """Start the writer thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="sentinel-writer", daemon=True)
+            self._thread.start()
+
+    def close(self, timeout: float = 30.0) -> int:
+        """Refuse new work, write what is queued, stop; returns traces still unwritten."""
+        with self._lock:
+            self._closed = True
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.error("writer did not finish within %.0f s", timeout)
+                return self._pending
+        return 0
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def pending(self) -> int:
+        """Traces queued and not yet written."""
+        return self._pending
+
+    # ---------------------------------------------------------------- ingest
+    async def ingest_body(self, body: bytes, content_type: str | None) -> IngestResult:
+        """Ingest an HTTP request body (JSON or NDJSON; see `parse_body`)."""
+        s = self.settings
+        parsed = parse_body(
+            body,
+            content_type,
+            now=self.clock(),
+            max_records=s.max_batch,
+            max_future_skew=s.max_future_skew,
+            keep_raw=s.store_raw,
+        )
+        return await self._submit(parsed)
+
+    async def ingest_records(self, records: Sequence[Any]) -> IngestResult:
+        """Ingest in-process records (dicts, OpenAI client responses, chunk lists)."""
+        s = self.settings
+        parsed = parse_objects(
+            records, now=self.clock(), max_future_skew=s.max_future_skew, keep_raw=s.store_raw
+        )
+        return await self._submit(parsed)
+
+    def ingest_records_sync(self, records: Sequence[Any], timeout: float = 60.0) -> IngestResult:
+        """Blocking variant of `ingest_records`, for threads without an event loop."""
+        s = self.settings
+        parsed = parse_objects(
+            records, now=self.clock(), max_future_skew=s.max_future_skew, keep_raw=s.store_raw
+        )
+        future = self._enqueue(parsed)
+        return self._answer(parsed, future.result(timeout) if future is not None else [])
+
+    async def _submit(self, parsed: ParsedBody) -> IngestResult:
+        future = self._enqueue(parsed)
+        outcomes = await asyncio.wrap_future(future) if future is not None else []
+        return self._answer(parsed, outcomes)
+
+    def _enqueue(
+        self, parsed: ParsedBody
+    ) -> concurrent.futures.Future[list[tuple[str, float | None, str | None]]] | None:
+        self.metrics.traces_rejected.labels("invalid").inc(len(parsed.rejections))
+        if not parsed.items:
+            return None
+        n = len(parsed.items)
+        with self._lock:
+            if self._closed:
+                raise UnavailableError("the service is shutting down; retry on another instance", 5)
+            if self._thread is None or not self._thread.is_alive():
+                raise UnavailableError("the writer is not running; see the service log", 5)
+            if self._pending + n > self.settings.max_pending and self._pending > 0:
+                raise UnavailableError(
+                    f"{self._pending} traces are waiting to be written (max_pending="
+                    f"{self.settings.max_pending}); retry in a moment",
+                    1,
+                )
+            self._pending += n
+            self.metrics.queue_traces.set(self._pending)
+        future: concurrent.futures.Future[list[tuple[str, float | None, str | None]]] = (
+            concurrent.futures.Future()
+        )
+        self._queue.put(_Job(parsed.items, future))
+        return future
+
+    def _answer(
+        self, parsed: ParsedBody, outcomes: list[tuple[str, float | None, str | None]]
+    ) -> IngestResult:
+        items: list[IngestItem] = []
+        rejections = list(parsed.rejections)
+        for item, (status, p, reason) in zip(parsed.items, outcomes, strict=True):
+            if status == "rejected":
+                rejections.append(Rejection(item.index, item.trace.id, None, reason or ""))
+            else:
+                items.append(IngestItem(item.index, item.trace.id, status, p))
+        rejections.sort(key=lambda r: r.index)
+        return IngestResult(parsed.n_records, tuple(items), tuple(rejections))
+
+    # ---------------------------------------------------------------- writer
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            group = [first]
+            size = len(first.items)
+            while size < _MAX_GROUP:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is _STOP:
+                    stopping = True
+                    break
+                group.append(job)
+                size += len(job.items)
+            self._process(group)
+
+    def _process(self, group: list[_Job]) -> None:
+        started = time.perf_counter()
+        n = sum(len(j.items) for j in group)
+        try:
+            results = self._score_and_write(group)
+        except Exception as exc:
+            if isinstance(exc, StorageError):
+                log.error("write of %d traces failed: %s", n, exc)
+                error: Exception = UnavailableError(f"the database refused the write: {exc}", 2)
+            else:
+                log.exception("write of %d traces failed", n)
+                error = UnavailableError(f"internal error while storing traces: {exc!r}", 2)
+            for job in group:
+                job.future.set_exception(error)
+        else:
+            for job, result in zip(group, results, strict=True):
+                job.future.set_result(result)
+        finally:
+            with self._lock:
+                self._pending -= n
+                self.metrics.queue_traces.set(self._pending)
+            self.metrics.write_seconds.observe(time.perf_counter() - started)
+            self.metrics.write_group.observe(n)
+
+    def _score_and_write(
+        self, group: list[_Job]
+    ) -> list[list[tuple[str, float | None, str | None]]]:
+        # outcome per item: ("stored" | "duplicate" | "rejected", p, reason)
+        outcomes: list[list[tuple[str, float | None, str | None]]] = [
+            [("rejected", None, None)] * len(j.items) for j in group
+        ]
+        accepted: list[tuple[int, int]] = []
+        for g, job in enumerate(group):
+            for i, item in enumerate(job.items):
+                why = self.scorer.mismatch(item.trace)
+                if why is None:
+                    accepted.append((g, i))
+                else:
+                    outcomes[g][i] = ("rejected", None, why)
+                    self.metrics.traces_rejected.labels("model").inc()
+        scored = self._score(group, accepted, outcomes)
+        batches = []
+        members: list[list[int]] = []
+        for g, job in enumerate(group):
+            idx = [i for (gg, i) in scored if gg == g]
+            members.append(idx)
+            batches.append(self._scored_traces(g, job, idx, scored))
+        written = self.storage.write(batches)
+        for g, (idx, outcome) in enumerate(zip(members, written, strict=True)):
+            for i in idx:
+                tid = group[g].items[i].trace.id
+                p = scored[(g, i)][0]
+                if tid in outcome.stored:
+                    outcomes[g][i] = ("stored", p, None)
+                    self.metrics.traces_stored.inc()
+                else:
+                    outcomes[g][i] = ("duplicate", None, None)
+                    self.metrics.traces_duplicate.inc()
+        return outcomes
+
+    def _score(
+        self,
+        group: list[_Job],
+        accepted: list[tuple[int, int]],
+        outcomes: list[list[tuple[str, float | None, str | None]]],
+    ) -> dict[tuple[int, int], tuple[float, float, np.ndarray, Any, int, str]]:
+        """(g, i) -> (p, p_raw, features, extra, scorer_id, mode) for traces scored."""
+        out: dict[tuple[int, int], tuple[float, float, np.ndarray, Any, int, str]] = {}
+        if not accepted:
+            return out
+        counted_in = self.scorer.refresh()  # one scorer for the whole group
+        try:
+            parts = [accepted]
+            scores = [self.scorer.score([group[g].items[i].trace for g, i in accepted], counted_in)]
+        except Exception:
+            log.warning("scoring a group of %d traces failed; scoring one by one", len(accepted))
+            parts, scores = [], []
+            for g, i in accepted:
+                try:
+                    scores.append(self.scorer.score([group[g].items[i].trace], counted_in))
+                    parts.append([(g, i)])
+                except Exception as exc:
+                    outcomes[g][i] = ("rejected", None, f"scoring failed: {exc}")
+                    self.metrics.traces_rejected.labels("scoring").inc()
+        for keys, sc in zip(parts, scores, strict=True):
+            for row, key in enumerate(keys):
+                out[key] = (
+                    float(sc.p[row]),
+                    float(sc.p_raw[row]),
+                    sc.features[row],
+                    sc.extra[row],
+                    sc.scorer_id,
+                    sc.entropy_mode,
+                )
+        return out
+
+    def _scored_traces(
+        self,
+        g: int,
+        job: _Job,
+        idx: list[int],
+        scored: dict[tuple[int, int], tuple[float, float, np.ndarray, Any, int, str]],
+    ) -> ScoredTraces:
+        rows = [scored[(g, i)] for i in idx]
+        items = [job.items[i] for i in idx]
+        return ScoredTraces(
+            trace_ids=[it.trace.id for it in items],
+            ts=np.array([it.ts for it in items], dtype=np.float64),
+            received_at=self.clock(),
+            slices=[it.trace.slice for it in items],
+            n_tokens=np.array([it.trace.n_steps for it in items], dtype=np.int64),
+            k=np.array([trace_k(it.trace) for it in items], dtype=np.int64),
+            entropy_mode=rows[0][5] if rows else "",
+            features=np.array([r[2] for r in rows], dtype=np.float64).reshape(len(rows), 11),
+            extra_features=[r[3] for r in rows],
+            p_raw=np.array([r[1] for r in rows], dtype=np.float64),
+            p=np.array([r[0] for r in rows], dtype=np.float64),
+            scorer_id=rows[0][4] if rows else 0,
+            labels=np.array([it.trace.label for it in items], dtype=np.float64),
+            meta=[it.trace.meta for it in items],
+            raw=[it.raw for it in items],
+        )

@@ -1,0 +1,21 @@
+"""HTTP routes, one module per concern; `ROUTERS` is what `create_app` mounts.
+
+A later router (the OpenAI-compatible proxy, the dashboard) is one more module here
+and one more entry in `ROUTERS`; it reaches the running service through the
+`entropy_sentinel.service.state.service` dependency.
+"""
+
+from fastapi import APIRouter
+
+from entropy_sentinel.service.routes import alerts, estimates, ingest, labels, ops, priorities
+
+__all__ = ["ROUTERS"]
+
+ROUTERS: tuple[APIRouter, ...] = (
+    ingest.router,
+    estimates.router,
+    alerts.router,
+    priorities.router,
+    labels.router,
+    ops.router,
+)

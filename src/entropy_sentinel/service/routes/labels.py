@@ -1,0 +1,62 @@
+"""``POST /v1/labels`` (labels back from annotators) and ``POST /v1/recalibrate``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from starlette.concurrency import run_in_threadpool
+
+from entropy_sentinel.service.api_models import LabelsIn, LabelsOut, RecalibrateIn, RecalibrateOut
+from entropy_sentinel.service.auth import require
+from entropy_sentinel.service.labels import parse_rows, recalibrate
+from entropy_sentinel.service.routes.common import errors
+from entropy_sentinel.service.state import ServiceState, service
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["labels"], dependencies=[Depends(require("ingest"))])
+
+
+@router.post("/v1/labels", response_model=LabelsOut, responses=errors(401, 403, 503))
+async def post_labels(body: LabelsIn, svc: ServiceState = Depends(service)) -> dict[str, Any]:
+    """Attach correctness labels to stored traces (by id). A new label for a labelled
+    trace replaces the old one; unknown ids are listed, not stored."""
+    parsed = parse_rows(
+        (i, {"id": lab.id, "correct": lab.correct, "source": lab.source})
+        for i, lab in enumerate(body.labels)
+    )
+    by_source: dict[str, list[tuple[str, float]]] = {}
+    for rid, y, source in parsed.labels:
+        by_source.setdefault(source or body.source, []).append((rid, y))
+    labelled = unchanged = 0
+    unknown: list[str] = []
+    for source, items in by_source.items():
+        out = await run_in_threadpool(svc.storage.apply_labels, items, source=source)
+        labelled += len(out.labelled)
+        unchanged += len(out.unchanged)
+        unknown.extend(out.unknown)
+    return {
+        "labelled": labelled,
+        "unchanged": unchanged,
+        "blank": parsed.blank,
+        "unknown": unknown,
+        "rejections": list(parsed.rejections),
+    }
+
+
+@router.post(
+    "/v1/recalibrate", response_model=RecalibrateOut, responses=errors(400, 401, 403, 422, 503)
+)
+async def post_recalibrate(
+    body: RecalibrateIn, svc: ServiceState = Depends(service)
+) -> dict[str, Any]:
+    """Fit a recalibration of the estimator on the stored labels; activate it (and rescore
+    the stored traces) when it lowers the cross-validated Brier score, or when forced."""
+    outcome = await run_in_threadpool(
+        lambda: recalibrate(
+            svc.storage, method=body.method, min_labels=body.min_labels, force=body.force
+        )
+    )
+    svc.scorer.refresh(force=True)
+    return outcome.to_dict()
