@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 TRACES=${TRACES:-/tmp/smollm2-corpus/traces.jsonl}
 LIMIT=${LIMIT:-150}
-DOMAINS=synth_add_1d,synth_sub_1d,synth_mul_1d,synth_add_2x1,synth_add_2d,synth_mul_2x1,aqua,mmlu_stem,svamp,gsm8k,asdiv
+DOMAINS=synth_mul_1d,synth_add_1d,synth_add_10,synth_sub_1d,synth_mul_10,synth_mul_2x1,synth_add_2d,synth_add_2x1,mmlu_stem,aqua,asdiv,svamp,gsm8k
 SENTINEL=${SENTINEL:-.venv/bin/sentinel}
 
 "$SENTINEL" collect \

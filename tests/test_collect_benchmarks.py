@@ -136,6 +136,7 @@ def test_synthetic_items_are_right_and_deterministic(name: str, seed: int) -> No
         a, op, b = re.fullmatch(r"What is (\d+) (.) (\d+)\?", item.question).groups()  # type: ignore[union-attr]
         assert op == domain.op
         assert [len(a), len(b)] == list(domain.digits)
+        assert domain.fixed_b is None or int(b) == domain.fixed_b
         assert int(item.answer) == {"+": int(a) + int(b), "-": int(a) - int(b),
                                     "*": int(a) * int(b)}[op]  # fmt: skip
 

@@ -40,12 +40,15 @@ class SyntheticDomain:
         digits: digits of each operand (an operand with ``d`` digits is drawn
             uniformly from ``[10**(d-1), 10**d - 1]``; one digit means 1..9).
         description: what the domain asks, for docs and READMEs.
+        fixed_b: when set, the second operand is always this number (``digits[1]`` is
+            then its digit count, for the record).
     """
 
     name: str
     op: str
     digits: tuple[int, int]
     description: str
+    fixed_b: int | None = None
 
 
 _OPS: dict[str, Callable[[int, int], int]] = {
@@ -57,6 +60,8 @@ _OPS: dict[str, Callable[[int, int], int]] = {
 SYNTHETIC_DOMAINS: dict[str, SyntheticDomain] = {
     d.name: d
     for d in (
+        SyntheticDomain("synth_mul_10", "*", (2, 2), "two-digit number times 10", fixed_b=10),
+        SyntheticDomain("synth_add_10", "+", (2, 2), "two-digit number plus 10", fixed_b=10),
         SyntheticDomain("synth_add_1d", "+", (1, 1), "one-digit addition"),
         SyntheticDomain("synth_sub_1d", "-", (1, 1), "one-digit subtraction (may be negative)"),
         SyntheticDomain("synth_add_2x1", "+", (2, 1), "two-digit plus one-digit addition"),
@@ -93,7 +98,8 @@ def generate(name: str, n: int, *, seed: int = 0) -> list[Item]:
     items = []
     for i in range(n):
         rng = np.random.default_rng([seed, key, i])
-        a, b = (_operand(rng, d) for d in domain.digits)
+        a = _operand(rng, domain.digits[0])
+        b = _operand(rng, domain.digits[1]) if domain.fixed_b is None else domain.fixed_b
         items.append(
             Item(
                 id=f"{name}-{i}",
