@@ -7,6 +7,7 @@
   Phi-3.5 GSM8K traces (precomputed entropies), saved as an artifact.
 * ``smollm2_model``: one fitted on the recorded SmolLM2 responses (top-20 logprobs).
 * ``phi35_records`` / ``smollm2_records``: those traces as JSON-ready dicts.
+* ``scored_traces``: a `ScoredTraces` with chosen probabilities, to write directly.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from entropy_sentinel import CorrectnessEstimator, read_traces
+from entropy_sentinel.service.records import ScoredTraces, ScorerInfo
 from entropy_sentinel.service.testing import postgres_database
 from tests.conftest import SMOLLM2_FIXTURES
 
 POSTGRES_ENV = "SENTINEL_TEST_POSTGRES_URL"
+T0 = 1_700_000_040.0  # a bucket boundary (divisible by 60)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -67,3 +71,35 @@ def smollm2_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     batch = read_traces(SMOLLM2_FIXTURES / "traces.jsonl", errors="collect")
     est = CorrectnessEstimator(family="lr", random_state=0).fit_traces(batch)
     return est.save(tmp_path_factory.mktemp("models") / "smollm2-lr.skops")
+
+
+def scored_traces(
+    scorer: ScorerInfo,
+    ids: list[str],
+    *,
+    ts: list[float] | None = None,
+    slices: list[dict[str, str]] | None = None,
+    p: list[float] | None = None,
+    labels: list[float] | None = None,
+) -> ScoredTraces:
+    """Stored-trace inputs with given probabilities (storage and alert tests)."""
+    n = len(ids)
+    rng = np.random.default_rng(len(ids))
+    p_arr = np.asarray(p if p is not None else rng.uniform(0.05, 0.95, n), dtype=np.float64)
+    return ScoredTraces(
+        trace_ids=ids,
+        ts=np.asarray(ts if ts is not None else [T0] * n, dtype=np.float64),
+        received_at=T0,
+        slices=slices if slices is not None else [{"domain": "algebra"}] * n,
+        n_tokens=np.full(n, 7, dtype=np.int64),
+        k=np.zeros(n, dtype=np.int64),
+        entropy_mode="topk",
+        features=rng.uniform(0, 2, (n, 11)),
+        extra_features=[None] * n,
+        p_raw=p_arr,
+        p=p_arr,
+        scorer_id=scorer.id,
+        labels=np.asarray(labels if labels is not None else [np.nan] * n, dtype=np.float64),
+        meta=[{"i": i} for i in range(n)],
+        raw=[None] * n,
+    )

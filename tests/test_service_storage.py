@@ -27,47 +27,15 @@ from entropy_sentinel.service.consistency import check_aggregates
 from entropy_sentinel.service.db import current_revision, head_revision, open_database
 from entropy_sentinel.service.estimates import EstimateQuery, estimate, slice_stats, slice_values
 from entropy_sentinel.service.recalibration import apply_calibration
-from entropy_sentinel.service.records import ScoredTraces, ScorerInfo
+from entropy_sentinel.service.records import ScorerInfo
 from entropy_sentinel.service.store import Storage
 from entropy_sentinel.service.tables import metadata, traces
-from tests.service_fixtures import db_url
+from tests.service_fixtures import T0, db_url, scored_traces
 
 __all__ = ["db_url"]
 
 BUCKET = 60
-T0 = 1_700_000_040.0  # a bucket boundary (divisible by 60)
 SHA = "a" * 64
-
-
-def _scored(
-    scorer: ScorerInfo,
-    ids: list[str],
-    *,
-    ts: list[float] | None = None,
-    slices: list[dict[str, str]] | None = None,
-    p: list[float] | None = None,
-    labels: list[float] | None = None,
-) -> ScoredTraces:
-    n = len(ids)
-    rng = np.random.default_rng(len(ids))
-    p_arr = np.asarray(p if p is not None else rng.uniform(0.05, 0.95, n), dtype=np.float64)
-    return ScoredTraces(
-        trace_ids=ids,
-        ts=np.asarray(ts if ts is not None else [T0] * n, dtype=np.float64),
-        received_at=T0,
-        slices=slices if slices is not None else [{"domain": "algebra"}] * n,
-        n_tokens=np.full(n, 7, dtype=np.int64),
-        k=np.zeros(n, dtype=np.int64),
-        entropy_mode="topk",
-        features=rng.uniform(0, 2, (n, 11)),
-        extra_features=[None] * n,
-        p_raw=p_arr,
-        p=p_arr,
-        scorer_id=scorer.id,
-        labels=np.asarray(labels if labels is not None else [np.nan] * n, dtype=np.float64),
-        meta=[{"i": i} for i in range(n)],
-        raw=[None] * n,
-    )
 
 
 def _storage(url: str) -> Storage:
@@ -158,13 +126,13 @@ def test_unreachable_postgres_is_a_storage_error() -> None:
 # --------------------------------------------------------------------- writes
 def test_write_stores_each_id_once_and_reports_duplicates(storage: Storage) -> None:
     scorer = _scorer(storage)
-    first = _scored(scorer, [f"t{i}" for i in range(10)])
+    first = scored_traces(scorer, [f"t{i}" for i in range(10)])
     [out] = storage.write([first])
     assert out.stored == frozenset(first.trace_ids) and not out.duplicates
 
     # a retry of t3..t5 plus new ids, and an id repeated across batches of one group
-    again = _scored(scorer, ["t3", "t4", "t5", "n1", "n2"])
-    other = _scored(scorer, ["n2", "n3"])
+    again = scored_traces(scorer, ["t3", "t4", "t5", "n1", "n2"])
+    other = scored_traces(scorer, ["n2", "n3"])
     out_a, out_b = storage.write([again, other])
     assert out_a.stored == {"n1", "n2"} and out_a.duplicates == {"t3", "t4", "t5"}
     assert out_b.stored == {"n3"} and out_b.duplicates == {"n2"}
@@ -181,7 +149,7 @@ def test_write_stores_each_id_once_and_reports_duplicates(storage: Storage) -> N
 
 def test_slices_features_meta_and_labels_are_stored_as_given(storage: Storage) -> None:
     scorer = _scorer(storage)
-    batch = _scored(
+    batch = scored_traces(
         scorer,
         ["a", "b"],
         slices=[{"domain": "chemistry", "customer": "acme"}, {}],
@@ -203,7 +171,7 @@ def test_slices_features_meta_and_labels_are_stored_as_given(storage: Storage) -
 # --------------------------------------------------------------------- labels
 def test_labels_attach_replace_and_report_unknown_ids(storage: Storage) -> None:
     scorer = _scorer(storage)
-    batch = _scored(scorer, [f"t{i}" for i in range(6)], p=[0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    batch = scored_traces(scorer, [f"t{i}" for i in range(6)], p=[0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
     storage.write([batch])
     out = storage.apply_labels([("t0", 1.0), ("t1", 0.0), ("ghost", 1.0)], source="alice")
     assert out.labelled == ("t0", "t1") and out.unknown == ("ghost",) and not out.unchanged
@@ -225,7 +193,7 @@ def test_labels_attach_replace_and_report_unknown_ids(storage: Storage) -> None:
 def test_rescore_moves_every_trace_to_the_recalibrated_scorer(storage: Storage) -> None:
     base = _scorer(storage)
     p = np.linspace(0.05, 0.95, 25)
-    storage.write([_scored(base, [f"t{i}" for i in range(25)], p=p.tolist())])
+    storage.write([scored_traces(base, [f"t{i}" for i in range(25)], p=p.tolist())])
     storage.apply_labels([("t0", 0.0), ("t24", 1.0)], source="bob")
     spec = {"method": "isotonic", "x": [0.0, 1.0], "y": [0.2, 0.6]}
     recal = _scorer(storage, calibration=spec)
@@ -259,7 +227,7 @@ def test_windows_and_reference_are_sums_of_buckets(storage: Storage) -> None:
     ts = [T0 + 3600 * h + 7 * i for i, h in enumerate(hours)]
     p = [0.9, 0.7, 0.4, 0.6, 0.5, 0.8]
     slices = [{"domain": d} for d in ["a", "b", "a", "a", "b", "a"]]
-    storage.write([_scored(scorer, [f"t{i}" for i in range(6)], ts=ts, p=p, slices=slices)])
+    storage.write([scored_traces(scorer, [f"t{i}" for i in range(6)], ts=ts, p=p, slices=slices)])
     start = math.floor(T0 / 3600) * 3600
     query = EstimateQuery(
         by="domain", window=3600, since=start, until=start + 4 * 3600, reference=3600
@@ -316,7 +284,7 @@ def test_aggregates_always_equal_a_recount(
         if kind == "write":
             storage.write(
                 [
-                    _scored(
+                    scored_traces(
                         scorer,
                         [f"t{i}" for i, *_ in payload],
                         ts=[T0 + BUCKET * b for _, b, *_ in payload],

@@ -57,6 +57,7 @@ __all__ = [
 JSON_TYPES = ("application/json",)
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-lines")
 MAX_DIMENSIONS = 32
+_TOO_DEEP = "JSON is nested too deeply to read; trace records are a few levels deep"
 
 
 class BodyError(ConfigError):
@@ -205,6 +206,8 @@ def _split_json(body: bytes) -> list[bytes]:
         return [body]  # one record (or a list of stream chunks)
     except msgspec.DecodeError:
         return [body]  # not JSON: decode_record says so, in the library's words
+    except RecursionError:
+        raise BodyError(_TOO_DEEP, 422) from None
     return [bytes(r) for r in batch.traces]
 
 
@@ -216,6 +219,9 @@ def _validate(
         parsed = decode_record(record, index)
     except TraceError as exc:
         out.rejections.append(Rejection.from_error(index, exc))
+        return
+    except RecursionError:  # msgspec's nesting limit; the library lets it through
+        out.rejections.append(Rejection(index, None, None, _TOO_DEEP))
         return
     rid = parsed[0].id if parsed else None
     try:

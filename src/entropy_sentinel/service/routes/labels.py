@@ -18,7 +18,7 @@ __all__ = ["router"]
 router = APIRouter(tags=["labels"], dependencies=[Depends(require("ingest"))])
 
 
-@router.post("/v1/labels", response_model=LabelsOut, responses=errors(401, 403, 503))
+@router.post("/v1/labels", response_model=LabelsOut, responses=errors(400, 401, 403, 503))
 async def post_labels(body: LabelsIn, svc: ServiceState = Depends(service)) -> dict[str, Any]:
     """Attach correctness labels to stored traces (by id). A new label for a labelled
     trace replaces the old one; unknown ids are listed, not stored."""
