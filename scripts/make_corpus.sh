@@ -4,8 +4,9 @@
 #   bash scripts/make_corpus.sh            # collect (resumable), then pack
 #
 # The collector starts the local llama.cpp server (1 CPU thread), appends graded traces
-# to $TRACES (resumable: rerun this script to continue an interrupted run), then packs
-# them into data/corpus/smollm2/corpus.parquet. Raise LIMIT to add items per domain: the
+# to $TRACES (resumable: rerun this script to continue an interrupted run); they are then
+# graded again into ${TRACES%.jsonl}.graded.jsonl and packed into
+# data/corpus/smollm2/corpus.parquet. Raise LIMIT to add items per domain: the
 # first LIMIT items of each domain's seeded sample are the same for any larger LIMIT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +22,11 @@ SENTINEL=${SENTINEL:-.venv/bin/sentinel}
     --concurrency 2 --n-threads 1 \
     -o "$TRACES"
 
-"$SENTINEL" pack "$TRACES" -o data/corpus/smollm2/corpus.parquet \
+# grade (again) with the graders of this checkout, so the labels never depend on the
+# version that happened to run the collection
+"$SENTINEL" grade "$TRACES" -o "${TRACES%.jsonl}.graded.jsonl"
+
+"$SENTINEL" pack "${TRACES%.jsonl}.graded.jsonl" -o data/corpus/smollm2/corpus.parquet \
     --meta "model_file=$(.venv/bin/python -c 'from entropy_sentinel.model_server import find_smollm2_gguf as f; print(f().name)')" \
     --meta "model_sha256=$(.venv/bin/python -c 'from entropy_sentinel.model_server import find_smollm2_gguf as f, sha256; print(sha256(f()))')" \
     --meta "domains=$DOMAINS" --meta "limit=$LIMIT" --meta "seed=0" \

@@ -86,7 +86,7 @@ def test_records_are_canonical_traces(
         assert meta["benchmark"] == item.benchmark and meta["item_id"] == item.id
         assert meta["answer_type"] == "number" and meta["prompt_template"] == "number-v1"
         assert meta["gold"]["answer"] == item.answer
-        assert meta["grader"] == meta["grade"]["grader"] == "number-v1"
+        assert meta["grader"] == meta["grade"]["grader"] == "number-v2"
         assert meta["grade"]["correct"] is record["correct"]
         assert meta["finish_reason"] in ("stop", "length")
         assert 1 <= meta["timing"]["completion_tokens"] <= MAX_TOKENS

@@ -51,7 +51,7 @@ def test_regrade_benchmark_and_synthetic_items(benchmarks_dir: Path, tmp_path: P
     counts = asyncio.run(regrade_file(src, out, directory=benchmarks_dir))
     assert counts == {"records": 3, "graded": 3, "correct": 3, "changed": 3, "unlabelled": 0}
     regraded = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["meta"]["grader"] for r in regraded] == ["number-v1", "choice-v1", "number-v1"]
+    assert [r["meta"]["grader"] for r in regraded] == ["number-v2", "choice-v1", "number-v2"]
     assert all(r["meta"]["previous_grades"] == [{"correct": False, "grader": "old"}]
                for r in regraded)  # fmt: skip
     assert es.read_traces(out).labels.tolist() == [1.0, 1.0, 1.0]

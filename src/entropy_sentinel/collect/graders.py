@@ -3,11 +3,11 @@
 One grader per answer type, each a function ``(response, gold, ...) -> Grade``, and
 `grade_item` to pick the right one for a benchmark `Item`:
 
-* ``number-v1`` (`grade_number`): the final numeric answer is extracted from the
-  response, then compared with a relative tolerance. Extraction, in order: the last
-  ``\\boxed{...}``; else the last "answer is ... / answer: ..." statement (the number
-  after its last ``=`` when it holds a calculation, else its first number); else the
-  last number of the response. Thousands separators, ``$``, units, ``%``, LaTeX
+* ``number-v2`` (`grade_number`): the final numeric answer is extracted from the
+  response, then compared with the gold number. Extraction, in order: the last
+  ``\\boxed{...}``; else the last "answer is ... / answer: ..." statement (the first
+  number after its last ``=``, else after its last " is ", else its first number); else
+  the last number of the response. Thousands separators, ``$``, units, ``%``, LaTeX
   fractions, ``a/b`` fractions and negative numbers (also with U+2212) are understood.
 * ``math-verify-v1`` (`grade_expression`): Hugging Face ``math-verify`` equivalence
   between the gold LaTeX answer and the response's final answer.
@@ -53,7 +53,7 @@ __all__ = [
     "parse_number",
 ]
 
-NUMBER_GRADER = "number-v1"
+NUMBER_GRADER = "number-v2"
 EXPRESSION_GRADER = "math-verify-v1"
 TEXT_GRADER = "text-v1"
 CHOICE_GRADER = "choice-v1"
@@ -64,11 +64,12 @@ class Grade:
     """The verdict on one response.
 
     Attributes:
-        correct: True or False; None only when a grader could not reach a verdict
-            (an LLM judge that never answered): such a response stays unlabelled.
-        grader: name of the grader that made the label (``number-v1``, ``judge:<model>``).
+        correct: True or False; None only when no verdict could be reached (an LLM judge
+            that never answered, a gold answer that cannot be parsed): such a response
+            stays unlabelled.
+        grader: name of the grader that made the label (``number-v2``, ``judge:<model>``).
         extracted: the final answer taken from the response, or None when none was found.
-        detail: why, in a few words (``no answer found``, ``|12 - 13| > tol``, ...).
+        detail: why, in a few words (``statement: 12 != 13``, ``no number in the response``).
     """
 
     correct: bool | None
@@ -78,9 +79,8 @@ class Grade:
 
 
 # ------------------------------------------------------------------ extraction
-_MARKER_RE = re.compile(
-    r"(?:final\s+answer|answer)\s*(?:is|:|=|would\s+be|will\s+be)?\s*:?\s*", re.IGNORECASE
-)
+_MARKER_RE = re.compile(r"\banswer\b\s*(?:is|:|=|would\s+be|will\s+be)?\s*:?\s*", re.IGNORECASE)
+_IS_RE = re.compile(r"\s(?:is|was|equals)\s", re.IGNORECASE)
 _THOUSANDS_RE = re.compile(r"(?<![\d.])(\d{1,3})((?:,\d{3})+)(?![\d])")
 _NUMBER_RE = re.compile(
     r"(?<![\w)\]}])(?P<sign>-)?"  # a minus is a sign only when no operand precedes it
@@ -146,12 +146,25 @@ def parse_number(text: str) -> float | None:
 
 
 def _answer_in_statement(statement: str) -> re.Match[str] | None:
-    """The answer of an "answer is ..." statement: after its last ``=``, else its first number."""
+    """The answer of an "answer is ..." statement, up to its end (see `_SENTENCE_END_RE`).
+
+    The first number after its last ``=`` ("2 + 7 = 9"), else after its last " is "
+    ("to 57 + 10 is 67"), else its first number ("15 (7 + 8)").
+    """
     end = _SENTENCE_END_RE.search(statement)
     statement = statement[: end.start()] if end else statement
+    parts = []
     if "=" in statement:
-        statement = statement.rsplit("=", 1)[1]
-    return next(_NUMBER_RE.finditer(statement), None)
+        parts.append(statement.rsplit("=", 1)[1])
+    is_words = list(_IS_RE.finditer(statement))
+    if is_words:
+        parts.append(statement[is_words[-1].end() :])
+    parts.append(statement)
+    for part in parts:
+        m = next(_NUMBER_RE.finditer(part), None)
+        if m is not None:
+            return m
+    return None
 
 
 def extract_final_number(response: str) -> tuple[float, str, str] | None:
@@ -169,11 +182,7 @@ def extract_final_number(response: str) -> tuple[float, str, str] | None:
     boxed = last_boxed(response)
     if boxed is not None:
         text = _normalise_numbers(boxed)
-        m = (
-            _answer_in_statement(text.rsplit("=", 1)[1] if "=" in text else text)
-            if text.strip()
-            else None
-        )
+        m = _answer_in_statement(text)
         if m is not None:
             return _match_value(m), _match_text(m), "boxed"
     text = _normalise_numbers(response)
