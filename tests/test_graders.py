@@ -120,6 +120,8 @@ def test_real_choice_answers(response: str, gold: str, answer: str, correct: boo
         (r"\boxed{12", 12),  # a box cut by max_tokens: fall back to the numbers
         ("Final answer: x = 4, so y = 2", 4),  # the statement ends at ", so"
         ("The answer to 57 + 10 is 67.", 67),  # after " is "
+        ("The final answer is 39 (which is the result of adding 12 and 7).", 39),  # leading
+        ("The answer is 3*4 which equals 12.", 12),  # "equals" is "="
         ("The answer: 5 is the result.", 5),  # nothing after " is ": the first number
         ("She answered 3 calls and made 7 more, 10 in all.", 10),  # "answered" is no marker
         (r"\boxed{x = 12}", 12),

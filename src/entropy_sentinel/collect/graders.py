@@ -4,11 +4,13 @@ One grader per answer type, each a function ``(response, gold, ...) -> Grade``, 
 `grade_item` to pick the right one for a benchmark `Item`:
 
 * ``number-v2`` (`grade_number`): the final numeric answer is extracted from the
-  response, then compared with the gold number. Extraction, in order: the last
-  ``\\boxed{...}``; else the last "answer is ... / answer: ..." statement (the first
-  number after its last ``=``, else after its last " is ", else its first number); else
-  the last number of the response. Thousands separators, ``$``, units, ``%``, LaTeX
-  fractions, ``a/b`` fractions and negative numbers (also with U+2212) are understood.
+  response, then compared with the gold number (integers exactly, decimals within a
+  relative tolerance). Extraction, in order: the last ``\\boxed{...}``; else the last
+  "answer is ... / answer: ..." statement (the number after its last ``=`` or "equals";
+  else its leading number; else the number after its last " is "; else its first
+  number); else the last number of the response. Thousands separators, ``$``, units,
+  ``%``, LaTeX fractions, ``a/b`` fractions and negative numbers (also with U+2212) are
+  understood.
 * ``math-verify-v1`` (`grade_expression`): Hugging Face ``math-verify`` equivalence
   between the gold LaTeX answer and the response's final answer.
 * ``text-v1`` (`grade_text`): normalised string equality of the final answer, for
@@ -80,7 +82,9 @@ class Grade:
 
 # ------------------------------------------------------------------ extraction
 _MARKER_RE = re.compile(r"\banswer\b\s*(?:is|:|=|would\s+be|will\s+be)?\s*:?\s*", re.IGNORECASE)
-_IS_RE = re.compile(r"\s(?:is|was|equals)\s", re.IGNORECASE)
+_IS_RE = re.compile(r"\s(?:is|was)\s", re.IGNORECASE)
+_EQUALS_RE = re.compile(r"\b(?:is\s+)?equal(?:s|\s+to)\b", re.IGNORECASE)
+_LETTER_RE = re.compile(r"[A-Za-z]")
 _THOUSANDS_RE = re.compile(r"(?<![\d.])(\d{1,3})((?:,\d{3})+)(?![\d])")
 _NUMBER_RE = re.compile(
     r"(?<![\w)\]}])(?P<sign>-)?"  # a minus is a sign only when no operand precedes it
@@ -148,23 +152,26 @@ def parse_number(text: str) -> float | None:
 def _answer_in_statement(statement: str) -> re.Match[str] | None:
     """The answer of an "answer is ..." statement, up to its end (see `_SENTENCE_END_RE`).
 
-    The first number after its last ``=`` ("2 + 7 = 9"), else after its last " is "
-    ("to 57 + 10 is 67"), else its first number ("15 (7 + 8)").
+    The first number after its last ``=`` or "equals" ("2 + 7 = 9", "3*4 which equals
+    12"); else its first number when nothing but symbols precede it ("15 (7 + 8)",
+    "39 (which is 12 + 7)"); else the first number after its last " is " ("to 57 + 10
+    is 67"); else its first number ("indeed 6").
     """
     end = _SENTENCE_END_RE.search(statement)
-    statement = statement[: end.start()] if end else statement
-    parts = []
+    statement = _EQUALS_RE.sub("=", statement[: end.start()] if end else statement)
     if "=" in statement:
-        parts.append(statement.rsplit("=", 1)[1])
-    is_words = list(_IS_RE.finditer(statement))
-    if is_words:
-        parts.append(statement[is_words[-1].end() :])
-    parts.append(statement)
-    for part in parts:
-        m = next(_NUMBER_RE.finditer(part), None)
+        m = next(_NUMBER_RE.finditer(statement.rsplit("=", 1)[1]), None)
         if m is not None:
             return m
-    return None
+    first = next(_NUMBER_RE.finditer(statement), None)
+    if first is None or not _LETTER_RE.search(statement[: first.start()]):
+        return first
+    is_words = list(_IS_RE.finditer(statement))
+    if is_words:
+        m = next(_NUMBER_RE.finditer(statement[is_words[-1].end() :]), None)
+        if m is not None:
+            return m
+    return first
 
 
 def extract_final_number(response: str) -> tuple[float, str, str] | None:
