@@ -527,3 +527,45 @@ def test_rejection_round_trips_as_json() -> None:
     rej = es.Rejection(index=4, record_id="r", field="$.x", reason="bad")
     assert msgspec.json.decode(msgspec.json.encode(rej))["field"] == "$.x"
     assert str(rej) == "#4 record 'r' field $.x: bad"
+
+
+# ------------------------------------------------ real llama.cpp C++ server
+LLAMACPP = SMOLLM2_FIXTURES.parent / "llamacpp"
+
+
+def test_real_llama_cpp_server_shapes_match_the_reference() -> None:
+    from tests import reference as ref
+
+    native = json.loads((LLAMACPP / "completion_logprobs.json").read_text())
+    post = json.loads((LLAMACPP / "completion_post_sampling.json").read_text())
+    chat = json.loads((LLAMACPP / "chat.json").read_text())
+    batch = es.read_traces(native + post + chat)
+    assert len(batch) == 9
+    h = es.StepStats(batch, precision="float64").entropy
+    steps = [r["completion_probabilities"] for r in native]
+    steps += [
+        [
+            {
+                "token": s["token"],
+                "logprob": math.log(s["prob"]),
+                "top_logprobs": [
+                    {"token": a["token"], "logprob": math.log(a["prob"])}
+                    for a in s["top_probs"]
+                    if a["prob"] > 0
+                ],
+            }
+            for s in r["completion_probabilities"]
+        ]
+        for r in post
+    ]
+    steps += [r["choices"][0]["logprobs"]["content"] for r in chat]
+    for i, content in enumerate(steps):
+        sampled, in_topk, alts = ref.arrays_from_chat_content(content)
+        want = ref.step_entropies(sampled, in_topk, alts, "topk")
+        got = h[batch.offsets[i] : batch.offsets[i + 1]]
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    # The native response's token-id list ("tokens") is not mistaken for legacy tokens.
+    with_ids = dict(native[0], tokens=[1, 2, 3])
+    assert es.read_traces([with_ids]).n_steps == len(native[0]["completion_probabilities"])
+    with pytest.raises(es.TraceError, match="token strings"):
+        es.read_traces([{"id": "x", "logprobs": {"tokens": [1], "token_logprobs": [-0.1]}}])

@@ -351,6 +351,12 @@ def _from_legacy(lp: ChoiceLogprobs | Node, rid: str, path: str) -> _Flat:
         raise TraceError(
             "empty response: no generated tokens", record_id=rid, field=f"{path}.tokens"
         )
+    if not all(isinstance(t, str) for t in tokens):
+        raise TraceError(
+            "legacy completions `tokens` must be token strings, not ids",
+            record_id=rid,
+            field=f"{path}.tokens",
+        )
     token_lp = lp.token_logprobs
     if token_lp is None or len(token_lp) != n:
         raise TraceError(

@@ -77,7 +77,7 @@ class Node(msgspec.Struct, gc=False):
     choices: list[Choice] | None = None
     completion_probabilities: list[Step] | None = None
     content: list[Step] | str | None = None
-    tokens: list[str] | None = None
+    tokens: list[str | int] | None = None  # llama.cpp /completion may list token ids here
     token_logprobs: list[float | None] | None = None
     top_logprobs: list[dict[str, float] | None] | None = None
 
