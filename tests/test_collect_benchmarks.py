@@ -114,6 +114,8 @@ def test_samples_are_prefixes_of_larger_samples(m: int, n: int, seed: int) -> No
     small, large = sorted((m, n))
     assert sample_items(items, small, seed=seed) == sample_items(items, large, seed=seed)[:small]
     assert len({i.id for i in sample_items(items, large, seed=seed)}) == large
+    rest = sample_items(items, None, seed=seed, offset=small)
+    assert sample_items(items, small, seed=seed) + rest == sample_items(items, None, seed=seed)
 
 
 def test_interleaving_balances_domains() -> None:

@@ -86,6 +86,9 @@ def collect(
     limit: Annotated[
         int | None, typer.Option(help="Items per benchmark (a seeded sample).")
     ] = None,
+    offset: Annotated[
+        int, typer.Option(help="Skip this many items of each sample (a disjoint set).")
+    ] = 0,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.5,
     top_logprobs: Annotated[int, typer.Option(help="Alternatives per token (1-20).")] = 20,
     max_tokens: Annotated[int, typer.Option(help="Generation limit per response.")] = 320,
@@ -117,7 +120,9 @@ def collect(
     from entropy_sentinel.collect.collector import collect as run_collect
     from entropy_sentinel.collect.retry import RetryPolicy
 
-    items = load_benchmarks(benchmarks, directory=benchmarks_dir, limit=limit, seed=seed)
+    items = load_benchmarks(
+        benchmarks, directory=benchmarks_dir, limit=limit, seed=seed, offset=offset
+    )
     judge = _judge(judge_base_url, judge_model, judge_api_key_env)
     with contextlib.ExitStack() as stack:
         if base_url is None:

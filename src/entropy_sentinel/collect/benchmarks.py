@@ -236,16 +236,22 @@ def load_benchmark(
     return load_jsonl(path)
 
 
-def sample_items(items: Sequence[Item], n: int | None, *, seed: int = 0) -> list[Item]:
+def sample_items(
+    items: Sequence[Item], n: int | None, *, seed: int = 0, offset: int = 0
+) -> list[Item]:
     """A seeded random sample of ``n`` items (all of them when ``n`` is None or larger).
 
     The order is a seeded permutation, so the first ``m`` items of a sample of ``n >= m``
     are the sample of ``m``: raising ``--limit`` in a resumed run only adds items.
+    ``offset`` skips the first items of the permutation: ``offset=n`` gives the next
+    ``n`` items, disjoint from the first sample (fresh "traffic" for a demo).
     """
     if n is not None and n < 0:
         raise ConfigError(f"limit {n} must be >= 0")
-    order = np.random.default_rng(seed).permutation(len(items))
-    return [items[i] for i in order[: len(items) if n is None else n]]
+    if offset < 0:
+        raise ConfigError(f"offset {offset} must be >= 0")
+    order = np.random.default_rng(seed).permutation(len(items))[offset:]
+    return [items[i] for i in order[: len(order) if n is None else n]]
 
 
 def load_benchmarks(
@@ -254,6 +260,7 @@ def load_benchmarks(
     directory: str | os.PathLike[str] | None = None,
     limit: int | None = None,
     seed: int = 0,
+    offset: int = 0,
     interleave: bool = True,
 ) -> list[Item]:
     """Items of several benchmarks, ``limit`` per benchmark (a seeded sample of each).
@@ -262,11 +269,15 @@ def load_benchmarks(
     or a path to a folder, whose every ``*.jsonl`` file is loaded. With ``interleave``
     the benchmarks take turns (first item of each, then the second of each, ...), so a
     run cut short still has about as many responses in every domain; otherwise the
-    items come benchmark after benchmark.
+    items come benchmark after benchmark. ``offset`` skips that many items of each
+    benchmark's sample (see `sample_items`).
 
     >>> items = load_benchmarks("synth_add_1d,synth_mul_2d", limit=2)
     >>> [item.id.split("-")[0] for item in items]
     ['synth_add_1d', 'synth_mul_2d', 'synth_add_1d', 'synth_mul_2d']
+    >>> fresh = load_benchmarks("synth_add_1d,synth_mul_2d", limit=2, offset=2)
+    >>> {i.id for i in items} & {i.id for i in fresh}
+    set()
     """
     if isinstance(names, str):
         if Path(names).is_dir():
@@ -282,10 +293,14 @@ def load_benchmarks(
     per_benchmark = [
         sample_items(
             load_benchmark(
-                name, directory=directory, synthetic_n=max(1000, limit or 0), synthetic_seed=seed
+                name,
+                directory=directory,
+                synthetic_n=max(1000, (limit or 0) + offset),
+                synthetic_seed=seed,
             ),
             limit,
             seed=seed,
+            offset=offset,
         )
         for name in names
     ]

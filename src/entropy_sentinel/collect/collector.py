@@ -493,10 +493,14 @@ def collect(
         from entropy_sentinel.collect import collect, load_benchmarks
         from entropy_sentinel.model_server import LocalModelServer
 
-        items = load_benchmarks("synth_add_1d,synth_mul_2d,svamp", limit=20)
+        domains = "synth_add_1d,synth_mul_2d,svamp"
+        labelled = load_benchmarks(domains, limit=20)            # 20 per domain
+        traffic = load_benchmarks(domains, limit=20, offset=20)  # 20 other items each
         with LocalModelServer() as server:
-            summary = collect(items, "traces.jsonl", base_url=server.base_url,
+            summary = collect(labelled, "labelled.jsonl", base_url=server.base_url,
                               model=server.alias, max_tokens=192)
+            collect(traffic, "traffic.jsonl", base_url=server.base_url,
+                    model=server.alias, max_tokens=192, grade=False)  # unlabelled
         print(summary.per_domain)
     """
     from entropy_sentinel.collect.progress import CollectProgress
