@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -24,7 +25,7 @@ from entropy_sentinel.collect.graders import (
     parse_number,
 )
 from entropy_sentinel.errors import ConfigError
-from tests.conftest import SMOLLM2_FIXTURES
+from tests.conftest import REPO, SMOLLM2_FIXTURES
 
 # ---------------------------------------------------------------- real answers
 # (response recorded from SmolLM2-135M-Instruct, gold, expected answer, expected label)
@@ -256,3 +257,37 @@ def test_grade_item_dispatches_on_answer_type() -> None:
     assert grade_item(r"\boxed{0.5}", expr).grader == EXPRESSION_GRADER
     assert grade_item("The answer is Tom.", text).grader == TEXT_GRADER
     assert grade_item("A", choice).grader == CHOICE_GRADER
+
+
+# ---------------------------------------------------------------- the corpus
+CORPUS = REPO / "data" / "corpus" / "smollm2" / "corpus.parquet"
+
+
+@pytest.mark.skipif(not CORPUS.exists(), reason="the committed corpus is not there yet")
+def test_corpus_labels_are_what_the_graders_say_today(benchmarks_dir: Path) -> None:
+    """Every stored label of the real corpus is reproduced by the graders of this checkout.
+
+    A grader change that would alter labels fails here: regrade the corpus
+    (scripts/make_corpus.sh) and bump the grader's version.
+    """
+    from entropy_sentinel.collect import corpus_frame, load_benchmark
+    from entropy_sentinel.collect.synthetic import SYNTHETIC_DOMAINS
+
+    frame = corpus_frame(CORPUS)
+    items: dict[str, Item] = {}
+    for benchmark in set(frame["benchmark"]) - set(SYNTHETIC_DOMAINS):
+        items.update((i.id, i) for i in load_benchmark(benchmark, directory=benchmarks_dir))
+    mismatches = []
+    for row in frame.itertuples():
+        if row.benchmark in SYNTHETIC_DOMAINS:
+            a, op, b = str(row.question).removeprefix("What is ").rstrip("?").split(" ")
+            gold = str({"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b)}[op])
+            item = Item(id=str(row.item_id), benchmark=str(row.benchmark),
+                        question=str(row.question), answer=gold, answer_type="number")  # fmt: skip
+        else:
+            item = items[str(row.item_id)]
+        grade = grade_item(str(row.response_text), item)
+        extracted = row.extracted if isinstance(row.extracted, str) else None  # NaN: none
+        if (grade.correct, grade.grader, grade.extracted) != (row.correct, row.grader, extracted):
+            mismatches.append((row.id, grade, row.correct, row.grader, row.extracted))
+    assert not mismatches, mismatches[:5]
