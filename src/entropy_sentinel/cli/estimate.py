@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
 from entropy_sentinel.cli._io import read_traces_cli, report_rejections
@@ -23,37 +23,36 @@ def slice_table(result: SliceAccuracy) -> Table:
     """The ranked Rich table of a result (worst slice first).
 
     With labels it adds the true accuracy and the error; when some slice is only
-    partly labelled, also the labelled count and the label-corrected (PPI)
-    estimate with its interval.
+    partly labelled, the labelled count, the true accuracy of the labelled part
+    and the label-corrected (PPI) estimate with its interval instead of the error.
     """
     labelled = result.has_labels
     partial = any(0 < r.n_labelled < r.n for r in result.records)
     table = Table(
         title=f"estimated accuracy by {', '.join(result.by) or 'all'} "
         f"({result.level:.0%} intervals, model_sd {result.model_sd:.4f})",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
     )
-    table.add_column("#", justify="right")
-    table.add_column(" / ".join(result.by) or "slice")
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column(" / ".join(result.by) or "slice", no_wrap=True)
     names = ["n", "estimate", "interval"]
     if labelled:
-        names += (
-            ["labelled", "true", "error", "PPI", "PPI interval"] if partial else ["true", "error"]
-        )
+        names += ["labels", "true", "PPI", "PPI interval"] if partial else ["true", "error"]
     for name in names:
         table.add_column(name, justify="right", no_wrap=True)
     for rank, r in enumerate(result.records, start=1):
         row = [str(rank), r.label, str(r.n), f"{r.estimate:.3f}", f"{r.lower:.3f}–{r.upper:.3f}"]
         if labelled:
             true = f"{r.true_accuracy:.3f}" if r.n_labelled else "—"
-            error = "—" if math.isnan(r.error) else f"{r.error:+.3f}"  # NaN: not all labelled
-            if r.covered is False:
-                error = f"[red]{error}[/]"
             if partial:
                 ppi = f"{r.ppi_estimate:.3f}" if r.n_labelled else "—"
                 ppi_iv = f"{r.ppi_lower:.3f}–{r.ppi_upper:.3f}" if r.n_labelled else "—"
-                row += [str(r.n_labelled), true, error, ppi, ppi_iv]
+                row += [str(r.n_labelled), true, ppi, ppi_iv]
             else:
-                row += [true, error]
+                error = f"{r.error:+.3f}"
+                row += [true, f"[red]{error}[/]" if r.covered is False else error]
         table.add_row(*row)
     return table
 

@@ -44,6 +44,7 @@ ARTIFACT_VERSION = 1
 TRUSTED_TYPES: tuple[str, ...] = (
     "entropy_sentinel.estimator.model.CorrectnessEstimator",
     "entropy_sentinel.estimator.calibration.Calibrator",
+    "entropy_sentinel.estimator.grids.NormalScores",
     "entropy_sentinel.estimator.grids.RandomOversampler",
     "entropy_sentinel.estimator.features.TraceSignature",
 )

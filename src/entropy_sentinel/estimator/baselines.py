@@ -68,7 +68,7 @@ def _scores(values: npt.ArrayLike, what: str = "scores") -> FloatArray:
     if not np.isfinite(s).all():
         bad = int(np.flatnonzero(~np.isfinite(s))[0])
         raise ConfigError(
-            f"{what}[{bad}] = {s[bad]!r} is not finite; scores that need logprobs are NaN "
+            f"{what}[{bad}] = {float(s[bad])} is not finite; scores that need logprobs are NaN "
             "for traces with precomputed entropies only"
         )
     return s

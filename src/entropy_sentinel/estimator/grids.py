@@ -14,8 +14,11 @@ family   model                                       default grid               
 
 The ``lr``, ``rf`` and ``mlp`` grids are the paper's (PRODUCT.md section 5; the
 spec lists the MLP sizes as "(5,) ... (15, 8)", the three between are ours).
-``hgb`` goes beyond the paper. Scaling is a `StandardScaler` fitted inside each
-training fold.
+``hgb`` goes beyond the paper. "Scaled" families get each feature mapped to
+normal scores (`NormalScores`, a `QuantileTransformer` fitted inside each training fold): the
+profile's columns are heavy-tailed (SEA and kurtosis above 60 standard
+deviations out on Phi-3.5), and rank-based scaling raised the L1 logistic
+regression's cross-validated AUROC there from 0.734 (`StandardScaler`) to 0.760.
 
 Class balancing (``balance=True``) uses ``class_weight="balanced"`` for lr, rf and
 hgb; the MLP has no class weights, so `RandomOversampler` duplicates minority-class
@@ -25,6 +28,7 @@ duplicate can land on both sides of a fold).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, get_args
 
@@ -37,7 +41,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import ParameterGrid
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import QuantileTransformer
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
@@ -47,6 +51,7 @@ __all__ = [
     "FAMILIES",
     "PAPER_GRIDS",
     "Family",
+    "NormalScores",
     "RandomOversampler",
     "check_family",
     "expand_grid",
@@ -100,12 +105,19 @@ def _classifier(family: Family, balance: bool, seed: int) -> BaseEstimator:
 
 
 def make_model(
-    family: str, params: Mapping[str, Any], *, balance: bool, seed: int
+    family: str,
+    params: Mapping[str, Any],
+    *,
+    balance: bool,
+    seed: int,
+    n_samples: int | None = None,
 ) -> BaseEstimator:
     """An unfitted model of ``family`` with ``params`` set (scaled if the family needs it).
 
     ``params`` are parameters of the classifier itself (``{"C": 2.0}``), whatever
     wraps it; an unknown one is a `ConfigError` listing the valid ones.
+    ``n_samples``: rows it will be fitted on, when known (the scaler uses at most
+    that many quantiles, up to 1000; `NormalScores` clamps to the rows it sees anyway).
     """
     fam = check_family(family)
     clf = _classifier(fam, balance, seed)
@@ -119,7 +131,12 @@ def make_model(
         )
     inner.set_params(**params)
     if fam in _SCALED:
-        return Pipeline([("scale", StandardScaler()), ("clf", clf)])
+        scale = NormalScores(
+            n_quantiles=max(1, min(1000, n_samples or 1000)),
+            output_distribution="normal",
+            random_state=seed,
+        )
+        return Pipeline([("scale", scale), ("clf", clf)])
     return clf
 
 
@@ -138,6 +155,20 @@ def expand_grid(
     if not settings:
         raise ConfigError(f"param_grid {param_grid!r} has no parameter setting to try")
     return settings
+
+
+class NormalScores(QuantileTransformer):  # type: ignore[misc]
+    """`QuantileTransformer` to normal scores that quietly uses at most one quantile per row.
+
+    scikit-learn clamps ``n_quantiles`` to the number of rows itself and warns; for
+    small training folds that is expected, so the warning is not passed on.
+    """
+
+    def fit(self, X: npt.ArrayLike, y: object = None) -> NormalScores:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"n_quantiles \(\d+\) is greater than")
+            super().fit(X, y)
+        return self
 
 
 class RandomOversampler(ClassifierMixin, BaseEstimator):  # type: ignore[misc]

@@ -57,7 +57,7 @@ import numpy.typing as npt
 import scipy
 import sklearn
 from joblib import Parallel, delayed
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
@@ -436,7 +436,7 @@ def _fit_model(
     y: npt.NDArray[np.intp],
 ) -> tuple[BaseEstimator, int]:
     """Fit one model single-threaded; returns it and 1 if it did not converge."""
-    model = clone(make_model(family, params, balance=balance, seed=seed))
+    model = make_model(family, params, balance=balance, seed=seed, n_samples=X.shape[0])
     with _single_thread(), warnings.catch_warnings(record=True) as caught:
         # Not converging is counted in the card (tuning.fits_not_converged), not raised:
         # the grid search judges every setting on held-out AUROC either way.

@@ -15,8 +15,10 @@ frozen `SliceRecord` per slice, ranked worst first. The arithmetic is
   prediction-powered, label-corrected estimate with its interval.
 
 Traces that lack a dimension form their own slice (value None), so nothing is
-dropped. Within a slice P is summed in sorted order, so the records do not
-depend on the order of the traces, to the last bit.
+dropped. Within a slice P is summed in sorted order, so for given
+probabilities the records do not depend on the order of the traces, to the
+last bit. (A classifier's P for a trace can itself move in the last bit with
+the trace's position in the batch, through BLAS blocking.)
 
 >>> import numpy as np
 >>> res = slice_accuracy(np.array([0.9, 0.8, 0.4]), [("a",), ("a",), ("b",)], by=("domain",))
