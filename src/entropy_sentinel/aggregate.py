@@ -16,8 +16,9 @@ Estimates (all accuracies are fractions in [0, 1]):
   quadrature: ``A_hat +- z * sqrt(Var + model_sd^2)``, clipped to [0, 1].
 * label-corrected (prediction-powered inference, Angelopoulos et al. 2023), with
   labels on ``m`` of the ``n`` responses: ``A_pp = mean_all(p) + mean_lab(y - p)``,
-  ``Var = var_all(p) / n + var_lab(y - p) / m``. Valid whatever the estimator's
-  bias, because the labelled residual corrects it.
+  ``Var = var_all(p) / n + var_lab(y - p) / m``, with a Student-t quantile
+  (``m - 1`` degrees of freedom). Valid whatever the estimator's bias, because the
+  labelled residual corrects it.
 
 >>> a = SliceStats.from_arrays(np.array([0.9, 0.8]))
 >>> b = SliceStats.from_arrays(np.array([0.7]))
@@ -33,6 +34,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import numpy.typing as npt
 from scipy.stats import norm
+from scipy.stats import t as student_t
 
 from entropy_sentinel.errors import ConfigError
 
@@ -163,9 +165,11 @@ class SliceStats:
         """Prediction-powered (label-corrected) estimate; NaN without labels.
 
         Needs at least two labelled responses for a variance; with one, the
-        interval is [0, 1].
+        interval is [0, 1]. The half-width uses Student's t with ``m - 1`` degrees
+        of freedom rather than the normal quantile: the residual variance is
+        estimated from the ``m`` labels, which are often few.
         """
-        z = _z(level)
+        _z(level)
         m = self.n_labelled
         if not m or not self.n:
             return Interval(math.nan, math.nan, math.nan, level)
@@ -174,7 +178,8 @@ class SliceStats:
             return Interval(min(1.0, max(0.0, est)), 0.0, 1.0, level)
         var_p = max(0.0, self.sum_p2 / self.n - self.estimate**2)
         var_r = max(0.0, (self.sum_r2 - self.sum_r**2 / m) / (m - 1))
-        half = z * math.sqrt(var_p / self.n + var_r / m)
+        t = float(student_t.ppf(0.5 + level / 2.0, df=m - 1))
+        half = t * math.sqrt(var_p / self.n + var_r / m)
         clipped = min(1.0, max(0.0, est))
         return Interval(clipped, max(0.0, est - half), min(1.0, est + half), level)
 
