@@ -2,9 +2,11 @@
 
 For a batch of validated traces, `Scorer.score` computes the per-step entropies once
 (`StepStats` in the estimator's entropy mode), the 11 profile features that are
-stored with every trace, the estimator's own input ``X`` (the profile, or the profile
-plus baseline scores), P(correct) from the estimator (``p_raw``), and ``p`` after the
-active recalibration, if any.
+stored with every trace, the estimator's own input ``X`` (columns of the profile for
+the profile feature sets, else the estimator's `featurize`), P(correct) from the
+estimator (``p_raw``), and ``p`` after the active recalibration, if any. The trace
+signature (entropy source and top-k width) is checked per trace (`Scorer.mismatch`)
+before, so one odd trace cannot make a whole group fail the estimator's check.
 
 Which scorer counts new traces: the *active* one (``sentinel_meta``) when it belongs
 to this estimator (the bare estimator or a recalibration of it), else this
@@ -94,6 +96,10 @@ class Scorer:
         self.names: tuple[str, ...] = tuple(feature_names(estimator.features))
         self.extra_names = tuple(n for n in self.names if n not in FEATURE_NAMES)
         self.signature: TraceSignature | None = getattr(estimator, "signature_", None)
+        # the estimator's inputs as columns of the stored profile, when they all are
+        self._profile_columns: list[int] | None = (
+            None if self.extra_names else [FEATURE_NAMES.index(n) for n in self.names]
+        )
         self.base = storage.register_scorer(
             estimator_sha256=sha256,
             entropy_mode=estimator.entropy_mode,
@@ -167,8 +173,11 @@ class Scorer:
     def _score_batch(self, batch: TraceBatch, scorer: ScorerInfo) -> Scores:
         est = self.estimator
         stats = StepStats(batch, est.entropy_mode)
-        X = est.featurize(stats)
         profile = entropy_profile(stats)
+        if self._profile_columns is not None:  # X is a selection of the profile: reuse it
+            X = profile[:, self._profile_columns]
+        else:
+            X = est.featurize(stats)
         p_raw = np.ascontiguousarray(est.predict_proba(X)[:, 1], dtype=np.float64)
         extra: list[Mapping[str, float] | None] = [None] * len(batch)
         if self.extra_names:

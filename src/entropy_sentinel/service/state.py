@@ -93,7 +93,7 @@ class ServiceState:
         self.db.dispose()
 
 
-def service(request: Request) -> ServiceState:
-    """FastAPI dependency: the running service."""
+async def service(request: Request) -> ServiceState:
+    """FastAPI dependency: the running service (async: no thread hop per request)."""
     state: ServiceState = request.app.state.service
     return state
