@@ -9,5 +9,10 @@ echo "==> ruff"
 .venv/bin/ruff format --check .
 echo "==> mypy"
 .venv/bin/mypy
+echo "==> PostgreSQL (for the storage tests marked postgres)"
+if [ -z "${SENTINEL_TEST_POSTGRES_URL:-}" ]; then
+    eval "$(bash scripts/postgres.sh env)"  # installs it from Debian packages if missing
+fi
+export SENTINEL_TEST_POSTGRES_URL
 echo "==> pytest"
 .venv/bin/pytest "$@"
