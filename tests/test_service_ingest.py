@@ -9,6 +9,7 @@ import json
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from entropy_sentinel.service.pipeline import IngestPipeline, UnavailableError
 from entropy_sentinel.service.scoring import Scorer
 from entropy_sentinel.service.settings import Settings
 from entropy_sentinel.service.store import Storage
-from entropy_sentinel.service.tables import FEATURE_COLUMNS, traces
+from entropy_sentinel.service.tables import FEATURE_COLUMNS, trace_payloads, traces
 from tests.conftest import SMOLLM2_FIXTURES
 from tests.service_fixtures import smollm2_model
 
@@ -206,3 +207,17 @@ def test_a_new_model_rescores_what_the_old_one_counted(smollm2_model: Path, tmp_
     finally:
         new.pipeline.close()
         new.storage.db.dispose()
+
+
+def test_raw_records_are_kept_when_configured(smollm2_model: Path, tmp_path: Path) -> None:
+    rig = _rig(tmp_path / "raw.db", smollm2_model, store_raw=True)
+    try:
+        body = json.dumps({"traces": _proxy_records()[:2]}).encode()
+        result = asyncio.run(rig.pipeline.ingest_body(body, "application/json"))
+        assert result.accepted == 2
+        with rig.storage.db.read.connect() as conn:
+            raws = conn.execute(sa.select(trace_payloads.c.raw)).scalars().all()
+        assert [json.loads(zlib.decompress(r)) for r in raws] == _proxy_records()[:2]
+    finally:
+        rig.pipeline.close()
+        rig.storage.db.dispose()

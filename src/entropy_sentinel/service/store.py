@@ -350,7 +350,10 @@ class Storage:
             with self.db.write.begin() as conn:
                 for start in range(0, len(ids), _IN_CHUNK):
                     chunk = ids[start : start + _IN_CHUNK]
-                    rows = conn.execute(sa.select(*cols).where(traces.c.trace_id.in_(chunk))).all()
+                    query = sa.select(*cols).where(traces.c.trace_id.in_(chunk))
+                    if self.db.dialect == "postgresql":  # a concurrent relabel waits
+                        query = query.with_for_update()
+                    rows = conn.execute(query).all()
                     changed = []
                     for row in rows:
                         found.add(row.trace_id)
