@@ -32,7 +32,7 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -53,6 +53,18 @@ __all__ = ["SliceAccuracy", "SliceRecord", "estimate_accuracy", "slice_accuracy"
 
 FloatArray = npt.NDArray[np.float64]
 SliceKey = tuple[str | None, ...]
+
+
+_COLUMNS = ("n", "estimate", "lower", "upper", "level", "sampling_sd", "model_sd")
+_LABELLED_COLUMNS = (
+    "n_labelled",
+    "true_accuracy",
+    "error",
+    "covered",
+    "ppi_estimate",
+    "ppi_lower",
+    "ppi_upper",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,43 +148,13 @@ class SliceAccuracy:
         """One row per slice: a column per dimension, then n, estimate, lower, upper,
         level, sampling_sd, model_sd and, when any label is present, n_labelled,
         true_accuracy, error, covered, ppi_estimate, ppi_lower, ppi_upper."""
-        rows: list[dict[str, Any]] = []
-        for r in self.records:
-            row: dict[str, Any] = dict(zip(self.by, r.key, strict=True)) if self.by else {}
-            if not self.by:
-                row["slice"] = "all"
-            row.update(
-                n=r.n,
-                estimate=r.estimate,
-                lower=r.lower,
-                upper=r.upper,
-                level=r.level,
-                sampling_sd=r.sampling_sd,
-                model_sd=r.model_sd,
-            )
-            if self.has_labels:
-                row.update(
-                    n_labelled=r.n_labelled,
-                    true_accuracy=r.true_accuracy,
-                    error=r.error,
-                    covered=r.covered,
-                    ppi_estimate=r.ppi_estimate,
-                    ppi_lower=r.ppi_lower,
-                    ppi_upper=r.ppi_upper,
-                )
-            rows.append(row)
-        columns = list(self.by) if self.by else ["slice"]
-        columns += ["n", "estimate", "lower", "upper", "level", "sampling_sd", "model_sd"]
-        if self.has_labels:
-            columns += [
-                "n_labelled",
-                "true_accuracy",
-                "error",
-                "covered",
-                "ppi_estimate",
-                "ppi_lower",
-                "ppi_upper",
-            ]
+        names = _COLUMNS + (_LABELLED_COLUMNS if self.has_labels else ())
+        key_columns = list(self.by) if self.by else ["slice"]
+        rows = [
+            [*(r.key if self.by else ("all",)), *(getattr(r, name) for name in names)]
+            for r in self.records
+        ]
+        columns = key_columns + list(names)
         return pd.DataFrame(rows, columns=columns)
 
     def plot(self, target: str | os.PathLike[str] | Axes | None = None) -> Axes:
