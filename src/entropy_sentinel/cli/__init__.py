@@ -11,6 +11,7 @@ import sys
 
 from entropy_sentinel.cli import collect as _collect  # noqa: F401  (also registers model)
 from entropy_sentinel.cli import estimate, fit  # noqa: F401  (registers commands)
+from entropy_sentinel.cli import evaluate as _evaluate  # noqa: F401  (registers commands)
 from entropy_sentinel.cli import features as _features  # noqa: F401  (registers commands)
 from entropy_sentinel.cli import labels as _labels  # noqa: F401  (registers commands)
 from entropy_sentinel.cli import prioritize as _prioritize  # noqa: F401  (registers commands)

@@ -8,6 +8,8 @@
 * `estimate_accuracy` -> `SliceAccuracy` of `SliceRecord` (`slices`).
 * baselines `AverageConfidence`, `ATC`, `DoC` (`baselines`); the label-corrected
   estimate `label_corrected_accuracy` (`ppi`).
+* shift-robust slice estimators `SliceEnsemble`, `ClassifierATC`,
+  `QuantificationAdjusted`, `ImportanceWeighted`, `DomainHoldoutCalibrated` (`shift`).
 """
 
 from entropy_sentinel.estimator.artifact import load_estimator, read_card, save_estimator
@@ -23,6 +25,13 @@ from entropy_sentinel.estimator.features import (
 from entropy_sentinel.estimator.grids import FAMILIES, PAPER_GRIDS
 from entropy_sentinel.estimator.model import CorrectnessEstimator
 from entropy_sentinel.estimator.ppi import label_corrected_accuracy
+from entropy_sentinel.estimator.shift import (
+    ClassifierATC,
+    DomainHoldoutCalibrated,
+    ImportanceWeighted,
+    QuantificationAdjusted,
+    SliceEnsemble,
+)
 from entropy_sentinel.estimator.slices import (
     SliceAccuracy,
     SliceRecord,
@@ -37,9 +46,14 @@ __all__ = [
     "FEATURE_SETS",
     "PAPER_GRIDS",
     "AverageConfidence",
+    "ClassifierATC",
     "CorrectnessEstimator",
     "DoC",
+    "DomainHoldoutCalibrated",
+    "ImportanceWeighted",
+    "QuantificationAdjusted",
     "SliceAccuracy",
+    "SliceEnsemble",
     "SliceRecord",
     "TraceSignature",
     "estimate_accuracy",

@@ -1,0 +1,275 @@
+"""``sentinel evaluate``: the paper's protocol on a labelled corpus; ``sentinel evaluate-report``.
+
+Configurations come from three places, joined in this order (duplicates run once):
+the classifier grid (``--families`` x ``--features`` x ``--calibration`` x
+``--balance``; ``--families none`` for no grid), the score baselines
+(``--baselines`` x ``--scores``; ``none`` for none) and named configurations
+(``--configs``, e.g. ``paper_rf,blend_rf``). Results are cached per
+(configuration, group) in the results folder, so running again resumes, and
+running with other configurations or groups adds to the same report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from entropy_sentinel.cli.app import app, console, err_console
+from entropy_sentinel.errors import ConfigError
+
+__all__ = ["evaluate", "evaluate_report"]
+
+
+def _split_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _none(values: list[str]) -> list[str]:
+    return [] if values in ([], ["none"]) else values
+
+
+def _balances(text: str) -> list[bool]:
+    mapping = {"yes": True, "true": True, "no": False, "false": False}
+    out = []
+    for part in _split_list(text):
+        if part.lower() not in mapping:
+            raise ConfigError(f"--balance value {part!r}: use yes, no or yes,no")
+        out.append(mapping[part.lower()])
+    return out
+
+
+def _command(corpus: Path, output: Path, **options: object) -> list[str]:
+    """The command line that reproduces a run: every option that shapes results, explicit."""
+    words = ["sentinel", "evaluate", str(corpus), "-o", str(output)]
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        if value is None or value == "" or value is False:
+            continue
+        words += [flag] if value is True else [flag, str(value)]
+    return words
+
+
+@app.command()
+def evaluate(
+    corpus: Annotated[
+        Path,
+        typer.Argument(
+            help="Labelled corpus: a corpus .parquet (sentinel pack) or a .jsonl(.gz) trace file.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Results folder.")],
+    by: Annotated[str, typer.Option(help="Slice dimension whose values are the domains.")] = (
+        "domain"
+    ),
+    k: Annotated[str, typer.Option("--k", help="Training group sizes, e.g. 1-4, 2 or 1,3.")] = (
+        "1-4"
+    ),
+    families: Annotated[
+        str, typer.Option(help="Classifier families of the grid (lr,rf,mlp,hgb) or none.")
+    ] = "rf",
+    features: Annotated[
+        str,
+        typer.Option(help="Feature sets of the grid (profile,profile10,sea,profile+baselines)."),
+    ] = "profile10",
+    calibration: Annotated[
+        str, typer.Option(help="Calibrations of the grid (isotonic,sigmoid,none).")
+    ] = "isotonic",
+    balance: Annotated[
+        str, typer.Option(help="Class balancing of the grid: yes, no or yes,no.")
+    ] = ("yes"),
+    baselines: Annotated[str, typer.Option(help="Score baselines: atc,doc,ac or none.")] = (
+        "atc,doc,ac"
+    ),
+    scores: Annotated[
+        str | None,
+        typer.Option(help="Scores for the baselines (default: the paper's nine, where defined)."),
+    ] = None,
+    configs: Annotated[
+        str,
+        typer.Option(
+            help="Named configurations too: presets (paper_rf, blend_rf, ...), grid names "
+            "(rf.profile.isotonic.bal), baselines (atc.max_entropy); see docs/evaluation.md."
+        ),
+    ] = "",
+    entropy_mode: Annotated[
+        str,
+        typer.Option(help="Entropy mode of the grid and baselines (topk, topk_renorm, topk_tail)."),
+    ] = "topk",
+    max_groups: Annotated[
+        int | None, typer.Option(help="At most this many groups per k (seeded sample).")
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the splits, the group sample, the models.")
+    ] = 0,
+    train_fraction: Annotated[
+        float, typer.Option(help="Fraction of each training domain used for training.")
+    ] = 0.8,
+    jobs: Annotated[int, typer.Option(help="Parallel processes (-1: all cores).")] = 1,
+    retry_failed: Annotated[bool, typer.Option(help="Recompute cached failures.")] = False,
+    reference: Annotated[
+        str, typer.Option(help="Configuration the report compares the others with.")
+    ] = "paper_rf",
+    notes: Annotated[
+        Path | None,
+        typer.Option(help="Markdown file appended to the report.", exists=True, dir_okay=False),
+    ] = None,
+    title: Annotated[str | None, typer.Option(help="Title of the report.")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Run the paper's protocol: train on groups of k domains, estimate every domain.
+
+    For every training group of k domains (all of them, or --max-groups per k), each
+    configuration is trained on 80% of each training domain and estimates the accuracy
+    of every domain (the other 20% of training domains, all of the others). Writes
+    OUTPUT/groups.{parquet,csv}, OUTPUT/domains.{parquet,csv}, OUTPUT/report.md and
+    OUTPUT/figures/; caches every task in OUTPUT/cache/ so an interrupted run resumes.
+    """
+    from entropy_sentinel.evaluation import (
+        EvalData,
+        Split,
+        grid,
+        load_results,
+        named_groups,
+        parse_ks,
+        resolve,
+        run_evaluation,
+        score_baselines,
+        training_groups,
+    )
+    from entropy_sentinel.evaluation.report import write_report
+    from entropy_sentinel.scores import PAPER_SCORES, SCORES
+
+    ks = parse_ks(k)
+    fams = _none(_split_list(families))
+    cals: list[str | None] = [None if c.lower() == "none" else c for c in _split_list(calibration)]
+    configurations = grid(fams, _split_list(features), cals, _balances(balance), entropy_mode)
+    data = EvalData.load(corpus, by=by)
+    console.print(
+        f"corpus {corpus}: [bold]{len(data)}[/] labelled responses in "
+        f"{len(data.domain_names)} domains ({data.n_unlabelled} unlabelled left out, "
+        f"{data.n_rejected} records rejected)",
+        highlight=False,
+    )
+    methods = _none(_split_list(baselines))
+    if methods:
+        wanted = _split_list(scores) if scores else list(PAPER_SCORES)
+        defined = data.batch.has_logprobs.all()
+        usable = [s for s in wanted if defined or not SCORES[s].needs_logprobs]
+        if scores is None and len(usable) < len(wanted):
+            left = sorted(set(wanted) - set(usable))
+            console.print(
+                f"scores {left} need logprobs, which these traces lack: left out of the baselines",
+                highlight=False,
+            )
+        elif len(usable) < len(wanted):
+            raise ConfigError(
+                f"scores {sorted(set(wanted) - set(usable))} need logprobs, which these "
+                "traces lack (they carry precomputed entropies only)"
+            )
+        configurations += score_baselines(methods, usable, entropy_mode)
+        if "doc" in methods:
+            console.print("DoC runs on probability scores only (lntp, mtp).", highlight=False)
+    configurations += resolve(_split_list(configs))
+    configurations = list({c.name: c for c in configurations}.values())
+    if not configurations:
+        raise ConfigError("no configuration to run: give --families, --baselines or --configs")
+    named = named_groups(data.domain_accuracy())
+    groups = training_groups(
+        data.domain_names, ks, max_groups=max_groups, seed=seed, always=named.values()
+    )
+    console.print(
+        f"{len(configurations)} configurations x {len(groups)} training groups "
+        f"(k = {', '.join(map(str, ks))}"
+        + (f", at most {max_groups} per k" if max_groups else ", all")
+        + "); named groups: "
+        + (", ".join(f"{n} = {g.key}" for n, g in named.items()) or "none"),
+        highlight=False,
+    )
+    summary = run_evaluation(
+        data,
+        configurations,
+        groups,
+        output,
+        split=Split(train_fraction=train_fraction, seed=seed),
+        jobs=jobs,
+        retry_failed=retry_failed,
+        progress=not quiet,
+        command=_command(
+            corpus,
+            output,
+            by=by,
+            k=k,
+            families=families,
+            features=features,
+            calibration=calibration,
+            balance=balance,
+            baselines=baselines,
+            scores=scores,
+            configs=configs,
+            entropy_mode=entropy_mode,
+            max_groups=max_groups,
+            seed=seed,
+            train_fraction=train_fraction,
+            retry_failed=retry_failed,
+        ),
+    )
+    console.print(
+        f"{summary.n_tasks} tasks: {summary.n_computed} computed, {summary.n_cached} from the "
+        f"cache, [{'red' if summary.n_failed else 'green'}]{summary.n_failed} failed[/] "
+        f"({summary.seconds:.0f} s)",
+        highlight=False,
+    )
+    results = load_results(output)
+    results.save(output)
+    report = write_report(
+        results,
+        output,
+        reference=reference,
+        title=title,
+        notes=notes.read_text() if notes else None,
+    )
+    console.print(f"wrote {report} and the tables in {output}", highlight=False)
+    if summary.n_failed:
+        err_console.print(
+            f"{summary.n_failed} task(s) failed; see 'Failed tasks' in {report}",
+            highlight=False,
+        )
+
+
+@app.command("evaluate-report")
+def evaluate_report(
+    results_dir: Annotated[
+        Path,
+        typer.Argument(help="Results folder of sentinel evaluate.", exists=True, file_okay=False),
+    ],
+    reference: Annotated[
+        str, typer.Option(help="Configuration the report compares the others with.")
+    ] = "paper_rf",
+    highlight: Annotated[
+        str, typer.Option(help="Configurations drawn in the figures (comma-separated).")
+    ] = "",
+    notes: Annotated[
+        Path | None,
+        typer.Option(help="Markdown file appended to the report.", exists=True, dir_okay=False),
+    ] = None,
+    title: Annotated[str | None, typer.Option(help="Title of the report.")] = None,
+) -> None:
+    """Rewrite the tables and report.md of a results folder from its cache (no fitting)."""
+    from entropy_sentinel.evaluation import load_results
+    from entropy_sentinel.evaluation.report import write_report
+
+    results = load_results(results_dir)
+    results.save(results_dir)
+    report = write_report(
+        results,
+        results_dir,
+        reference=reference,
+        highlight=_split_list(highlight) or None,
+        title=title,
+        notes=notes.read_text() if notes else None,
+    )
+    console.print(f"wrote {report}", highlight=False)

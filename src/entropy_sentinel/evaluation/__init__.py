@@ -1,0 +1,58 @@
+"""The paper's evaluation protocol on labelled trace corpora, and its reports.
+
+* `protocol`: training groups of k domains, seeded 80/20 splits, named groups;
+* `data`: the labelled corpus (`EvalData`) and input columns (`InputSpec`);
+* `configurations`: what is compared, by name (`PRESETS`, `grid`, `score_baselines`);
+* `methods`: one interface (`SliceMethod`) over classifiers, baselines and the
+  shift-robust estimators;
+* `metrics`: per-domain and per-group metrics (AEE, Spearman, Pearson, AUROC, Brier);
+* `runner`: parallel, cached, resumable runs (`run_evaluation`);
+* `results`: the runs as tables (`load_results`);
+* `report`: ``report.md`` and its figures (`write_report`).
+
+See docs/evaluation.md; ``sentinel evaluate`` is the command line.
+"""
+
+from entropy_sentinel.evaluation.configurations import (
+    PRESETS,
+    Configuration,
+    grid,
+    resolve,
+    score_baselines,
+)
+from entropy_sentinel.evaluation.data import EvalData, InputSpec, load_traces
+from entropy_sentinel.evaluation.metrics import GROUP_METRICS, domain_metrics, group_summary
+from entropy_sentinel.evaluation.protocol import (
+    Group,
+    Split,
+    domain_split,
+    named_groups,
+    parse_ks,
+    training_groups,
+)
+from entropy_sentinel.evaluation.results import EvaluationResults, load_results
+from entropy_sentinel.evaluation.runner import RunSummary, run_evaluation
+
+__all__ = [
+    "GROUP_METRICS",
+    "PRESETS",
+    "Configuration",
+    "EvalData",
+    "EvaluationResults",
+    "Group",
+    "InputSpec",
+    "RunSummary",
+    "Split",
+    "domain_metrics",
+    "domain_split",
+    "grid",
+    "group_summary",
+    "load_results",
+    "load_traces",
+    "named_groups",
+    "parse_ks",
+    "resolve",
+    "run_evaluation",
+    "score_baselines",
+    "training_groups",
+]

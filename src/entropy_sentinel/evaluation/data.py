@@ -1,0 +1,238 @@
+"""The labelled corpus an evaluation runs on, and the input columns each configuration reads.
+
+`EvalData` holds what every configuration shares: one row per labelled trace,
+its domain (the value of the ``by`` slice dimension) and label, and the traces
+themselves, from which input matrices are computed once per entropy mode and
+cached (`StepStats` per mode, then the profile and the baseline scores).
+
+An `InputSpec` names a configuration's input columns: a feature set of
+`entropy_sentinel.estimator.featurize` and/or baseline scores (raw, in their own
+orientation), in one entropy mode.
+
+Unlabelled traces cannot be scored against the truth: they are left out and
+counted (``n_unlabelled``); traces without the ``by`` dimension are an error.
+
+>>> import entropy_sentinel as es
+>>> recs = [{"id": str(i), "slice": {"domain": "ab"[i % 2]}, "correct": i % 3 == 0,
+...          "token_entropy": [0.1 * (i % 5), 0.3]} for i in range(12)]
+>>> data = EvalData.from_batch(es.read_traces(recs), by="domain", name="toy")
+>>> data.domain_names, data.matrix(InputSpec(scores=("max_entropy",))).shape
+(('a', 'b'), (12, 1))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from entropy_sentinel.errors import ConfigError
+from entropy_sentinel.estimator.features import check_feature_set, featurize
+from entropy_sentinel.scores import SCORES, baseline_scores
+from entropy_sentinel.steps import StepStats, check_mode
+from entropy_sentinel.traces import TraceBatch, read_traces
+
+__all__ = ["EvalData", "InputSpec", "load_traces"]
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Input columns: ``features`` (a feature set, or None) then ``scores``, in ``mode``.
+
+    >>> InputSpec("profile10", ("length",)).label
+    'profile10+length'
+    """
+
+    features: str | None = None
+    scores: tuple[str, ...] = ()
+    mode: str = "topk"
+
+    def __post_init__(self) -> None:
+        if self.features is None and not self.scores:
+            raise ConfigError("an input spec needs a feature set or at least one score")
+        if self.features is not None:
+            check_feature_set(self.features)
+        unknown = [s for s in self.scores if s not in SCORES]
+        if unknown:
+            raise ConfigError(f"unknown score(s) {unknown}; known: {list(SCORES)}")
+        check_mode(self.mode)
+
+    @property
+    def label(self) -> str:
+        """Short name: the feature set and scores joined by ``+`` (mode if not topk)."""
+        parts = ([self.features] if self.features else []) + list(self.scores)
+        text = "+".join(parts)
+        return text if self.mode == "topk" else f"{text}@{self.mode}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"features": self.features, "scores": list(self.scores), "mode": self.mode}
+
+
+def load_traces(path: str | os.PathLike[str]) -> TraceBatch:
+    """A corpus Parquet file (`entropy_sentinel.collect.corpus`) or a JSONL trace file.
+
+    JSONL is read in bulk mode: rejected records are kept in ``batch.rejected``.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"corpus {str(p)!r} does not exist")
+    if p.suffix == ".parquet":
+        from entropy_sentinel.collect.corpus import read_corpus
+
+        return read_corpus(p)
+    return read_traces(p, errors="collect")
+
+
+@dataclass(eq=False)
+class EvalData:
+    """Labelled traces of an evaluation (see the module docstring).
+
+    Attributes:
+        name: a short description of the corpus (its file name, say).
+        by: the slice dimension whose values are the domains.
+        batch: the labelled traces, in their original order.
+        labels: float64 ``(n,)`` in {0, 1}.
+        domains: object ``(n,)`` domain of each row.
+        n_unlabelled: traces of the source left out because they carry no label.
+        n_rejected: records of the source that could not be read.
+        metadata: the run description stored in a corpus file (model, parameters).
+    """
+
+    name: str
+    by: str
+    batch: TraceBatch
+    labels: FloatArray
+    domains: npt.NDArray[np.object_]
+    n_unlabelled: int = 0
+    n_rejected: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+    _steps: dict[str, StepStats] = field(default_factory=dict, repr=False)
+    _cache: dict[tuple[str, str], FloatArray] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_batch(cls, batch: TraceBatch, *, by: str = "domain", name: str = "") -> EvalData:
+        """Keep the labelled traces of ``batch``, with their ``by`` slice as the domain."""
+        if by not in batch.slice_dimensions:
+            raise ConfigError(
+                f"no trace has slice dimension {by!r}; dimensions present: "
+                f"{list(batch.slice_dimensions) or 'none'}"
+            )
+        values = batch.slice_values(by)
+        missing = np.array([v is None for v in values])
+        if missing.any():
+            first = batch.ids[int(np.flatnonzero(missing)[0])]
+            raise ConfigError(
+                f"{int(missing.sum())} trace(s) (first: {first!r}) have no {by!r} slice; every "
+                f"trace of an evaluation needs its domain. Filter them out or label them."
+            )
+        labelled = batch.has_label
+        if not labelled.any():
+            raise ConfigError(
+                f"none of the {len(batch)} traces has a correctness label; an evaluation "
+                "compares estimates with true accuracies"
+            )
+        kept = batch if labelled.all() else batch.subset(labelled)
+        return cls(
+            name=name,
+            by=by,
+            batch=kept,
+            labels=kept.labels.copy(),
+            domains=kept.slice_values(by),
+            n_unlabelled=int((~labelled).sum()),
+            n_rejected=len(batch.rejected),
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, by: str = "domain") -> EvalData:
+        """`load_traces` then `from_batch`, named after the file (with the corpus
+        file's run description as ``metadata``)."""
+        data = cls.from_batch(load_traces(path), by=by, name=Path(path).name)
+        if Path(path).suffix == ".parquet":
+            from entropy_sentinel.collect.corpus import corpus_metadata
+
+            data.metadata = corpus_metadata(path)
+        return data
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def domain_names(self) -> tuple[str, ...]:
+        """The distinct domains, sorted."""
+        return tuple(sorted({str(d) for d in self.domains}))
+
+    def domain_accuracy(self) -> dict[str, float]:
+        """True accuracy of each domain over all its rows."""
+        return {d: float(self.labels[self.domains == d].mean()) for d in self.domain_names}
+
+    def domain_counts(self) -> dict[str, int]:
+        return {d: int((self.domains == d).sum()) for d in self.domain_names}
+
+    def steps(self, mode: str) -> StepStats:
+        """Per-step statistics in entropy ``mode`` (computed once)."""
+        if mode not in self._steps:
+            self._steps[mode] = StepStats(self.batch, check_mode(mode))
+        return self._steps[mode]
+
+    def _block(self, kind: str, name: str, mode: str) -> FloatArray:
+        key = (f"{kind}:{name}", mode)
+        if key not in self._cache:
+            stats = self.steps(mode)
+            if kind == "features":
+                block = featurize(stats, name, mode)
+            else:
+                block = baseline_scores(stats, (name,))[name].reshape(-1, 1)
+            self._cache[key] = np.ascontiguousarray(block, dtype=np.float64)
+        return self._cache[key]
+
+    def matrix(self, spec: InputSpec) -> FloatArray:
+        """The ``(n, d)`` input matrix of ``spec`` (scores raw, NaN where undefined)."""
+        blocks = []
+        if spec.features is not None:
+            blocks.append(self._block("features", spec.features, spec.mode))
+        blocks += [self._block("score", s, spec.mode) for s in spec.scores]
+        return np.ascontiguousarray(np.hstack(blocks))
+
+    def fingerprint(self) -> str:
+        """SHA-256 (hex, 16 chars) of the rows: ids, domains, labels and per-step numbers."""
+        h = hashlib.sha256()
+        h.update(self.by.encode())
+        h.update("\x00".join(self.batch.ids).encode())
+        h.update("\x00".join(str(d) for d in self.domains).encode())
+        for arr in (
+            self.labels,
+            self.batch.offsets,
+            self.batch.sampled_logprob,
+            self.batch.topk_logprobs,
+            self.batch.token_entropy,
+        ):
+            h.update(np.ascontiguousarray(arr).tobytes())
+        return h.hexdigest()[:16]
+
+    def describe(self) -> Mapping[str, Any]:
+        """Counts for a report: rows, tokens, domains with their sizes and accuracies."""
+        acc = self.domain_accuracy()
+        counts = self.domain_counts()
+        models = sorted({str(m["model"]) for m in self.batch.meta if m.get("model")})
+        return {
+            "name": self.name,
+            "by": self.by,
+            "n": len(self),
+            "n_tokens": self.batch.n_steps,
+            "n_unlabelled": self.n_unlabelled,
+            "n_rejected": self.n_rejected,
+            "accuracy": float(self.labels.mean()),
+            "source": "logprobs" if self.batch.has_logprobs.all() else "precomputed entropies",
+            "k": self.batch.k,
+            "models": models,
+            "metadata": self.metadata,
+            "domains": {d: {"n": counts[d], "accuracy": acc[d]} for d in self.domain_names},
+        }
