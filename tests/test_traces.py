@@ -569,3 +569,10 @@ def test_real_llama_cpp_server_shapes_match_the_reference() -> None:
     assert es.read_traces([with_ids]).n_steps == len(native[0]["completion_probabilities"])
     with pytest.raises(es.TraceError, match="token strings"):
         es.read_traces([{"id": "x", "logprobs": {"tokens": [1], "token_logprobs": [-0.1]}}])
+
+
+def test_deeply_nested_input_is_a_trace_error() -> None:
+    raw = b'{"id": "deep", "meta": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(es.TraceError, match="nested too deeply") as err:
+        decode_record(raw, 5)
+    assert err.value.index == 5

@@ -54,6 +54,8 @@ def decode_record(raw: Any, index: int) -> list[Parsed]:
         raise _as_trace_error(exc, raw, index) from None
     except TypeError as exc:  # an object that is not JSON-like at all
         raise TraceError(str(exc), index=index) from None
+    except RecursionError:  # msgspec's nesting guard
+        raise TraceError("record is nested too deeply to be a trace", index=index) from None
     try:
         return parse_record(record, index)
     except TraceError as exc:
