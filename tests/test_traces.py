@@ -572,7 +572,10 @@ def test_real_llama_cpp_server_shapes_match_the_reference() -> None:
 
 
 def test_deeply_nested_input_is_a_trace_error() -> None:
-    raw = b'{"id": "deep", "meta": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    raw = b'{"id": "deep", "meta": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_001
     with pytest.raises(es.TraceError, match="nested too deeply") as err:
         decode_record(raw, 5)
     assert err.value.index == 5
+    raw = b'{"id": "deep", "meta": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(es.TraceError, match=r"Expected `object \| null`, got `array`"):
+        decode_record(raw, 5)

@@ -222,7 +222,7 @@ def _as_trace_error(exc: Exception, raw: Any, index: int) -> TraceError:
         else:
             rid = msgspec.convert(_to_builtin(raw), _IdOnly, strict=False).id
         record_id = None if rid is None else str(rid)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.DecodeError, RecursionError):
         pass
     if not isinstance(exc, msgspec.ValidationError):
         message = f"not valid JSON ({message})"
