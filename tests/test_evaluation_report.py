@@ -100,7 +100,7 @@ def test_report_on_real_results(real: Path) -> None:
         "groups.parquet",
         "groups.csv",
         "domains.parquet",
-        "domains.csv",
+        "domains.csv.gz",
     }
     report = write_report(
         results, real, reference="lr.profile10.isotonic.bal", notes="## Notes\n\nhand-written"

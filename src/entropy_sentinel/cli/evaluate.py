@@ -125,7 +125,7 @@ def evaluate(
     For every training group of k domains (all of them, or --max-groups per k), each
     configuration is trained on 80% of each training domain and estimates the accuracy
     of every domain (the other 20% of training domains, all of the others). Writes
-    OUTPUT/groups.{parquet,csv}, OUTPUT/domains.{parquet,csv}, OUTPUT/report.md and
+    OUTPUT/groups.{parquet,csv}, OUTPUT/domains.{parquet,csv.gz}, OUTPUT/report.md and
     OUTPUT/figures/; caches every task in OUTPUT/cache/ so an interrupted run resumes.
     """
     from entropy_sentinel.evaluation import (

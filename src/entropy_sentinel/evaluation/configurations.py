@@ -116,14 +116,13 @@ class Configuration:
         """A fresh, unfitted method (``seed`` seeds its folds and models; ``memo`` shares
         classifier fits between the configurations of one training group)."""
         p = dict(self.params)
-        key = json.dumps(self.inputs.to_dict(), sort_keys=True)
         if self.kind == "baseline":
             return ScoreBaselineMethod(p["method"], self.inputs.scores[0])
         clf = {name: p.pop(name) for name in ("family", "calibration", "balance")}
         if self.kind == "classifier":
-            return ClassifierMethod(clf, key, seed, memo)
+            return ClassifierMethod(clf, seed, memo)
         cls = SHIFT_ESTIMATORS[p.pop("estimator")]
-        return SliceEstimatorMethod(cls, p, clf, key, seed, memo)
+        return SliceEstimatorMethod(cls, p, clf, seed, memo)
 
     # Report helpers: the attributes each summary groups by.
     @property

@@ -21,6 +21,7 @@ fitting is deterministic given the seed, so sharing changes no number.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -77,7 +78,6 @@ FitMemo = dict[tuple[Any, ...], CorrectnessEstimator]
 
 def fit_classifier(
     params: Mapping[str, Any],
-    inputs_key: str,
     X: FloatArray,
     y: FloatArray,
     seed: int,
@@ -85,11 +85,14 @@ def fit_classifier(
 ) -> CorrectnessEstimator:
     """A `CorrectnessEstimator` with ``params`` fitted on ``(X, y)``, shared through ``memo``.
 
-    ``memo`` belongs to one training group, so equal parameters and inputs mean an
-    equal fit; the memo saves fitting the same classifier for every configuration
+    Fits are keyed by the parameters, the seed and a hash of the training rows
+    themselves, so two configurations share a fit exactly when the classifier would
+    see the same numbers; the memo saves fitting it again for every configuration
     that wraps it.
     """
-    key = (tuple(sorted(params.items())), inputs_key, seed)
+    digest = hashlib.sha256(np.ascontiguousarray(X).tobytes())
+    digest.update(np.ascontiguousarray(y).tobytes())
+    key = (tuple(sorted(params.items())), X.shape, digest.hexdigest(), seed)
     if memo is not None and key in memo:
         return memo[key]
     est = CorrectnessEstimator(**params, random_state=seed).fit(X, y)
@@ -103,21 +106,17 @@ class ClassifierMethod:
 
     Args:
         params: `CorrectnessEstimator` parameters (family, calibration, balance, ...).
-        inputs_key: names the input columns (for ``memo``).
         seed: its ``random_state``.
         memo: fits shared within one training group (None: no sharing).
     """
 
-    def __init__(
-        self, params: Mapping[str, Any], inputs_key: str, seed: int, memo: FitMemo | None = None
-    ) -> None:
+    def __init__(self, params: Mapping[str, Any], seed: int, memo: FitMemo | None = None) -> None:
         self.params = dict(params)
-        self.inputs_key = inputs_key
         self.seed = seed
         self.memo = memo
 
     def fit(self, X: FloatArray, y: FloatArray, domains: ObjectArray) -> ClassifierMethod:
-        self.estimator_ = fit_classifier(self.params, self.inputs_key, X, y, self.seed, self.memo)
+        self.estimator_ = fit_classifier(self.params, X, y, self.seed, self.memo)
         return self
 
     def assess(self, X: FloatArray) -> Assessment:
@@ -178,7 +177,8 @@ class SliceEstimatorMethod:
     Args:
         estimator_class: e.g. `SliceEnsemble`.
         params: the estimator's own parameters.
-        classifier_params, inputs_key, seed, memo: as for `ClassifierMethod`.
+        classifier_params, seed, memo: as for `ClassifierMethod`. The classifier sees
+            the first ``params["classifier_columns"]`` columns when that is set.
     """
 
     def __init__(
@@ -186,21 +186,21 @@ class SliceEstimatorMethod:
         estimator_class: type,
         params: Mapping[str, Any],
         classifier_params: Mapping[str, Any],
-        inputs_key: str,
         seed: int,
         memo: FitMemo | None = None,
     ) -> None:
         self.estimator_class = estimator_class
         self.params = dict(params)
         self.classifier_params = dict(classifier_params)
-        self.inputs_key = inputs_key
         self.seed = seed
         self.memo = memo
 
     def fit(self, X: FloatArray, y: FloatArray, domains: ObjectArray) -> SliceEstimatorMethod:
         from sklearn.frozen import FrozenEstimator
 
-        clf = fit_classifier(self.classifier_params, self.inputs_key, X, y, self.seed, self.memo)
+        columns = self.params.get("classifier_columns")
+        Xc = X if columns is None else np.ascontiguousarray(X[:, :columns])
+        clf = fit_classifier(self.classifier_params, Xc, y, self.seed, self.memo)
         self.estimator_ = self.estimator_class(
             classifier=FrozenEstimator(clf), **self.params, random_state=self.seed
         ).fit(X, y, groups=domains)

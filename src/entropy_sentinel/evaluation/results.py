@@ -10,7 +10,8 @@ recipe are counted in ``n_stale`` and ignored) and builds:
 * ``domains``: one row per (configuration, group, evaluated domain) of the
   successful tasks: the `domain_metrics` columns.
 
-`EvaluationResults.save` writes both as Parquet and CSV (``groups.*``, ``domains.*``).
+`EvaluationResults.save` writes both as Parquet and CSV (``groups.*``, ``domains.*``;
+the per-domain CSV gzipped).
 """
 
 from __future__ import annotations
@@ -57,14 +58,18 @@ class EvaluationResults:
     n_stale: int = 0
 
     def save(self, output: str | os.PathLike[str]) -> list[Path]:
-        """Write ``groups`` and ``domains`` as Parquet and CSV into ``output``."""
+        """Write ``groups.{parquet,csv}`` and ``domains.{parquet,csv.gz}`` into ``output``
+        (the per-domain table has a row per domain of every task: gzipped CSV)."""
         out = Path(output)
         out.mkdir(parents=True, exist_ok=True)
         written = []
-        for name, frame in (("groups", self.groups), ("domains", self.domains)):
+        for name, frame, csv in (
+            ("groups", self.groups, "groups.csv"),
+            ("domains", self.domains, "domains.csv.gz"),
+        ):
             frame.to_parquet(out / f"{name}.parquet", index=False)
-            frame.to_csv(out / f"{name}.csv", index=False)
-            written += [out / f"{name}.parquet", out / f"{name}.csv"]
+            frame.to_csv(out / csv, index=False)
+            written += [out / f"{name}.parquet", out / csv]
         return written
 
     def configurations(self) -> list[str]:
