@@ -3,7 +3,8 @@
 `RequestMiddleware` wraps every HTTP request:
 
 * takes ``X-Request-ID`` from the client (up to 64 safe characters) or makes one,
-  and returns it on the response;
+  and returns it on the response (unless the response has its own: a proxied answer
+  keeps the upstream's);
 * refuses bodies larger than ``max_body_bytes``: at once from ``Content-Length``,
   or as soon as a streamed (chunked) body passes the limit; both answer 413;
 * logs one line per request (method, path, status, duration, client, request id)
@@ -58,8 +59,11 @@ class RequestMiddleware:
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 response_started = True
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                headers = list(message.get("headers", []))
+                # a proxied answer keeps the upstream's own request id
+                if not any(k.lower() == b"x-request-id" for k, _ in headers):
+                    headers.append((b"x-request-id", rid.encode()))
+                message["headers"] = headers
             await send(message)
 
         try:

@@ -99,7 +99,17 @@ class Settings:
         db_url: SQLAlchemy URL: ``sqlite:///path.db`` (default, WAL) or
             ``postgresql+psycopg://user@host/db``.
         model_path: the fitted estimator artifact (``sentinel fit``); required to serve.
-        upstream: base URL of the OpenAI-compatible server behind the proxy.
+        upstream: base URL of the OpenAI-compatible server behind the proxy, as an OpenAI
+            client's ``base_url`` (``http://127.0.0.1:8080/v1``, ``https://api.openai.com/v1``):
+            ``POST /v1/chat/completions`` is forwarded to ``{upstream}/chat/completions``.
+        upstream_timeout: seconds the proxy waits for the upstream's next bytes (a
+            non-streamed answer arrives only when generation ends); connecting is limited
+            to 10 s or this, whichever is less.
+        proxy_top_logprobs: alternatives per token the proxy asks the upstream for when
+            the client did not ask for logprobs (``top_logprobs`` in chat, ``logprobs``
+            in legacy completions).
+        proxy_record_text: keep the prompt and the answer text of proxied requests in the
+            trace's ``meta`` (what annotators need to label them); off by default.
         host, port: where to listen.
         api_keys: keys and their scopes; none means loopback clients only.
         max_body_bytes: largest request body accepted (after gzip decoding).
@@ -126,6 +136,9 @@ class Settings:
     db_url: str = "sqlite:///sentinel.db"
     model_path: Path | None = None
     upstream: str | None = None
+    upstream_timeout: float = 600.0
+    proxy_top_logprobs: int = 20
+    proxy_record_text: bool = False
     host: str = "127.0.0.1"
     port: int = 8000
     api_keys: tuple[ApiKey, ...] = ()
@@ -165,7 +178,17 @@ class Settings:
             )
         if not 0.0 < self.level < 1.0:
             raise ConfigError(f"level={self.level!r} must be in (0, 1), e.g. 0.95")
-        for name in ("evaluate_every", "webhook_timeout", "shutdown_timeout"):
+        if self.upstream is not None and not re.match(r"^https?://[^/\s]+", self.upstream):
+            raise ConfigError(
+                f"upstream={self.upstream!r} must be an http:// or https:// base URL, e.g. "
+                "http://127.0.0.1:8080/v1 (what an OpenAI client takes as base_url)"
+            )
+        if not 1 <= self.proxy_top_logprobs <= 100:
+            raise ConfigError(
+                f"proxy_top_logprobs={self.proxy_top_logprobs!r} must be in 1..100 (OpenAI "
+                "allows up to 20 in chat completions and 5 in legacy completions)"
+            )
+        for name in ("evaluate_every", "webhook_timeout", "shutdown_timeout", "upstream_timeout"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be > 0 seconds")
         if self.log_format not in ("json", "text"):
@@ -197,7 +220,7 @@ class Settings:
 
 
 _DURATIONS = ("bucket", "max_future_skew", "reference", "metrics_window")
-_SECONDS = ("evaluate_every", "webhook_timeout", "shutdown_timeout")
+_SECONDS = ("evaluate_every", "webhook_timeout", "shutdown_timeout", "upstream_timeout")
 _RENAMES = {"db": "db_url", "model": "model_path"}
 
 

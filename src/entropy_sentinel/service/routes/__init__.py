@@ -7,7 +7,15 @@ and one more entry in `ROUTERS`; it reaches the running service through the
 
 from fastapi import APIRouter
 
-from entropy_sentinel.service.routes import alerts, estimates, ingest, labels, ops, priorities
+from entropy_sentinel.service.routes import (
+    alerts,
+    estimates,
+    ingest,
+    labels,
+    ops,
+    priorities,
+    proxy,
+)
 
 __all__ = ["ROUTERS"]
 
@@ -18,4 +26,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     priorities.router,
     labels.router,
     ops.router,
+    proxy.router,
 )

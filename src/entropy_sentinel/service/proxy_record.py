@@ -1,0 +1,300 @@
+"""Recording proxied answers as traces, off the response path.
+
+The proxy hands each finished exchange (the upstream's answer bytes, or the ``data``
+payloads of its stream) to `Recorder.submit`, which only queues it. One recorder
+thread takes what is queued (up to ``_BATCH`` at a time), turns each exchange into a
+canonical trace record (`build_record`) and ingests them in-process
+(`IngestPipeline.ingest_records_sync`: the ingest API's validation, scoring and group
+commit, no HTTP). Its outcome per trace is counted in ``sentinel_proxy_traces_total``;
+rejections and failures are logged with the trace id and the reason. Nothing here can
+reach the client: a full queue drops the exchange (counted ``dropped``), an error is
+counted ``failed``.
+
+The record of an exchange::
+
+    {"id": <the upstream's response id>, "slice": {...}, "timestamp": <received>,
+     "meta": {"proxy": {"route", "model", "stream", "client_logprobs", "request_id"},
+              "prompt": ..., "answer": ...},       # prompt/answer with proxy_record_text
+     "logprobs": <the response> | [<stream chunks>]}
+
+A streamed legacy completion is first reassembled into one completion (the trace
+library reads chat chunks directly, legacy chunks only as one response).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from entropy_sentinel.service.openai_body import Kind
+from entropy_sentinel.service.pipeline import IngestPipeline, UnavailableError
+from entropy_sentinel.service.proxy_metrics import ProxyMetrics
+
+__all__ = ["Exchange", "Recorder", "build_record"]
+
+log = logging.getLogger("entropy_sentinel.service.proxy")
+
+_BATCH = 256  # exchanges per in-process ingest call
+_RETRY_DELAYS = (0.5, 1.0)  # after an UnavailableError (queue full, database busy)
+_STOP = object()
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One proxied answer to record.
+
+    Attributes:
+        kind: ``chat`` or ``completions``.
+        received_at: epoch seconds when the proxy received the request (the event time).
+        slice: the request's slice.
+        meta: facts about the exchange, stored in the trace's ``meta.proxy``.
+        body: the upstream's answer (non-streamed).
+        chunks: the ``data`` payloads of a streamed answer, in order, without ``[DONE]``.
+        prompt: the request's ``messages`` or ``prompt`` (kept with ``proxy_record_text``).
+    """
+
+    kind: Kind
+    received_at: float
+    slice: dict[str, str]
+    meta: dict[str, Any]
+    body: bytes | None = None
+    chunks: tuple[bytes, ...] = ()
+    prompt: Any = field(default=None, repr=False)
+
+
+class _Id(msgspec.Struct):
+    id: str | None = None
+
+
+class _Message(msgspec.Struct):
+    content: str | None = None
+
+
+class _TextChoice(msgspec.Struct):
+    index: int = 0
+    text: str | None = None
+    message: _Message | None = None
+    delta: _Message | None = None
+
+
+class _Texts(msgspec.Struct):
+    choices: list[_TextChoice] = []
+
+
+def build_record(ex: Exchange, *, record_text: bool = False) -> bytes:
+    """The canonical trace record (JSON bytes) of one exchange (see the module docstring).
+
+    The answer's bytes are spliced in as they are, so the trace library decodes them
+    once, straight into arrays.
+    """
+    if ex.body is not None:
+        answer = ex.body
+        first = ex.body
+    else:
+        answer = (
+            _legacy_from_chunks(ex.chunks)
+            if ex.kind == "completions"
+            else b"[" + b",".join(ex.chunks) + b"]"
+        )
+        first = ex.chunks[0] if ex.chunks else b"{}"
+    head: dict[str, Any] = {}
+    try:
+        rid = msgspec.json.decode(first, type=_Id).id
+    except msgspec.DecodeError:
+        rid = None
+    if rid:
+        head["id"] = rid
+    meta: dict[str, Any] = {"proxy": ex.meta}
+    if record_text:
+        meta["prompt"] = ex.prompt
+        meta["answer"] = _answer_text(ex)
+    head.update(slice=ex.slice, timestamp=ex.received_at, meta=meta)
+    return msgspec.json.encode(head)[:-1] + b',"logprobs":' + answer + b"}"
+
+
+def _answer_text(ex: Exchange) -> str | list[str] | None:
+    """The answer's text: one string per choice (a list when there are several)."""
+    parts: dict[int, list[str]] = {}
+    docs = [ex.body] if ex.body is not None else list(ex.chunks)
+    for doc in docs:
+        try:
+            texts = msgspec.json.decode(doc, type=_Texts)
+        except msgspec.DecodeError:
+            return None
+        for c in texts.choices:
+            piece = c.text
+            for msg in (c.message, c.delta):
+                if msg is not None and msg.content is not None:
+                    piece = msg.content
+            if piece:
+                parts.setdefault(c.index, []).append(piece)
+    joined = ["".join(parts[i]) for i in sorted(parts)]
+    if not joined:
+        return None
+    return joined[0] if len(joined) == 1 else joined
+
+
+def _legacy_from_chunks(chunks: Sequence[bytes]) -> bytes:
+    """One legacy completion from its stream chunks (tokens and logprobs concatenated)."""
+    head: dict[str, Any] = {}
+    choices: dict[int, dict[str, Any]] = {}
+    for raw in chunks:
+        try:
+            chunk = msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            return b"[" + b",".join(chunks) + b"]"  # the trace library names the bad chunk
+        if not isinstance(chunk, dict):
+            continue
+        for key in ("id", "object", "created", "model"):
+            head.setdefault(key, chunk.get(key))
+        for c in chunk.get("choices") or ():
+            if not isinstance(c, dict):
+                continue
+            out = choices.setdefault(
+                int(c.get("index") or 0), {"index": int(c.get("index") or 0), "text": ""}
+            )
+            out["text"] += c.get("text") or ""
+            if c.get("finish_reason") is not None:
+                out["finish_reason"] = c["finish_reason"]
+            lp = c.get("logprobs")
+            if isinstance(lp, dict):
+                acc = out.setdefault("logprobs", {})
+                for key in ("tokens", "token_logprobs", "top_logprobs", "text_offset"):
+                    if lp.get(key) is not None:
+                        acc.setdefault(key, []).extend(lp[key])
+    head["choices"] = [choices[i] for i in sorted(choices)]
+    return msgspec.json.encode(head)
+
+
+class Recorder:
+    """A queue and one thread that record exchanges (see the module docstring).
+
+    Args:
+        pipeline: the service's ingest pipeline.
+        metrics: where outcomes are counted.
+        max_queued: exchanges waiting at most; beyond, new ones are dropped (counted).
+        record_text: keep the prompt and the answer text in each trace's ``meta``.
+    """
+
+    def __init__(
+        self,
+        pipeline: IngestPipeline,
+        metrics: ProxyMetrics,
+        *,
+        max_queued: int = 2000,
+        record_text: bool = False,
+    ) -> None:
+        self.pipeline = pipeline
+        self.metrics = metrics
+        self.record_text = record_text
+        self._queue: queue.Queue[Any] = queue.Queue(max_queued)
+        self._closing = False
+        self._thread = threading.Thread(
+            target=self._run, name="sentinel-proxy-recorder", daemon=True
+        )
+
+    def start(self) -> Recorder:
+        self._thread.start()
+        return self
+
+    def submit(self, exchange: Exchange) -> bool:
+        """Queue ``exchange`` for recording; never blocks. False when it was dropped."""
+        if self._closing:
+            self.metrics.traces.labels("dropped").inc()
+            log.warning("proxy: recorder is closed; an answer was not recorded")
+            return False
+        try:
+            self._queue.put_nowait(exchange)
+        except queue.Full:
+            self.metrics.traces.labels("dropped").inc()
+            log.warning(
+                "proxy: %d answers are waiting to be recorded; an answer was dropped",
+                self._queue.qsize(),
+            )
+            return False
+        self.metrics.queue.set(self._queue.qsize())
+        return True
+
+    def skipped(self, reason: str) -> None:
+        """Count an answer that carries no trace to record."""
+        self.metrics.traces.labels("skipped").inc()
+        log.debug("proxy: answer not recorded (%s)", reason)
+
+    def close(self, timeout: float = 30.0) -> int:
+        """Record what is queued, then stop; returns the exchanges left unrecorded."""
+        self._closing = True
+        if not self._thread.is_alive():
+            return self._queue.qsize()
+        self._queue.put(_STOP)  # after everything already queued
+        self._thread.join(timeout)
+        left = self._queue.qsize() if self._thread.is_alive() else 0
+        if left:
+            log.error("proxy: %d answers were not recorded before shutdown", left)
+        return left
+
+    # ---------------------------------------------------------------- thread
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            batch: list[Exchange] = [item]
+            stop = False
+            while len(batch) < _BATCH:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self.metrics.queue.set(self._queue.qsize())
+            self._record(batch)
+            if stop:
+                return
+
+    def _record(self, batch: list[Exchange]) -> None:
+        try:
+            records = [build_record(ex, record_text=self.record_text) for ex in batch]
+        except Exception:  # a bug here must not stop the thread; count and log it
+            log.exception("proxy: building %d trace records failed", len(batch))
+            self.metrics.traces.labels("failed").inc(len(batch))
+            return
+        for attempt, delay in enumerate((*_RETRY_DELAYS, None)):
+            try:
+                result = self.pipeline.ingest_records_sync(records)
+            except UnavailableError as exc:
+                if delay is None or self._closing:
+                    self._failed(len(records), exc)
+                    return
+                log.info("proxy: recording retried (attempt %d): %s", attempt + 2, exc)
+                time.sleep(delay)
+                continue
+            except Exception as exc:
+                self._failed(len(records), exc)
+                return
+            break
+        m = self.metrics.traces
+        m.labels("stored").inc(result.accepted)
+        m.labels("duplicate").inc(result.duplicates)
+        m.labels("rejected").inc(len(result.rejections))
+        for r in result.rejections:
+            log.warning(
+                "proxy: trace %s not recorded: %s%s",
+                r.record_id or f"#{r.index}",
+                f"{r.field}: " if r.field else "",
+                r.reason,
+                extra={"trace_id": r.record_id, "field": r.field},
+            )
+
+    def _failed(self, n: int, exc: BaseException) -> None:
+        self.metrics.traces.labels("failed").inc(n)
+        log.error("proxy: recording %d answers failed: %s: %s", n, type(exc).__name__, exc)

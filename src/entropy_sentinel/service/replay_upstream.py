@@ -1,0 +1,168 @@
+"""`ReplayUpstream`: an OpenAI-compatible server that answers with recorded responses.
+
+For measuring the proxy's own cost (an upstream that answers at once) and for testing
+what the real model server cannot do on demand (errors, slow answers, a stream that
+breaks off). It serves ``POST /v1/chat/completions`` (plain and ``stream``) and
+``POST /v1/completions`` from real recorded answers (by default the SmolLM2 fixtures
+of this repository's ``tests/fixtures/smollm2``), in turn, each with a fresh ``id``.
+Like OpenAI-compatible servers, it sends ``"logprobs": null`` when the request did not
+ask for logprobs. Streams are sent as sse-starlette sends them (llama-cpp-python's
+server): ``data: {...}\\r\\n\\r\\n`` per chunk, then ``data: [DONE]``.
+
+Request headers steer it (the proxy forwards them like any other header):
+
+* ``X-Replay-Status: 429``: answer with that status and an OpenAI-style error body;
+* ``X-Replay-Delay: 0.5``: wait that many seconds before answering;
+* ``X-Replay-Break-After: 3``: send that many stream events, then abort the connection;
+* ``X-Replay-Event-Delay: 0.1``: wait that many seconds between stream events.
+
+``requests`` keeps the last 100 requests (headers and body) it received.
+
+Run it with `entropy_sentinel.service.testing.ThreadedServer`, or as a process:
+``python -m entropy_sentinel.service.replay_upstream --port 8123 FIXTURES_DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+__all__ = ["ReplayUpstream", "load_recorded"]
+
+_ID = b"__REPLAY_ID__"
+
+
+def load_recorded(directory: str | Path) -> dict[str, list[Any]]:
+    """``chat.json``, ``chat_stream.json`` and ``completions.json`` of a fixtures folder."""
+    folder = Path(directory)
+    return {
+        name: json.loads((folder / f"{name}.json").read_text())
+        for name in ("chat", "chat_stream", "completions")
+    }
+
+
+def _template(obj: dict[str, Any], logprobs: bool) -> bytes:
+    """Compact JSON of a recorded answer with a placeholder id (logprobs null if not asked)."""
+    out = dict(obj, id=_ID.decode())
+    if not logprobs:
+        out["choices"] = [dict(c, logprobs=None) for c in obj.get("choices", [])]
+    return json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class ReplayUpstream:
+    """The ASGI app (see the module docstring).
+
+    Args:
+        chat: recorded chat completion responses.
+        chat_stream: recorded streams, each a list of ``chat.completion.chunk`` objects.
+        completions: recorded legacy completion responses.
+    """
+
+    def __init__(
+        self,
+        chat: Sequence[dict[str, Any]],
+        chat_stream: Sequence[Sequence[dict[str, Any]]],
+        completions: Sequence[dict[str, Any]],
+    ) -> None:
+        self._answers = {
+            (route, lp): [_template(r, lp) for r in recorded]
+            for route, recorded in (("chat", chat), ("completions", completions))
+            for lp in (False, True)
+        }
+        self._streams = {
+            lp: [[_template(c, lp) for c in chunks] for chunks in chat_stream]
+            for lp in (False, True)
+        }
+        self._turn = 0
+        self.requests: collections.deque[tuple[dict[str, str], bytes]] = collections.deque(
+            maxlen=100
+        )
+
+    @classmethod
+    def from_directory(cls, directory: str | Path) -> ReplayUpstream:
+        return cls(**load_recorded(directory))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await receive()  # lifespan.startup
+            await send({"type": "lifespan.startup.complete"})
+            await receive()  # lifespan.shutdown
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        request = Request(scope, receive)
+        response = await self._answer(request)
+        await response(scope, receive, send)
+
+    async def _answer(self, request: Request) -> Response:
+        path = request.url.path
+        if request.method != "POST" or path not in ("/v1/chat/completions", "/v1/completions"):
+            return _error(404, f"no route {request.method} {path}")
+        body = await request.body()
+        self.requests.append((dict(request.headers), body))
+        h = request.headers
+        if "x-replay-delay" in h:
+            await asyncio.sleep(float(h["x-replay-delay"]))
+        if "x-replay-status" in h:
+            status = int(h["x-replay-status"])
+            return _error(status, f"replayed error {status}")
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return _error(400, "the body is not JSON")
+        route = "chat" if path.endswith("/chat/completions") else "completions"
+        lp = payload.get("logprobs")
+        asked = lp is True if route == "chat" else lp is not None
+        turn = self._turn
+        self._turn += 1
+        rid = f"{'chatcmpl' if route == 'chat' else 'cmpl'}-{uuid.uuid4()}".encode()
+        if payload.get("stream") is True and route == "chat":
+            streams = self._streams[asked]
+            chunks = [c.replace(_ID, rid) for c in streams[turn % len(streams)]]
+            cut = int(h["x-replay-break-after"]) if "x-replay-break-after" in h else None
+            pause = float(h.get("x-replay-event-delay", 0.0))
+            return StreamingResponse(_events(chunks, cut, pause), media_type="text/event-stream")
+        answers = self._answers[(route, asked)]
+        return Response(
+            answers[turn % len(answers)].replace(_ID, rid), media_type="application/json"
+        )
+
+
+async def _events(chunks: list[bytes], cut: int | None, pause: float) -> AsyncIterator[bytes]:
+    for i, chunk in enumerate(chunks):
+        if cut is not None and i >= cut:
+            raise ConnectionAbortedError("replay: stream broken off on request")
+        yield b"data: " + chunk + b"\r\n\r\n"
+        await asyncio.sleep(pause)
+    yield b"data: [DONE]\r\n\r\n"
+
+
+def _error(status: int, message: str) -> Response:
+    body = {"error": {"message": message, "type": "replay_error", "param": None, "code": None}}
+    return Response(json.dumps(body), status_code=status, media_type="application/json")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m entropy_sentinel.service.replay_upstream [--port P] FIXTURES_DIR``."""
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("fixtures", type=Path)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8123)
+    args = parser.parse_args(argv)
+    app = ReplayUpstream.from_directory(args.fixtures)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

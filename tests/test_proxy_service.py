@@ -1,0 +1,441 @@
+"""The proxy in a real service, against an upstream that replays real recorded SmolLM2
+answers (tests/fixtures/smollm2) over real HTTP: what is forwarded, what comes back,
+the failures the real model server cannot produce on demand (upstream errors,
+timeouts, a stream that breaks off, a client that leaves), and that recording never
+reaches the client. Every server is a real uvicorn server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import sqlalchemy as sa
+from openai.types.chat import ChatCompletionMessageParam
+
+from entropy_sentinel.service.app import create_app
+from entropy_sentinel.service.proxy_metrics import ProxyMetrics
+from entropy_sentinel.service.proxy_record import Exchange, Recorder
+from entropy_sentinel.service.replay_upstream import ReplayUpstream
+from entropy_sentinel.service.settings import ApiKey, Settings
+from entropy_sentinel.service.state import ServiceState
+from entropy_sentinel.service.tables import trace_payloads, traces
+from entropy_sentinel.service.testing import ThreadedServer
+from tests.conftest import SMOLLM2_FIXTURES
+from tests.service_fixtures import phi35_model, smollm2_model
+
+__all__ = ["phi35_model", "smollm2_model"]
+
+SECRET = "sk-client-secret-do-not-log-0123456789"
+CHAT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is 17 + 25?"}]
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[tuple[ReplayUpstream, ThreadedServer]]:
+    app = ReplayUpstream.from_directory(SMOLLM2_FIXTURES)
+    with ThreadedServer(app) as srv:
+        yield app, srv
+
+
+def _serve(tmp: Path, model: Path, upstream_url: str | None, **kw: Any) -> ThreadedServer:
+    settings = Settings(
+        db_url=f"sqlite:///{tmp / 'sentinel.db'}",
+        model_path=model,
+        upstream=upstream_url,
+        evaluate_every=3600.0,
+        **kw,
+    )
+    return ThreadedServer(create_app(settings))
+
+
+@pytest.fixture(scope="module")
+def service(
+    upstream: tuple[ReplayUpstream, ThreadedServer],
+    smollm2_model: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ThreadedServer]:
+    tmp = tmp_path_factory.mktemp("proxy")
+    with _serve(tmp, smollm2_model, upstream[1].url + "/v1", store_raw=True) as srv:
+        yield srv
+
+
+def _recorded_chat() -> list[dict[str, Any]]:
+    data: list[dict[str, Any]] = json.loads((SMOLLM2_FIXTURES / "chat.json").read_text())
+    return data
+
+
+def _state(server: ThreadedServer) -> ServiceState:
+    state: ServiceState = server.app.state.service
+    return state
+
+
+def _count(server: ThreadedServer, name: str, **labels: str) -> float:
+    value = _state(server).metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def _wait(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _stored(server: ThreadedServer, trace_id: str) -> dict[str, Any] | None:
+    """The stored row of a trace (slice and meta decoded), or None."""
+    with _state(server).db.read.connect() as conn:
+        row = conn.execute(sa.select(traces).where(traces.c.trace_id == trace_id)).first()
+    if row is None:
+        return None
+    out = dict(row._mapping)
+    for key in ("slice", "meta"):
+        out[key] = json.loads(out[key]) if isinstance(out[key], str) else out[key]
+    return out
+
+
+def _wait_stored(server: ThreadedServer, trace_id: str) -> dict[str, Any]:
+    _wait(lambda: _stored(server, trace_id) is not None, f"trace {trace_id}")
+    row = _stored(server, trace_id)
+    assert row is not None
+    return row
+
+
+# ------------------------------------------------------------------ forwarding
+def test_headers_go_upstream_unchanged_and_are_never_logged_or_stored(
+    service: ThreadedServer,
+    upstream: tuple[ReplayUpstream, ThreadedServer],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    headers = {
+        "Authorization": f"Bearer {SECRET}",
+        "OpenAI-Organization": "org-sentinel",
+        "OpenAI-Project": "proj_1",
+        "X-Custom": "kept",
+        "X-Sentinel-Slice": "domain=chemistry, customer=acme",
+    }
+    r = httpx.post(
+        service.url + "/v1/chat/completions",
+        json={"model": "smollm2", "messages": CHAT, "user": "u-1"},
+        headers=headers,
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    seen, body = upstream[0].requests[-1]
+    assert seen["authorization"] == f"Bearer {SECRET}"
+    assert (seen["openai-organization"], seen["openai-project"]) == ("org-sentinel", "proj_1")
+    assert seen["x-custom"] == "kept" and seen["accept-encoding"] == "identity"
+    assert not any(k.startswith("x-sentinel") for k in seen)
+    sent = json.loads(body)
+    assert (sent["logprobs"], sent["top_logprobs"], sent["user"]) == (True, 20, "u-1")
+
+    answer = r.json()
+    assert answer["choices"][0]["logprobs"] is None
+    row = _wait_stored(service, answer["id"])
+    assert row["slice"] == {"domain": "chemistry", "customer": "acme"}
+    assert row["meta"]["proxy"]["route"] == "chat/completions"
+    with _state(service).db.read.connect() as conn:
+        stored = conn.execute(sa.select(traces, trace_payloads.c.raw).join(trace_payloads)).all()
+    assert stored, "store_raw keeps the record"
+    for rec in stored:
+        assert SECRET not in str(rec.meta) + str(rec.raw)
+    assert all(SECRET not in rec.getMessage() + str(rec.__dict__) for rec in caplog.records)
+
+
+def test_the_openai_client_gets_the_upstreams_answer_without_added_logprobs(
+    service: ThreadedServer, upstream: tuple[ReplayUpstream, ThreadedServer]
+) -> None:
+    proxied = openai.OpenAI(base_url=service.url + "/v1", api_key=SECRET, max_retries=0)
+    direct = openai.OpenAI(base_url=upstream[1].url + "/v1", api_key=SECRET, max_retries=0)
+    recorded = {r["choices"][0]["message"]["content"] for r in _recorded_chat()}
+    a = proxied.chat.completions.create(
+        model="m",
+        messages=CHAT,
+        metadata={"sentinel_slice": "domain=bio"},
+    )
+    b = direct.chat.completions.create(model="m", messages=CHAT)
+    assert a.choices[0].logprobs is None and b.choices[0].logprobs is None
+    assert a.choices[0].message.content in recorded and a.usage is not None
+    assert "sentinel_slice" not in upstream[0].requests[-2][1].decode()
+    row = _wait_stored(service, a.id)
+    assert row["slice"] == {"domain": "bio"} and row["n_tokens"] > 0
+
+    # asked for logprobs: passed through untouched, and still recorded
+    c = proxied.chat.completions.create(
+        model="m",
+        messages=CHAT,
+        logprobs=True,
+        top_logprobs=20,
+    )
+    assert c.choices[0].logprobs is not None and c.choices[0].logprobs.content
+    assert json.loads(upstream[0].requests[-1][1])["top_logprobs"] == 20
+    _wait_stored(service, c.id)
+
+
+def test_streams_are_relayed_event_by_event_and_recorded(
+    service: ThreadedServer, upstream: tuple[ReplayUpstream, ThreadedServer]
+) -> None:
+    client = openai.OpenAI(base_url=service.url + "/v1", api_key=SECRET, max_retries=0)
+    stream = client.chat.completions.create(
+        model="m",
+        messages=CHAT,
+        stream=True,
+        extra_headers={"X-Sentinel-Slice": "domain=physics"},
+    )
+    chunks = list(stream)
+    assert len(chunks) > 3 and all(c.choices[0].logprobs is None for c in chunks if c.choices)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    row = _wait_stored(service, chunks[0].id)
+    assert row["slice"] == {"domain": "physics"}
+    assert row["n_tokens"] == sum(1 for c in chunks if c.choices and c.choices[0].delta.content)
+    assert text
+
+    # the raw bytes: every event the upstream sent, in order, [DONE] included
+    with httpx.stream(
+        "POST",
+        service.url + "/v1/chat/completions",
+        json={"model": "m", "messages": CHAT, "stream": True, "logprobs": True, "top_logprobs": 20},
+        timeout=30,
+    ) as r:
+        raw = b"".join(r.iter_raw())
+    events = raw.split(b"\r\n\r\n")
+    assert events[-2] == b"data: [DONE]" and events[-1] == b""
+    assert all(b'"logprobs":{"content"' in e for e in events[1:-3])  # client asked: untouched
+
+
+def test_upstream_errors_pass_back_with_status_and_body(
+    service: ThreadedServer, upstream: tuple[ReplayUpstream, ThreadedServer]
+) -> None:
+    before = _count(service, "sentinel_proxy_traces_total", outcome="skipped")
+    direct = httpx.post(
+        upstream[1].url + "/v1/chat/completions",
+        json={"messages": CHAT},
+        headers={"X-Replay-Status": "429"},
+    )
+    r = httpx.post(
+        service.url + "/v1/chat/completions",
+        json={"messages": CHAT},
+        headers={"X-Replay-Status": "429"},
+    )
+    assert (r.status_code, r.content) == (direct.status_code, direct.content) == (429, r.content)
+    client = openai.OpenAI(base_url=service.url + "/v1", api_key="k", max_retries=0)
+    with pytest.raises(openai.RateLimitError, match="replayed error 429"):
+        client.chat.completions.create(
+            model="m",
+            messages=CHAT,
+            extra_headers={"X-Replay-Status": "429"},
+        )
+    assert _count(service, "sentinel_proxy_traces_total", outcome="skipped") == before + 2
+    assert (
+        _count(
+            service,
+            "sentinel_proxy_requests_total",
+            route="chat/completions",
+            outcome="upstream_error",
+        )
+        >= 2
+    )
+
+
+def test_bad_slices_are_refused_before_forwarding(service: ThreadedServer) -> None:
+    client = openai.OpenAI(base_url=service.url + "/v1", api_key="k", max_retries=0)
+    with pytest.raises(openai.BadRequestError, match="is not name=value") as info:
+        client.chat.completions.create(
+            model="m",
+            messages=CHAT,
+            extra_headers={"X-Sentinel-Slice": "chemistry"},
+        )
+    assert info.value.code == "invalid_slice"
+
+
+# ------------------------------------------------------------------- failures
+def test_timeouts_unreachable_and_missing_upstreams(
+    upstream: tuple[ReplayUpstream, ThreadedServer], smollm2_model: Path, tmp_path: Path
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"  # nothing listens after close
+    servers = {}
+    with contextlib.ExitStack() as stack:
+        for name, url, kw in (
+            ("slow", upstream[1].url + "/v1", {"upstream_timeout": 0.5}),
+            ("unreachable", dead, {}),
+            ("missing", None, {}),
+        ):
+            (tmp_path / name).mkdir()
+            servers[name] = stack.enter_context(_serve(tmp_path / name, smollm2_model, url, **kw))
+        r = httpx.post(
+            servers["slow"].url + "/v1/chat/completions",
+            json={"messages": CHAT},
+            headers={"X-Replay-Delay": "3"},
+            timeout=30,
+        )
+        assert r.status_code == 504 and r.json()["error"]["code"] == "upstream_timeout"
+        r = httpx.post(servers["unreachable"].url + "/v1/completions", json={"prompt": "x"})
+        assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_unreachable"
+        client = openai.OpenAI(base_url=servers["missing"].url + "/v1", api_key="k", max_retries=0)
+        with pytest.raises(openai.NotFoundError, match="--upstream"):
+            client.completions.create(model="m", prompt="x")
+        for name, route, outcome in (
+            ("slow", "chat/completions", "timeout"),
+            ("unreachable", "completions", "unreachable"),
+            ("missing", "completions", "refused"),
+        ):
+            labels = {"route": route, "outcome": outcome}
+            assert _count(servers[name], "sentinel_proxy_requests_total", **labels) == 1
+
+
+def test_a_stream_that_breaks_off_is_cut_off_for_the_client_too(service: ThreadedServer) -> None:
+    before = _count(service, "sentinel_proxy_traces_total", outcome="stored")
+    with (
+        pytest.raises(httpx.RemoteProtocolError),
+        httpx.stream(
+            "POST",
+            service.url + "/v1/chat/completions",
+            json={"messages": CHAT, "stream": True},
+            headers={"X-Replay-Break-After": "3"},
+            timeout=30,
+        ) as r,
+    ):
+        b"".join(r.iter_raw())
+    _wait(
+        lambda: (
+            _count(
+                service, "sentinel_proxy_requests_total", route="chat/completions", outcome="broken"
+            )
+            == 1
+        ),
+        "the broken stream to be counted",
+    )
+    assert _count(service, "sentinel_proxy_traces_total", outcome="stored") == before
+
+
+def test_a_client_leaving_mid_stream_closes_the_upstream_stream(
+    service: ThreadedServer,
+) -> None:
+    async def leave_early() -> None:
+        async with (
+            httpx.AsyncClient(timeout=30) as client,
+            client.stream(
+                "POST",
+                service.url + "/v1/chat/completions",
+                json={"messages": CHAT, "stream": True},
+                headers={"X-Replay-Event-Delay": "0.2"},
+            ) as r,
+        ):
+            async for _ in r.aiter_raw():
+                break  # one event, then hang up
+
+    asyncio.run(leave_early())
+    _wait(
+        lambda: (
+            _count(
+                service,
+                "sentinel_proxy_requests_total",
+                route="chat/completions",
+                outcome="disconnected",
+            )
+            == 1
+        ),
+        "the disconnect to be counted",
+    )
+
+
+def test_recording_failures_never_reach_the_client(
+    upstream: tuple[ReplayUpstream, ThreadedServer], phi35_model: Path, tmp_path: Path
+) -> None:
+    # an estimator fitted on per-token entropies refuses logprob traces: the client
+    # still gets its answer; the refusal is counted and logged
+    with _serve(tmp_path, phi35_model, upstream[1].url + "/v1") as srv:
+        r = httpx.post(srv.url + "/v1/chat/completions", json={"messages": CHAT}, timeout=30)
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]
+        _wait(
+            lambda: _count(srv, "sentinel_proxy_traces_total", outcome="rejected") == 1,
+            "the rejection to be counted",
+        )
+        # the database refuses the write (the writer is stopped): counted as failed
+        _state(srv).pipeline.close()
+        r = httpx.post(
+            srv.url + "/v1/chat/completions",
+            json={"messages": CHAT, "stream": True},
+            timeout=30,
+        )
+        assert r.status_code == 200 and r.text.endswith("data: [DONE]\r\n\r\n")
+        _wait(
+            lambda: _count(srv, "sentinel_proxy_traces_total", outcome="failed") == 1,
+            "the failure to be counted",
+        )
+
+
+def test_a_full_recording_queue_drops_and_counts(service: ThreadedServer) -> None:
+    from prometheus_client import CollectorRegistry
+
+    metrics = ProxyMetrics(CollectorRegistry())
+    recorder = Recorder(_state(service).pipeline, metrics, max_queued=1)  # not started
+    ex = Exchange(kind="chat", received_at=time.time(), slice={}, meta={}, body=b"{}")
+    assert recorder.submit(ex) and not recorder.submit(ex)
+    assert metrics.traces.labels("dropped")._value.get() == 1
+
+
+# ------------------------------------------------------------ keys and load
+def test_with_keys_the_proxy_needs_an_ingest_key_in_x_sentinel_key(
+    upstream: tuple[ReplayUpstream, ThreadedServer], smollm2_model: Path, tmp_path: Path
+) -> None:
+    ingest, read = "ingest-key-0123456789abcdef", "read-key-0123456789abcdefgh"
+    keys = (
+        ApiKey.from_secret("collector", ingest, {"ingest"}),
+        ApiKey.from_secret("viewer", read, {"read"}),
+    )
+    with _serve(tmp_path, smollm2_model, upstream[1].url + "/v1", api_keys=keys) as srv:
+        url = srv.url + "/v1/chat/completions"
+        body = {"messages": CHAT}
+        r = httpx.post(url, json=body, headers={"Authorization": f"Bearer {ingest}"})
+        assert r.status_code == 401 and "X-Sentinel-Key" in r.json()["error"]["message"]
+        r = httpx.post(url, json=body, headers={"X-Sentinel-Key": read})
+        assert r.status_code == 403
+        r = httpx.post(
+            url,
+            json=body,
+            headers={"X-Sentinel-Key": ingest, "Authorization": f"Bearer {SECRET}"},
+        )
+        assert r.status_code == 200
+        seen = upstream[0].requests[-1][0]
+        assert seen["authorization"] == f"Bearer {SECRET}" and "x-sentinel-key" not in seen
+
+
+def test_concurrent_requests_are_all_answered_and_recorded(service: ThreadedServer) -> None:
+    n = 40
+    before = _count(service, "sentinel_proxy_traces_total", outcome="stored")
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=service.url, timeout=60) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        "/v1/chat/completions",
+                        json={"messages": CHAT, "stream": i % 2 == 0},
+                        headers={"X-Sentinel-Slice": f"domain=d{i % 4}"},
+                    )
+                    for i in range(n)
+                )
+            )
+
+    answers = asyncio.run(burst())
+    assert all(r.status_code == 200 for r in answers)
+    _wait(
+        lambda: _count(service, "sentinel_proxy_traces_total", outcome="stored") == before + n,
+        "every answer to be recorded",
+    )
+    body = httpx.get(service.url + "/v1/estimates", params={"by": "domain"}).json()
+    counts = {r["slice"]["domain"]: r["n"] for r in body["records"]}
+    assert all(counts[f"d{i}"] == n // 4 for i in range(4))
