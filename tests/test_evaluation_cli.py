@@ -50,11 +50,11 @@ def test_evaluate_runs_the_grid_baselines_and_presets(corpus: Path, tmp_path: Pa
         "--families",
         "lr",
         "--features",
-        "profile10,sea",
+        "sea",
         "--baselines",
         "atc,doc",
         "--max-groups",
-        "3",
+        "2",
         "--reference",
         "lr.profile10.isotonic.bal",
         "--quiet",
@@ -65,20 +65,19 @@ def test_evaluate_runs_the_grid_baselines_and_presets(corpus: Path, tmp_path: Pa
     assert "1 unlabelled left out" in text
     assert "need logprobs, which these traces lack" in text  # nll_avg & co.
     groups = pd.read_csv(out / "groups.csv")
-    # 2 grid configurations + ATC on the 3 entropy scores (DoC needs lntp/mtp: none here);
-    # k=1: 3 sampled + none extra; k=2: 3 sampled plus the 2 named groups (if not sampled).
+    # the grid configuration + ATC on the 3 entropy scores (DoC needs lntp/mtp: none here);
+    # k=1: 2 sampled; k=2: 2 sampled plus the 2 named groups (if not sampled).
     assert set(groups["configuration"]) == {
-        "lr.profile10.isotonic.bal",
         "lr.sea.isotonic.bal",
         "atc.mean_entropy",
         "atc.max_entropy",
         "atc.sea",
     }
     per_k = groups.groupby("k")["group"].nunique().to_dict()
-    assert per_k[1] == 3 and 3 <= per_k[2] <= 5
+    assert per_k[1] == 2 and 2 <= per_k[2] <= 4
     assert (groups["status"] == "ok").all()
     report = (out / "report.md").read_text()
-    assert "sentinel evaluate" in report and "--max-groups 3" in report
+    assert "sentinel evaluate" in report and "--max-groups 2" in report
     # running again computes nothing new
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "0 computed" in " ".join(again.output.split())

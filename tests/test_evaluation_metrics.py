@@ -39,7 +39,7 @@ def test_auroc_is_nan_for_one_class_and_brier_nan_without_probabilities() -> Non
     assert math.isnan(row["auroc"]) and math.isnan(row["brier"])
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(
     st.lists(
         st.tuples(st.floats(0, 1), st.floats(0, 1), st.sampled_from(["in", "heldout"])),
