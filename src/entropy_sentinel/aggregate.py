@@ -15,10 +15,14 @@ Estimates (all accuracies are fractions in [0, 1]):
   e.g. from calibration error or a bootstrap over training data), added in
   quadrature: ``A_hat +- z * sqrt(Var + model_sd^2)``, clipped to [0, 1].
 * label-corrected (prediction-powered inference, Angelopoulos et al. 2023), with
-  labels on ``m`` of the ``n`` responses: ``A_pp = mean_all(p) + mean_lab(y - p)``,
-  ``Var = var_all(p) / n + var_lab(y - p) / m``, with a Student-t quantile
-  (``m - 1`` degrees of freedom). Valid whatever the estimator's bias, because the
-  labelled residual corrects it.
+  labels on ``m`` of the ``n`` responses: ``A_pp = mean_all(p) + mean_lab(y - p)``.
+  Its error for the slice's own accuracy is the gap between the labelled and the
+  slice's mean residual (the labelled responses are part of the slice, drawn
+  without replacement): ``Var = (1 - m / n) var_lab(y - p) / m``, with a Student-t
+  quantile (``m - 1`` degrees of freedom). Valid whatever the estimator's bias,
+  because the labelled residual corrects it; a fully labelled slice gets its true
+  accuracy with zero width. With fewer than ~20 labels the interval under-covers
+  (measured in docs/estimator.md): the residual variance is then poorly known.
 
 >>> a = SliceStats.from_arrays(np.array([0.9, 0.8]))
 >>> b = SliceStats.from_arrays(np.array([0.7]))
@@ -168,6 +172,11 @@ class SliceStats:
         interval is [0, 1]. The half-width uses Student's t with ``m - 1`` degrees
         of freedom rather than the normal quantile: the residual variance is
         estimated from the ``m`` labels, which are often few.
+
+        >>> s = SliceStats.from_arrays([0.9, 0.8, 0.7, 0.9], [1.0, 0.0, 1.0, 1.0])
+        >>> iv = s.ppi_interval()
+        >>> iv.estimate, iv.lower == iv.upper == 0.75  # fully labelled: the true accuracy
+        (0.75, True)
         """
         _z(level)
         m = self.n_labelled
@@ -176,10 +185,10 @@ class SliceStats:
         est = self.estimate + self.sum_r / m
         if m < 2:
             return Interval(min(1.0, max(0.0, est)), 0.0, 1.0, level)
-        var_p = max(0.0, self.sum_p2 / self.n - self.estimate**2)
         var_r = max(0.0, (self.sum_r2 - self.sum_r**2 / m) / (m - 1))
+        unlabelled = max(0.0, 1.0 - m / self.n)  # finite-population correction
         t = float(student_t.ppf(0.5 + level / 2.0, df=m - 1))
-        half = t * math.sqrt(var_p / self.n + var_r / m)
+        half = t * math.sqrt(unlabelled * var_r / m)
         clipped = min(1.0, max(0.0, est))
         return Interval(clipped, max(0.0, est - half), min(1.0, est + half), level)
 

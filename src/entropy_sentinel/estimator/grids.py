@@ -8,17 +8,20 @@ family   model                                       default grid               
                                                      min_samples_split {2, 5, 10}
 ``mlp``  multi-layer perceptron (L-BFGS, 1000 it.)   hidden sizes (5,), (10,),    yes
                                                      (15,), (10, 5), (15, 8)
-``hgb``  histogram gradient boosting, 200 rounds     learning_rate {0.05, 0.1} x  no
-                                                     max_leaf_nodes {7, 15, 31}
+``hgb``  histogram gradient boosting, 100 rounds,    learning_rate {0.05, 0.1} x  no
+         at least 40 rows per leaf                   max_leaf_nodes {4, 8}
 =======  ==========================================  ===========================  ========
 
 The ``lr``, ``rf`` and ``mlp`` grids are the paper's (PRODUCT.md section 5; the
 spec lists the MLP sizes as "(5,) ... (15, 8)", the three between are ours).
-``hgb`` goes beyond the paper. "Scaled" families get each feature mapped to
-normal scores (`NormalScores`, a `QuantileTransformer` fitted inside each training fold): the
-profile's columns are heavy-tailed (SEA and kurtosis above 60 standard
-deviations out on Phi-3.5), and rank-based scaling raised the L1 logistic
-regression's cross-validated AUROC there from 0.734 (`StandardScaler`) to 0.760.
+``hgb`` goes beyond the paper; its small, regularised grid was chosen by
+cross-validation on Phi-3.5 (AUROC about 0.742 against 0.730 for deeper trees with
+200 rounds), at a third of the cost. "Scaled" families get each feature
+mapped to normal scores (`NormalScores`, a `QuantileTransformer` fitted inside each
+training fold): the profile's columns are heavy-tailed (on Phi-3.5 the largest SEA
+is 17 standard deviations above the mean, the largest q10 36), and rank-based
+scaling raised the L1 logistic regression's cross-validated AUROC there from 0.734
+(`StandardScaler`) to 0.760.
 
 Class balancing (``balance=True``) uses ``class_weight="balanced"`` for lr, rf and
 hgb; the MLP has no class weights, so `RandomOversampler` duplicates minority-class
@@ -65,7 +68,7 @@ PAPER_GRIDS: Mapping[str, Mapping[str, Sequence[Any]]] = {
     "lr": {"C": [0.5, 2.0, 10.0]},
     "rf": {"max_depth": [3, 5, 10], "min_samples_split": [2, 5, 10]},
     "mlp": {"hidden_layer_sizes": [(5,), (10,), (15,), (10, 5), (15, 8)]},
-    "hgb": {"learning_rate": [0.05, 0.1], "max_leaf_nodes": [7, 15, 31]},
+    "hgb": {"learning_rate": [0.05, 0.1], "max_leaf_nodes": [4, 8]},
 }
 """Default grid per family; keys are parameters of the family's classifier."""
 
@@ -98,7 +101,11 @@ def _classifier(family: Family, balance: bool, seed: int) -> BaseEstimator:
         )
     if family == "hgb":
         return HistGradientBoostingClassifier(
-            max_iter=200, early_stopping=False, class_weight=weight, random_state=seed
+            max_iter=100,
+            min_samples_leaf=40,
+            early_stopping=False,
+            class_weight=weight,
+            random_state=seed,
         )
     mlp = MLPClassifier(solver="lbfgs", max_iter=1000, random_state=seed)
     return RandomOversampler(mlp, random_state=seed) if balance else mlp

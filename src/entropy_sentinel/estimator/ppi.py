@@ -6,10 +6,12 @@ the prediction-powered estimate (Angelopoulos et al. 2023) is
     ``A_pp = mean_all(P) + mean_labelled(y - P)``,
 
 the label-free estimate corrected by the estimator's average residual where
-labels exist. Its interval, ``A_pp +- z * sqrt(var(P) / n + var(y - P) / m)``,
-is valid whatever the estimator's bias, because the labelled residual measures
-it; a good estimator makes the residual small and the interval narrower than
-the labelled responses alone would give. The arithmetic lives in
+labels exist. Its interval for the slice's accuracy,
+``A_pp +- t_{m-1} * sqrt((1 - m / n) * var(y - P) / m)``, is valid whatever the
+estimator's bias, because the labelled residual measures it; a good estimator
+makes the residual small and the interval narrower than the labelled responses
+alone would give. With fewer than ~20 labels it under-covers (the residual
+variance is then poorly known; see docs/estimator.md). The arithmetic lives in
 `entropy_sentinel.aggregate.SliceStats.ppi_interval` (mergeable sums), shared
 with the monitoring service.
 
