@@ -143,8 +143,11 @@ class _Answer(msgspec.Struct):
 
 _ANSWER = msgspec.json.Decoder(_Answer)
 # A key named exactly "logprobs": in valid JSON a quote that is not escaped starts or
-# ends a string, so this pattern cannot match inside a string value.
-_KEY = re.compile(rb'(?<!\\)"logprobs"\s*:\s*')
+# ends a string, so `"logprobs"` not preceded by a backslash and followed by a colon
+# cannot be inside a string value. (Found with bytes.find: a regex with a lookbehind
+# costs about 50 us per KB here.)
+_KEY = b'"logprobs"'
+_COLON = re.compile(rb"[ \t\r\n]*:[ \t\r\n]*")
 _NULL = b"null"
 
 
@@ -167,12 +170,15 @@ def strip_logprobs(data: bytes) -> bytes:
         return data
     pieces: list[bytes] = []
     last = 0
-    for m in _KEY.finditer(data, start, end):
-        at = m.end()
-        if at < last or not values or not data.startswith(values[0], at):
-            continue
-        pieces += (data[last:at], _NULL)
-        last = at + len(values.pop(0))
+    pos = data.find(_KEY, start, end)
+    while pos >= 0 and values:
+        colon = _COLON.match(data, pos + len(_KEY))
+        if colon is not None and data[pos - 1] != 0x5C:  # not preceded by a backslash
+            at = colon.end()
+            if at >= last and data.startswith(values[0], at):
+                pieces += (data[last:at], _NULL)
+                last = at + len(values.pop(0))
+        pos = data.find(_KEY, max(pos + 1, last), end)
     if values:  # not one contiguous JSON text (several data lines): rebuild it
         return _rebuilt(data)
     pieces.append(data[last:])
