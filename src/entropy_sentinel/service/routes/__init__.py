@@ -9,6 +9,7 @@ from fastapi import APIRouter
 
 from entropy_sentinel.service.routes import (
     alerts,
+    dashboard,
     estimates,
     ingest,
     labels,
@@ -27,4 +28,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     labels.router,
     ops.router,
     proxy.router,
+    dashboard.router,
 )

@@ -1,0 +1,618 @@
+/* entropy-sentinel dashboard: reads the service's JSON API and renders it.
+ *
+ * Everything shown is a record of the API, formatted (3 decimals for accuracies):
+ *   chart  <- GET /v1/estimates?by=DIM&since=RANGE&window=W&reference=none
+ *   table  <- GET /v1/estimates?by=DIM&since=RANGE&reference=RANGE   (one window, worst first)
+ *   KPIs   <- the same two with by=*, GET /v1/alerts?status=open
+ *   alerts <- GET /v1/alerts?status=open;  label next <- GET /v1/priorities;  card <- GET /v1/model
+ * The state (dimension, range, search, budget, plotted slices) lives in the URL hash, so a
+ * view can be bookmarked. `window.sentinel` exposes what was rendered (used by the tests).
+ */
+"use strict";
+
+(function () {
+  const RANGES = { "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800, "30d": 2592000, all: null };
+  const WINDOWS = [60, 300, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 604800];
+  const POINTS = 48; // windows across the range, at most
+  const MIN_POINTS = 4; // ... and at least
+  const PER_WINDOW = 10; // traces per slice and window wanted, on average
+  const COLORS = ["#2f6fdf", "#e4572e", "#17a398", "#f2a541", "#8e44ad", "#c0392b",
+    "#3d9970", "#ff6f91", "#5d6d7e", "#b8860b", "#1abc9c", "#d35400"];
+  const DEFAULT_PLOTTED = 5;
+  const REFRESH_MS = 30000;
+
+  const state = { by: null, range: "6h", q: "", budget: 50, plotted: null, auto: true };
+  const view = { renders: 0, data: null, chart: null, reliability: null, config: null, error: null };
+  window.sentinel = view;
+
+  const $ = (id) => document.getElementById(id);
+  const el = (tag, attrs, ...children) => {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") node.className = v;
+      else if (k === "text") node.textContent = v;
+      else if (k === "style") node.setAttribute("style", v);
+      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      else node.setAttribute(k, v === true ? "" : v);
+    }
+    for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    return node;
+  };
+
+  // ------------------------------------------------------------------ formatting
+  const fmt3 = (x) => (x === null || x === undefined || Number.isNaN(x) ? "—" : x.toFixed(3));
+  const signed3 = (x) => (x === null || x === undefined ? "—" : (x > 0 ? "+" : x < 0 ? "−" : "±") + Math.abs(x).toFixed(3));
+  const count = (n) => (n === null || n === undefined ? "—" : n.toLocaleString("en-US"));
+  const pad = (n) => String(n).padStart(2, "0");
+  const utc = (t) => {
+    const d = new Date(t * 1000);
+    return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}`;
+  };
+  const ago = (iso) => {
+    const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+    if (s < 90) return `${Math.round(s)} s ago`;
+    if (s < 5400) return `${Math.round(s / 60)} min ago`;
+    if (s < 172800) return `${Math.round(s / 3600)} h ago`;
+    return `${Math.round(s / 86400)} d ago`;
+  };
+  const tick = (t, span) => {
+    const d = new Date(t * 1000);
+    const hm = `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}`;
+    const md = `${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`;
+    if (span <= 86400) return hm;
+    return hm === "00:00" ? md : `${md} ${hm}`;
+  };
+  const durationText = (s) => {
+    for (const [unit, size] of [["d", 86400], ["h", 3600], ["m", 60]]) if (s % size === 0) return `${s / size}${unit}`;
+    return `${s}s`;
+  };
+  const sliceText = (slice) => {
+    const parts = Object.entries(slice || {});
+    return parts.length ? parts.map(([k, v]) => `${k}=${v}`).join(", ") : "all traffic";
+  };
+  const valueOf = (rec, by) => (by === "*" ? "all traffic" : rec.slice[by]);
+  // A y range that fits the intervals (rounded to 0.1, at least 0.3 tall, within 0..1):
+  // accuracies of 0.05-0.35 are unreadable on a 0..1 axis.
+  const yRange = (lines) => {
+    const lows = [], highs = [];
+    for (const l of lines) {
+      for (const v of l.lower) if (v !== null) lows.push(v);
+      for (const v of l.upper) if (v !== null) highs.push(v);
+    }
+    if (!lows.length) return [0, 1];
+    let lo = Math.max(0, Math.floor((Math.min(...lows) - 0.02) * 10) / 10);
+    let hi = Math.min(1, Math.ceil((Math.max(...highs) + 0.02) * 10) / 10);
+    while (hi - lo < 0.3) { if (hi < 1) hi = Math.min(1, hi + 0.1); else lo = Math.max(0, lo - 0.1); }
+    return [lo, hi];
+  };
+  const changeClass = (change, z) =>
+    change === null || z === null || Math.abs(z) < 2 ? "flat" : change < 0 ? "bad" : "good";
+
+  // ------------------------------------------------------------------ URL state
+  function readHash() {
+    const p = new URLSearchParams(location.hash.slice(1));
+    if (p.get("by")) state.by = p.get("by");
+    if (p.get("range") in RANGES) state.range = p.get("range");
+    state.q = p.get("q") || "";
+    const b = parseInt(p.get("budget") || "", 10);
+    if (b > 0) state.budget = b;
+    state.plotted = p.has("plot") ? new Set(p.get("plot").split(",").filter(Boolean)) : null;
+  }
+  function writeHash() {
+    const p = new URLSearchParams();
+    if (state.by) p.set("by", state.by);
+    p.set("range", state.range);
+    if (state.q) p.set("q", state.q);
+    if (state.budget !== 50) p.set("budget", String(state.budget));
+    if (state.plotted) p.set("plot", [...state.plotted].join(","));
+    history.replaceState(null, "", "#" + p.toString());
+  }
+
+  // ------------------------------------------------------------------ API
+  class AuthNeeded extends Error {}
+  const storedKey = () => sessionStorage.getItem("sentinel-key") || "";
+  async function api(path, params) {
+    const url = new URL(path, location.origin);
+    for (const [k, v] of Object.entries(params || {})) {
+      if (v !== null && v !== undefined && v !== "") url.searchParams.set(k, v);
+    }
+    const headers = {};
+    if (storedKey()) headers.Authorization = "Bearer " + storedKey();
+    const r = await fetch(url, { headers });
+    if (r.status === 401 || r.status === 403) {
+      const body = await r.json().catch(() => ({}));
+      throw new AuthNeeded(typeof body.detail === "string" ? body.detail : r.statusText);
+    }
+    if (!r.ok) {
+      const body = await r.json().catch(() => ({}));
+      const detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail || "");
+      throw new Error(`${path}: HTTP ${r.status} ${detail}`);
+    }
+    return r;
+  }
+  const getJSON = async (path, params) => (await api(path, params)).json();
+
+  // The window of the time series: short enough for at least MIN_POINTS windows across
+  // the range, long enough for PER_WINDOW traces per slice and window (a typical slice:
+  // the median count) and at most POINTS windows; a multiple of the storage bucket.
+  function chooseWindow(span, bucket, counts) {
+    const fit = WINDOWS.filter((w) => w % bucket === 0 && w >= bucket);
+    if (!fit.length) return bucket;
+    const sorted = counts.slice().sort((a, b) => a - b);
+    const typical = sorted.length ? sorted[Math.floor(sorted.length / 2)] : 0;
+    const wanted = Math.max(span / POINTS, typical ? (PER_WINDOW * span) / typical : 0);
+    const longest = fit.filter((w) => w <= span / MIN_POINTS).pop() || fit[0];
+    return Math.min(fit.find((w) => w >= wanted) || longest, longest);
+  }
+
+  // ------------------------------------------------------------------ load
+  async function load() {
+    const cfg = (view.config = view.config || (await getJSON("/dashboard/config.json")));
+    const span = RANGES[state.range];
+    const since = span ? state.range : null;
+    const reference = span ? state.range : "none";
+    const slices = await getJSON("/v1/slices", { since: since || "36500d" });
+    const dims = Object.entries(slices.dimensions)
+      .map(([d, vals]) => [d, Object.values(vals).reduce((a, b) => a + b, 0)])
+      .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+      .map(([d]) => d);
+    if (!state.by || (state.by !== "*" && !dims.includes(state.by))) state.by = dims[0] || "*";
+    const by = state.by;
+    const [overall, ranked] = await Promise.all([
+      getJSON("/v1/estimates", { by: "*", since, reference }),
+      getJSON("/v1/estimates", { by, since, reference }),
+    ]);
+    const wholeSpan = span || Math.max(cfg.bucket, (Date.parse(overall.until) - Date.parse(overall.since)) / 1000);
+    const win = chooseWindow(wholeSpan, cfg.bucket, ranked.records.map((r) => r.n));
+    const windowed = { since, window: durationText(win), reference: "none" };
+    const [series, overallSeries, alerts, model, health, priorities] = await Promise.all([
+      getJSON("/v1/estimates", { by, ...windowed }),
+      getJSON("/v1/estimates", { by: "*", ...windowed }),
+      getJSON("/v1/alerts", { status: "open" }),
+      getJSON("/v1/model"),
+      fetch("/healthz").then((r) => r.json()).catch(() => ({ status: "unreachable", problems: [] })),
+      by === "*"
+        ? Promise.resolve(null)
+        : getJSON("/v1/priorities", { budget: state.budget, by, since: since || "36500d" }),
+    ]);
+    return { dims, by, since, reference, window: win, overall, ranked, series, overallSeries,
+      alerts, model, health, priorities, config: cfg };
+  }
+
+  // ------------------------------------------------------------------ render
+  function colorMap(ranked, by) {
+    const map = new Map();
+    ranked.records.forEach((r, i) => map.set(valueOf(r, by), COLORS[i % COLORS.length]));
+    return map;
+  }
+
+  function renderFilters(d) {
+    const sel = $("by");
+    const options = [...d.dims, "*"];
+    if ([...sel.options].map((o) => o.value).join() !== options.join()) {
+      sel.replaceChildren(...options.map((v) => el("option", { value: v, text: v === "*" ? "(all traffic)" : v })));
+    }
+    sel.value = d.by;
+    for (const b of $("range").querySelectorAll("button")) b.classList.toggle("active", b.dataset.range === state.range);
+    $("q").value = state.q;
+    $("budget").value = String(state.budget);
+    $("auto").checked = state.auto;
+  }
+
+  function renderKpis(d) {
+    const all = d.overall.records[0];
+    const lvl = Math.round(d.config.level * 100);
+    if (!all) {
+      $("kpi-est").textContent = "—";
+      $("kpi-iv").textContent = "no traces in this range";
+      $("kpi-n").textContent = "0";
+      $("kpi-change").textContent = "—";
+      $("kpi-change-note").textContent = "";
+    } else {
+      $("kpi-est").textContent = fmt3(all.estimate);
+      $("kpi-iv").textContent = `${lvl}% interval [${fmt3(all.lower)}, ${fmt3(all.upper)}]`;
+      $("kpi-n").textContent = count(all.n);
+      $("kpi-n-note").textContent = `${utc(Date.parse(all.window_start) / 1000)} – ${utc(Date.parse(all.window_end) / 1000)} UTC`;
+      const ch = $("kpi-change");
+      ch.textContent = signed3(all.change);
+      ch.className = "k-value " + changeClass(all.change, all.change_z);
+      $("kpi-change-note").textContent = all.reference
+        ? `previous ${d.reference}: ${fmt3(all.reference.estimate)} (n=${count(all.reference.n)})` +
+          (all.change_z !== null ? ` · z ${all.change_z.toFixed(1).replace("-", "−")}` : "")
+        : "no previous period";
+    }
+    const open = d.alerts.alerts;
+    const mine = open.filter((a) => Object.keys(a.slice)[0] === d.by || (d.by === "*" && !Object.keys(a.slice).length));
+    $("kpi-alerts").textContent = String(open.length);
+    $("kpi-alerts").className = "k-value " + (open.length ? "bad" : "");
+    $("kpi-alerts-note").textContent = open.length ? `${mine.length} on ${d.by === "*" ? "all traffic" : d.by}` : "all quiet";
+  }
+
+  function intervalBar(r) {
+    if (r.lower === null || r.upper === null) return el("span", { class: "muted", text: "—" });
+    return el("div", { class: "ivbar", title: `[${fmt3(r.lower)}, ${fmt3(r.upper)}]` },
+      el("div", { class: "band", style: `left:${r.lower * 100}%;width:${(r.upper - r.lower) * 100}%` }),
+      el("div", { class: "dot", style: `left:${r.estimate * 100}%` }));
+  }
+
+  // Per-slice series of the windowed estimates, for the table's trend column.
+  function trendsOf(d) {
+    const xs = [...new Set(d.series.records.map((r) => Date.parse(r.window_start) / 1000))].sort((a, b) => a - b);
+    const at = new Map(xs.map((x, i) => [x, i]));
+    const out = new Map();
+    for (const r of d.series.records) {
+      const v = valueOf(r, d.by);
+      if (!out.has(v)) out.set(v, { est: xs.map(() => null), lower: xs.map(() => null), upper: xs.map(() => null) });
+      const line = out.get(v);
+      const i = at.get(Date.parse(r.window_start) / 1000);
+      line.est[i] = r.estimate; line.lower[i] = r.lower; line.upper[i] = r.upper;
+    }
+    out.xs = xs;
+    return out;
+  }
+
+  function sparkline(line, xs, color, range, overall) {
+    const NS = "http://www.w3.org/2000/svg";
+    const w = 120, h = 26;
+    const svg = document.createElementNS(NS, "svg");
+    svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+    svg.setAttribute("width", String(w));
+    svg.setAttribute("height", String(h));
+    svg.setAttribute("class", "spark");
+    if (!line || !xs.length) return svg;
+    const X = (i) => (xs.length === 1 ? w / 2 : 2 + (i * (w - 4)) / (xs.length - 1));
+    const [lo, hi] = range;
+    const Y = (v) => 1 + (1 - (Math.min(hi, Math.max(lo, v)) - lo) / (hi - lo)) * (h - 2);
+    const runs = [];
+    let run = [];
+    xs.forEach((_, i) => {
+      if (line.est[i] !== null) run.push(i);
+      else if (run.length) { runs.push(run); run = []; }
+    });
+    if (run.length) runs.push(run);
+    const add = (tag, attrs) => {
+      const node = document.createElementNS(NS, tag);
+      for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+      svg.append(node);
+    };
+    if (overall !== null && overall !== undefined) {
+      add("line", { x1: 0, x2: w, y1: Y(overall), y2: Y(overall), stroke: "#9aa6b8", "stroke-width": 1, "stroke-dasharray": "3 2" });
+    }
+    for (const r of runs) {
+      const up = r.map((i) => `${X(i)},${Y(line.upper[i] ?? line.est[i])}`);
+      const lo = r.slice().reverse().map((i) => `${X(i)},${Y(line.lower[i] ?? line.est[i])}`);
+      if (r.length > 1) add("polygon", { points: [...up, ...lo].join(" "), fill: color, "fill-opacity": 0.18 });
+      else add("rect", { x: X(r[0]) - 2, y: Y(line.upper[r[0]] ?? 0), width: 4,
+        height: Math.max(1, Y(line.lower[r[0]] ?? 0) - Y(line.upper[r[0]] ?? 0)), fill: color, "fill-opacity": 0.18 });
+      add("polyline", { points: r.map((i) => `${X(i)},${Y(line.est[i])}`).join(" "), fill: "none",
+        stroke: color, "stroke-width": 1.6, "stroke-linejoin": "round" });
+    }
+    const last = runs.length ? runs[runs.length - 1].slice(-1)[0] : null;
+    if (last !== null) add("circle", { cx: X(last), cy: Y(line.est[last]), r: 2, fill: color });
+    return svg;
+  }
+
+  function renderTable(d, colors) {
+    const by = d.by;
+    const trends = trendsOf(d);
+    const sparkRange = yRange([...trends.values()]);
+    const overallEstimate = d.overall.records[0] ? d.overall.records[0].estimate : null;
+    const alerting = new Set(d.alerts.alerts.filter((a) => a.slice[by] !== undefined).map((a) => a.slice[by]));
+    const rows = d.ranked.records.map((r, i) => {
+      const value = valueOf(r, by);
+      const ref = r.reference;
+      const check = el("input", { type: "checkbox", "aria-label": `plot ${value}` });
+      check.checked = plottedSet(d).has(value);
+      check.addEventListener("change", () => togglePlot(value, check.checked));
+      const corrected = r.label_corrected
+        ? `${fmt3(r.label_corrected.estimate)} [${fmt3(r.label_corrected.lower)}, ${fmt3(r.label_corrected.upper)}]`
+        : "";
+      const tr = el("tr", { "data-value": value, class: alerting.has(value) ? "alerting" : null },
+        el("td", {}, check),
+        el("td", { class: "rank", text: String(i + 1) }),
+        el("td", { class: "slice", title: value },
+          el("span", { class: "swatch", style: `background:${colors.get(value)}` }), value,
+          alerting.has(value) ? el("span", { class: "tag", text: "alert" }) : ""),
+        el("td", { class: "num n", text: count(r.n) }),
+        el("td", { class: "trend" }, sparkline(trends.get(value), trends.xs, colors.get(value), sparkRange, overallEstimate)),
+        el("td", { class: "num est", text: fmt3(r.estimate) }),
+        el("td", { class: "iv" }, intervalBar(r), " ",
+          el("span", { class: "small muted ivtext", text: `[${fmt3(r.lower)}, ${fmt3(r.upper)}]` })),
+        el("td", { class: "num ref", title: ref ? `n=${count(ref.n)}` : "", text: ref ? fmt3(ref.estimate) : "—" }),
+        el("td", { class: "num change" },
+          el("span", { class: "delta " + changeClass(r.change, r.change_z), text: signed3(r.change),
+            title: r.change_z !== null ? `z = ${r.change_z.toFixed(1)}` : "" })),
+        el("td", { class: "num lab", text: r.n_labelled ? count(r.n_labelled) : "—" }),
+        el("td", { class: "num corrected", text: r.label_corrected ? fmt3(r.label_corrected.estimate) : "—",
+          title: corrected ? `label-corrected estimate ${corrected}` : "fewer than two labels" }));
+      return tr;
+    });
+    $("slices").tBodies[0].replaceChildren(...rows);
+    $("slices-empty").hidden = rows.length > 0;
+    $("slices-by").textContent = by === "*" ? "· all traffic" : `· by ${by}`;
+    $("slices-note").textContent = d.reference === "none"
+      ? "whole range" : `change vs the previous ${d.reference}; red: |z| ≥ 2`;
+    applySearch();
+  }
+
+  function applySearch() {
+    const q = state.q.toLowerCase();
+    for (const tr of $("slices").tBodies[0].rows) tr.classList.toggle("hidden-row", !!q && !tr.dataset.value.toLowerCase().includes(q));
+  }
+
+  function plottedSet(d) {
+    if (state.plotted) return state.plotted;
+    return new Set(d.ranked.records.slice(0, DEFAULT_PLOTTED).map((r) => valueOf(r, d.by)));
+  }
+
+  function chartSeries(d) {
+    const by = d.by;
+    const plotted = plottedSet(d);
+    const q = state.q.toLowerCase();
+    const xs = [...new Set([...d.series.records, ...d.overallSeries.records].map((r) => Date.parse(r.window_start) / 1000))].sort((a, b) => a - b);
+    const index = new Map(xs.map((x, i) => [x, i]));
+    const values = d.ranked.records.map((r) => valueOf(r, by)).filter((v) => plotted.has(v) && (!q || v.toLowerCase().includes(q)));
+    const lines = values.map((v) => ({ value: v, est: xs.map(() => null), lower: xs.map(() => null), upper: xs.map(() => null), n: xs.map(() => null) }));
+    const byValue = new Map(lines.map((l) => [l.value, l]));
+    const fill = (line, r) => {
+      const i = index.get(Date.parse(r.window_start) / 1000);
+      line.est[i] = r.estimate; line.lower[i] = r.lower; line.upper[i] = r.upper; line.n[i] = r.n;
+    };
+    for (const r of d.series.records) { const line = byValue.get(valueOf(r, by)); if (line) fill(line, r); }
+    const all = { value: "all traffic", est: xs.map(() => null), lower: xs.map(() => null), upper: xs.map(() => null), n: xs.map(() => null) };
+    for (const r of d.overallSeries.records) fill(all, r);
+    return { xs, lines, all };
+  }
+
+  function drawBands(u, lines, colors) {
+    const ctx = u.ctx;
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(u.bbox.left, u.bbox.top, u.bbox.width, u.bbox.height);
+    ctx.clip();
+    const xs = u.data[0];
+    lines.forEach((line, k) => {
+      if (u.series[k + 1] && u.series[k + 1].show === false) return;
+      ctx.fillStyle = colors.get(line.value) + "24";
+      let run = [];
+      const flush = () => {
+        if (!run.length) return;
+        ctx.beginPath();
+        const px = run.map((i) => u.valToPos(xs[i], "x", true));
+        const half = run.length === 1 ? 4 * devicePixelRatio : 0;
+        run.forEach((i, j) => ctx.lineTo(px[j] - (j === 0 ? half : 0), u.valToPos(line.upper[i], "y", true)));
+        if (half) ctx.lineTo(px[0] + half, u.valToPos(line.upper[run[0]], "y", true));
+        if (half) ctx.lineTo(px[0] + half, u.valToPos(line.lower[run[0]], "y", true));
+        for (let j = run.length - 1; j >= 0; j--) ctx.lineTo(px[j] - (j === 0 ? half : 0), u.valToPos(line.lower[run[j]], "y", true));
+        ctx.closePath();
+        ctx.fill();
+        run = [];
+      };
+      xs.forEach((_, i) => { if (line.upper[i] !== null && line.lower[i] !== null) run.push(i); else flush(); });
+      flush();
+    });
+    ctx.restore();
+  }
+
+  function renderChart(d, colors) {
+    const box = $("trend");
+    const { xs, lines, all } = chartSeries(d);
+    view.plotted = lines.map((l) => l.value);
+    view.chartData = { xs, lines, all };
+    if (view.chart) { view.chart.destroy(); view.chart = null; }
+    box.replaceChildren();
+    $("trend-by").textContent = d.by === "*" ? "· all traffic" : `· by ${d.by}`;
+    $("trend-note").textContent = `${durationText(d.window)} windows`;
+    for (const s of document.querySelectorAll(".level")) s.textContent = `${Math.round(d.config.level * 100)}%`;
+    if (!xs.length) { box.append(el("p", { class: "empty", text: "No traces in this range." })); return; }
+    const fmtN = (line) => (u, v, si, i) => (v === null || v === undefined ? "—" : `${fmt3(v)} (n=${line.n[i] ?? "—"})`);
+    const opts = {
+      width: Math.max(320, box.clientWidth),
+      height: 330,
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
+      scales: { x: { time: true }, y: { auto: false, range: yRange([...lines, all]) } },
+      axes: [
+        { stroke: "#687385", grid: { stroke: "#eef1f5" }, values: (u, vals) => vals.map((v) => tick(v, xs[xs.length - 1] - xs[0])) },
+        { stroke: "#687385", grid: { stroke: "#eef1f5" }, label: "estimated accuracy", values: (u, vals) => vals.map((v) => v.toFixed(2)) },
+      ],
+      series: [
+        { label: "window (UTC)", value: (u, v) => (v === null || v === undefined ? "—" : utc(v)) },
+        ...lines.map((line) => ({ label: line.value, stroke: colors.get(line.value), width: 2,
+          points: { show: true, size: 5 }, spanGaps: false, value: fmtN(line) })),
+        { label: "all traffic", stroke: "#4a5568", width: 2, dash: [6, 4], points: { show: false }, value: fmtN(all) },
+      ],
+      hooks: { drawAxes: [(u) => drawBands(u, lines, colors)] },
+      focus: { alpha: 0.3 },
+      cursor: { points: { size: 7 }, focus: { prox: 24 } },
+    };
+    view.chart = new uPlot(opts, [xs, ...lines.map((l) => l.est), all.est], box);
+  }
+
+  function renderAlerts(d) {
+    const list = d.alerts.alerts;
+    $("alerts-count").textContent = String(list.length);
+    $("alerts-count").className = "badge" + (list.length ? " bad" : "");
+    const items = list.map((a) => {
+      const ev = a.last_evidence || a.evidence || {};
+      const dim = Object.keys(a.slice)[0] || "*";
+      return el("li", { class: dim === d.by ? "" : "other-dim", "data-rule": a.rule, "data-slice": sliceText(a.slice) },
+        el("div", { class: "what", text: `${sliceText(a.slice)}` }),
+        el("div", { class: "small", text: `${a.rule} · opened ${ago(a.opened_at)}` }),
+        el("div", { class: "ev small", text: `estimate ${fmt3(ev.estimate)} [${fmt3(ev.lower)}, ${fmt3(ev.upper)}], n=${count(ev.n)}` +
+          (ev.threshold !== undefined && ev.threshold !== null ? ` · threshold ${ev.threshold}` : "") +
+          (ev.drop !== undefined && ev.drop !== null
+            ? ` · previous ${fmt3(ev.reference_estimate)} (n=${count(ev.reference_n)}), drop ${fmt3(ev.drop)}, z ${ev.drop_z === null ? "—" : ev.drop_z.toFixed(1)}`
+            : "") }));
+    });
+    $("alerts").replaceChildren(...(items.length ? items : [el("li", { class: "none", text: "No open alerts." })]));
+    const rules = d.config.alert_rules;
+    $("alert-rules").textContent = rules.length ? "Rules: " + rules.join("; ") : "No alert rules configured.";
+  }
+
+  function renderPriorities(d) {
+    const body = $("priorities").tBodies[0];
+    if (!d.priorities) {
+      body.replaceChildren(el("tr", {}, el("td", { colspan: "6", class: "muted", text: "Choose a slice dimension." })));
+      $("prio-target").textContent = "";
+      return;
+    }
+    body.replaceChildren(...d.priorities.slices.map((s) =>
+      el("tr", { "data-value": s.value },
+        el("td", { text: String(s.rank) }),
+        el("td", { class: "slice", title: s.value, text: s.value }),
+        el("td", { class: "num", text: fmt3(s.estimate) }),
+        el("td", { class: "num", text: fmt3(s.uncertainty) }),
+        el("td", { class: "num", text: fmt3(s.gap) }),
+        el("td", { class: "num alloc", text: count(s.allocated) }))));
+    $("prio-target").textContent = `Target: ${fmt3(d.priorities.target)} (all traffic).`;
+  }
+
+  function renderModel(d) {
+    const m = d.model;
+    const card = m.card || {};
+    const p = card.params || {}, f = card.features || {}, t = card.training || {}, met = card.metrics || {}, tu = card.tuning || {};
+    const source = f.source === "logprobs" ? `top-${f.k} logprobs` : f.source === "precomputed" ? "precomputed per-token entropies" : (f.source || "—");
+    const facts = [
+      ["family", `${p.family || "—"} · ${p.calibration || "no"} calibration${p.balance ? " · balanced" : ""}`],
+      ["features", `${f.set || "—"} (${f.n_features ?? (m.features || []).length}) · entropy ${f.entropy_mode || m.entropy_mode} from ${source}`],
+      ["trained on", t.n !== undefined ? `${count(t.n)} labelled responses, accuracy ${fmt3(t.accuracy)}` +
+        (t.slices ? ` · ${Object.keys(t.slices).length} ${t.slice_dimension || "slice"}s` : "") : "—"],
+      ["CV AUROC", fmt3(met.cv_auroc)],
+      ["Brier score", met.brier !== undefined ? `${fmt3(met.brier)} (before calibration ${fmt3(met.brier_uncalibrated)})` : "—"],
+      ["calibration error", fmt3(met.ece)],
+      ["model_sd", `${fmt3(m.model_sd)} (estimator error in every interval)`],
+      ["best setting", tu.best_params ? JSON.stringify(tu.best_params) : "—"],
+      ["recalibration", m.calibration ? (m.note || "active") : "none"],
+      ["rescoring pending", count(m.rescore_pending)],
+    ];
+    $("model").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { "data-fact": k, text: v })]));
+    $("scorer").textContent = `scorer ${m.scorer_id} · ${String(m.estimator_sha256 || "").slice(0, 12)}`;
+    $("model-line").textContent = `model ${p.family || ""} · AUROC ${fmt3(met.cv_auroc)}`;
+    const bins = (met.reliability || []).slice().sort((a, b) => a.mean_p - b.mean_p);
+    const box = $("reliability");
+    if (view.reliability) { view.reliability.destroy(); view.reliability = null; }
+    box.replaceChildren();
+    if (!bins.length) return;
+    const xs = [0, ...bins.map((b) => b.mean_p), 1];
+    view.reliability = new uPlot({
+      width: Math.min(360, Math.max(240, box.clientWidth)), height: 240,
+      scales: { x: { time: false, auto: false, range: [0, 1] }, y: { auto: false, range: [0, 1] } },
+      axes: [{ label: "mean P(correct)", stroke: "#687385", grid: { stroke: "#eef1f5" } },
+        { label: "observed accuracy", stroke: "#687385", grid: { stroke: "#eef1f5" } }],
+      legend: { show: false },
+      cursor: { show: false },
+      series: [{}, { stroke: "#8a94a6", dash: [4, 4], width: 1, points: { show: false } },
+        { stroke: "#2f6fdf", width: 2, points: { show: true, size: 6, fill: "#2f6fdf" } }],
+    }, [xs, xs, [null, ...bins.map((b) => b.accuracy), null]], box);
+  }
+
+  function renderHealth(d) {
+    const h = d.health;
+    const pill = $("health");
+    pill.textContent = h.status === "ok" ? "service ok" : `service ${h.status}`;
+    pill.className = "pill " + (h.status === "ok" ? "ok" : "bad");
+    pill.title = (h.problems || []).join("; ") || `${h.pending_traces ?? 0} traces queued`;
+    $("updated").textContent = `updated ${utc(Date.now() / 1000).slice(11)} UTC · v${d.config.version}`;
+  }
+
+  function render(d) {
+    const colors = colorMap(d.ranked, d.by);
+    view.colors = Object.fromEntries(colors);
+    renderFilters(d);
+    renderKpis(d);
+    renderTable(d, colors);
+    renderChart(d, colors);
+    renderAlerts(d);
+    renderPriorities(d);
+    renderModel(d);
+    renderHealth(d);
+    view.data = d;
+    view.renders += 1;
+    document.body.dataset.renders = String(view.renders);
+  }
+
+  // ------------------------------------------------------------------ control
+  let running = null;
+  let again = false;
+  async function refresh() {
+    if (running) { again = true; return running; }
+    running = (async () => {
+      try {
+        const d = await load();
+        $("auth").hidden = true;
+        view.error = null;
+        $("error").hidden = true;
+        render(d);
+        writeHash();
+      } catch (err) {
+        view.error = String(err.message || err);
+        if (err instanceof AuthNeeded) {
+          $("auth-why").textContent = err.message;
+          $("auth").hidden = false;
+        } else {
+          $("error").textContent = `Could not load: ${view.error}`;
+          $("error").hidden = false;
+        }
+        document.body.dataset.error = view.error;
+      } finally {
+        running = null;
+      }
+      if (again) { again = false; await refresh(); }
+    })();
+    return running;
+  }
+
+  function togglePlot(value, on) {
+    const set = new Set(plottedSet(view.data));
+    if (on) set.add(value); else set.delete(value);
+    state.plotted = set;
+    writeHash();
+    renderChart(view.data, new Map(Object.entries(view.colors)));
+  }
+
+  function wire() {
+    $("by").addEventListener("change", (e) => { state.by = e.target.value; state.plotted = null; refresh(); });
+    for (const b of $("range").querySelectorAll("button")) {
+      b.addEventListener("click", () => { state.range = b.dataset.range; refresh(); });
+    }
+    let timer = null;
+    $("q").addEventListener("input", (e) => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        state.q = e.target.value.trim();
+        writeHash();
+        if (view.data) { applySearch(); renderChart(view.data, new Map(Object.entries(view.colors))); }
+      }, 150);
+    });
+    $("budget").addEventListener("change", (e) => {
+      const b = parseInt(e.target.value, 10);
+      if (b > 0) { state.budget = b; refresh(); }
+    });
+    $("auto").addEventListener("change", (e) => { state.auto = e.target.checked; });
+    $("download").addEventListener("click", async () => {
+      if (!view.data || view.data.by === "*") return;
+      const r = await api("/v1/priorities", { budget: state.budget, by: view.data.by, since: view.data.since || "36500d", format: "csv" });
+      const url = URL.createObjectURL(await r.blob());
+      const a = el("a", { href: url, download: `to_label_${view.data.by}.csv` });
+      document.body.append(a); a.click(); a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 1000);
+    });
+    $("auth-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      sessionStorage.setItem("sentinel-key", $("key").value.trim());
+      refresh();
+    });
+    window.addEventListener("hashchange", () => { readHash(); refresh(); });
+    let resize = null;
+    window.addEventListener("resize", () => {
+      clearTimeout(resize);
+      resize = setTimeout(() => view.chart && view.chart.setSize({ width: Math.max(320, $("trend").clientWidth), height: 330 }), 150);
+    });
+    setInterval(() => { if (state.auto && !document.hidden) refresh(); }, REFRESH_MS);
+  }
+
+  readHash();
+  wire();
+  refresh();
+})();
