@@ -223,3 +223,36 @@ def test_the_estimates_api_sees_the_proxied_slices(proxy: ThreadedServer) -> Non
     metrics = httpx.get(proxy.url + "/metrics", timeout=30).text
     assert 'sentinel_proxy_traces_total{outcome="rejected"} 0.0' in metrics
     assert 'sentinel_proxy_traces_total{outcome="failed"} 0.0' in metrics
+
+
+def test_demo_traffic_goes_through_the_proxy_with_its_slices(
+    proxy: ThreadedServer, model_server: LocalModelServer
+) -> None:
+    from entropy_sentinel.collect import load_benchmarks
+    from entropy_sentinel.service.traffic import run_traffic
+
+    items = load_benchmarks("synth_add_1d,synth_mul_1d", limit=2, offset=150)
+    assert [i.benchmark for i in items] == ["synth_add_1d", "synth_mul_1d"] * 2  # interleaved
+    seen: list[str] = []
+    results = run_traffic(
+        proxy.url,
+        items,
+        model=model_server.alias,
+        max_tokens=24,
+        concurrency=1,
+        stream_every=2,
+        extra_slice=lambda i, item: {"customer": "acme" if i % 2 else "globex"},
+        on_result=lambda r: seen.append(r.item_id),
+    )
+    assert sorted(seen) == sorted(i.id for i in items)
+    assert all(r.ok and r.trace_id for r in results), [r.error for r in results]
+    assert [r.stream for r in results] == [False, True, False, True]
+    assert all(r.correct in (True, False) and r.grader == "number-v2" for r in results)
+    rows = _rows(proxy, [r.trace_id for r in results if r.trace_id])
+    for r in results:
+        row = rows[r.trace_id]  # type: ignore[index]
+        assert json.loads(row.slice) == {
+            "domain": r.slice["domain"],
+            "customer": r.slice["customer"],
+        }
+        assert json.loads(row.meta)["answer"] == r.text
