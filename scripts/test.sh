@@ -14,5 +14,14 @@ if [ -z "${SENTINEL_TEST_POSTGRES_URL:-}" ]; then
     eval "$(bash scripts/postgres.sh env)"  # installs it from Debian packages if missing
 fi
 export SENTINEL_TEST_POSTGRES_URL
+echo "==> Chromium (for the dashboard test, driven by Playwright; no browser download)"
+if [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        echo "    /usr/bin/chromium is missing (apt-get install chromium as root); the browser test will skip"
+    fi
+fi
 echo "==> pytest"
 .venv/bin/pytest "$@"
