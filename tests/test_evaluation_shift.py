@@ -11,7 +11,7 @@ from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 
 from entropy_sentinel.errors import ConfigError
-from entropy_sentinel.estimator import ATC, AverageConfidence, CorrectnessEstimator, DoC
+from entropy_sentinel.estimator import ATC, AverageConfidence, CorrectnessEstimator
 from entropy_sentinel.estimator.shift import (
     ClassifierATC,
     DomainHoldoutCalibrated,
@@ -49,32 +49,41 @@ def test_clone_keeps_parameters(cls: type) -> None:
 def test_ensemble_is_the_weighted_mean_of_its_members() -> None:
     X, y = _prior_shift(400, 0.5, 0)
     Xt, _ = _prior_shift(300, 0.2, 1)
-    probs = 1.0 / (1.0 + np.exp(-X[:, :1]))  # a probability column for DoC
-    X3 = np.hstack([X, probs])
-    Xt3 = np.hstack([Xt, 1.0 / (1.0 + np.exp(-Xt[:, :1]))])
-    members = ("classifier", "atc:1:confidence", "ac:0:confidence", "doc:2:confidence")
+    X3 = np.hstack([X, X[:, :1] ** 2])  # a third column the classifier does not see
+    Xt3 = np.hstack([Xt, Xt[:, :1] ** 2])
+    members = ("classifier", "atc:1:confidence", "ac:2:uncertainty")
     est = SliceEnsemble(
-        members=members, weights=(1, 1, 1, 2), classifier_columns=2, classifier=_lr()
+        members=members, weights=(1, 1, 2), classifier_columns=2, classifier=_lr()
     ).fit(X3, y)
+    clf = _lr().fit(X, y)
     parts = [
-        _lr().fit(X, y).predict_proba(Xt)[:, 1].mean(),
+        clf.predict_proba(Xt)[:, 1].mean(),
         ATC().fit(X[:, 1], y).estimate(Xt[:, 1]),
-        AverageConfidence(calibration="isotonic").fit(X[:, 0], y).estimate(Xt[:, 0]),
-        DoC().fit(probs[:, 0], y).estimate(Xt3[:, 2]),
+        AverageConfidence(calibration="isotonic").fit(-X3[:, 2], y).estimate(-Xt3[:, 2]),
     ]
-    assert est.estimate(Xt3) == pytest.approx(np.dot([0.2, 0.2, 0.2, 0.4], parts))
+    assert est.estimate(Xt3) == pytest.approx(np.dot([0.25, 0.25, 0.5], parts))
     assert est.member_estimates_ == pytest.approx(parts)
-    # predict_proba is the classifier's, on its own columns
-    np.testing.assert_allclose(est.predict_proba(Xt3), _lr().fit(X, y).predict_proba(Xt))
+    # The per-row values average to the estimate, member by member and as a whole.
+    np.testing.assert_allclose(est.member_values(Xt3).mean(axis=0), parts)
+    assert est.predict_proba(Xt3)[:, 1].mean() == pytest.approx(est.estimate(Xt3))
+    assert np.all((est.predict_proba(Xt3) >= 0) & (est.predict_proba(Xt3) <= 1))
+
+
+def test_ensemble_per_row_atc_values_weigh_ties_like_atc() -> None:
+    X = np.repeat(np.arange(10.0), 20).reshape(-1, 1)  # heavy ties
+    y = (np.random.default_rng(0).uniform(size=200) < X[:, 0] / 10).astype(float)
+    est = SliceEnsemble(members=("atc:0:confidence",), classifier=_lr()).fit(X, y)
+    atc = ATC().fit(X[:, 0], y)
+    assert est.estimate(X) == pytest.approx(atc.estimate(X[:, 0])) == pytest.approx(y.mean())
+    assert est.estimate(X[:37]) == pytest.approx(atc.estimate(X[:37, 0]))
 
 
 def test_ensemble_default_is_classifier_plus_atc_on_the_first_column() -> None:
     X, y = _prior_shift(300, 0.5, 0)
     est = SliceEnsemble(classifier=_lr()).fit(X, y)
     atc = ATC().fit(-X[:, 0], y)
-    assert est.estimate(X[:50]) == pytest.approx(
-        0.5 * est.predict_proba(X[:50])[:, 1].mean() + 0.5 * atc.estimate(-X[:50, 0])
-    )
+    p = _lr().fit(X, y).predict_proba(X[:50])[:, 1]
+    assert est.estimate(X[:50]) == pytest.approx(0.5 * p.mean() + 0.5 * atc.estimate(-X[:50, 0]))
 
 
 def test_classifier_atc_thresholds_out_of_fold_probabilities() -> None:
@@ -146,6 +155,8 @@ def test_bad_parameters_name_the_fix() -> None:
         SliceEnsemble(members=("atc:5:uncertainty",), classifier=_lr()).fit(X, y)
     with pytest.raises(ConfigError, match="member 'median'"):
         SliceEnsemble(members=("median",), classifier=_lr()).fit(X, y)
+    with pytest.raises(ConfigError, match="member 'doc:0:confidence'"):
+        SliceEnsemble(members=("doc:0:confidence",), classifier=_lr()).fit(X, y)
     with pytest.raises(ConfigError, match="method 'cc'"):
         QuantificationAdjusted(method="cc", classifier=_lr()).fit(X, y)
     with pytest.raises(ConfigError, match="max_weight"):

@@ -11,8 +11,9 @@ balancing; the paper's configuration by default) and shares one API:
   ``groups`` the ``(n,)`` training domain of each row (used by
   `DomainHoldoutCalibrated`, accepted and ignored by the others);
 * ``estimate(X) -> float``: estimated accuracy of the slice ``X``, in [0, 1];
-* ``predict_proba(X)``: ``(n, 2)`` per-row probabilities (the wrapped classifier's,
-  or the recalibrated ones for `DomainHoldoutCalibrated`).
+* ``predict_proba(X)``: ``(n, 2)`` per-row probabilities (the wrapped classifier's;
+  the recalibrated ones for `DomainHoldoutCalibrated`; the members' weighted per-row
+  values for `SliceEnsemble`).
 
 =============================  ===================================================
 estimator                      slice estimate
@@ -21,8 +22,8 @@ estimator                      slice estimate
                                the score: the fraction of the slice above the
                                threshold that reproduces the source accuracy
 `SliceEnsemble`                weighted mean of the classifier's mean P and score
-                               baselines (ATC, AC, DoC) on input columns
-                               (default: equal weights, ATC on ``h_max``)
+                               baselines (ATC, AC) on input columns (default:
+                               equal weights, ATC on ``h_max``); also per row
 `QuantificationAdjusted`       the mean P corrected for a change of the base rate:
                                ``pacc`` (probabilistic adjusted classify-and-count,
                                Bella et al. 2010) or ``emq`` (EM re-estimation of
@@ -69,7 +70,7 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from entropy_sentinel.errors import ConfigError
-from entropy_sentinel.estimator.baselines import ATC, AverageConfidence, DoC
+from entropy_sentinel.estimator.baselines import ATC, AverageConfidence
 from entropy_sentinel.estimator.calibration import (
     Calibrator,
     check_calibration,
@@ -175,13 +176,19 @@ class ClassifierATC(_ShiftEstimator):
 class SliceEnsemble(_ShiftEstimator):
     """Weighted mean of several slice estimates: the classifier's and score baselines'.
 
+    Every member's slice estimate is a mean over the slice's rows of a per-row value
+    in [0, 1]: the classifier's P(correct); for ATC, 1 above its threshold, 0 below
+    and the tie weight on it; for AC, the isotonic-calibrated score. So the ensemble
+    has a per-row value too, the weighted mean of its members' (`predict_proba`),
+    and its slice estimate is exactly the mean of those values: it can be summed,
+    merged and served like any P(correct).
+
     Args:
-        members: what is averaged, each ``"classifier"`` (the classifier's mean P) or
-            ``"METHOD:COLUMN:ORIENTATION"``: ``METHOD`` ``atc`` (`ATC`), ``ac``
-            (`AverageConfidence`, isotonic-calibrated) or ``doc`` (`DoC` on the raw
-            column, which must hold probabilities), on input column ``COLUMN``, whose
-            ``ORIENTATION`` is ``uncertainty`` (higher = more likely wrong, like an
-            entropy) or ``confidence``. Default: the classifier and ATC on column 0
+        members: what is averaged, each ``"classifier"`` or
+            ``"METHOD:COLUMN:ORIENTATION"``: ``METHOD`` ``atc`` (`ATC`) or ``ac``
+            (`AverageConfidence`, isotonic-calibrated) on input column ``COLUMN``,
+            whose ``ORIENTATION`` is ``uncertainty`` (higher = more likely wrong, like
+            an entropy) or ``confidence``. Default: the classifier and ATC on column 0
             (``h_max`` in the profile feature sets).
         weights: one weight per member (None: equal weights); normalised to sum 1.
         classifier_columns: the classifier sees the first this many columns (None:
@@ -214,12 +221,12 @@ class SliceEnsemble(_ShiftEstimator):
                 parsed.append(("classifier", -1, True))
                 continue
             parts = member.split(":")
-            ok = len(parts) == 3 and parts[0] in ("atc", "ac", "doc")
+            ok = len(parts) == 3 and parts[0] in ("atc", "ac")
             ok = ok and parts[2] in ("uncertainty", "confidence") and parts[1].isdigit()
             if not ok or int(parts[1]) >= n_features:
                 raise ConfigError(
                     f"ensemble member {member!r}: use 'classifier' or METHOD:COLUMN:ORIENTATION "
-                    f"with METHOD atc, ac or doc, COLUMN below {n_features} and ORIENTATION "
+                    f"with METHOD atc or ac, COLUMN below {n_features} and ORIENTATION "
                     "uncertainty or confidence (e.g. 'atc:0:uncertainty')"
                 )
             parsed.append((parts[0], int(parts[1]), parts[2] == "confidence"))
@@ -244,36 +251,43 @@ class SliceEnsemble(_ShiftEstimator):
             )
         self.weights_ = w / w.sum()
         y01 = self._fit_classifier(self._columns(Xa), y)
-        self.baselines_: list[tuple[int, bool, ATC | AverageConfidence | DoC] | None] = []
+        self.baselines_: list[tuple[int, bool, ATC | AverageConfidence] | None] = []
         for method, column, confidence in parsed:
             if method == "classifier":
                 self.baselines_.append(None)
                 continue
-            model: ATC | AverageConfidence | DoC = (
-                ATC()
-                if method == "atc"
-                else AverageConfidence(calibration="isotonic")
-                if method == "ac"
-                else DoC()
-            )
             score = Xa[:, column] if confidence else -Xa[:, column]
+            model = ATC() if method == "atc" else AverageConfidence(calibration="isotonic")
             self.baselines_.append((column, confidence, model.fit(score, y01)))
         return self
 
-    def _proba(self, X: npt.ArrayLike) -> FloatArray:
-        return super()._proba(self._columns(X))
-
-    def estimate(self, X: npt.ArrayLike) -> float:
+    def member_values(self, X: npt.ArrayLike) -> FloatArray:
+        """``(n, n_members)`` per-row values of each member (their column means are the
+        members' slice estimates)."""
+        check_is_fitted(self)
         Xa = np.asarray(X, dtype=np.float64)
-        values = []
+        columns = []
         for member in self.baselines_:
             if member is None:
-                values.append(float(self._proba(Xa).mean()))
+                columns.append(super()._proba(self._columns(Xa)))
                 continue
             column, confidence, model = member
-            values.append(model.estimate(Xa[:, column] if confidence else -Xa[:, column]))
-        self.member_estimates_ = values
-        return float(np.dot(self.weights_, values))
+            s = Xa[:, column] if confidence else -Xa[:, column]
+            if isinstance(model, ATC):
+                ties = s == model.threshold_
+                columns.append((s > model.threshold_) + ties * model.tie_weight_)
+            else:
+                assert model.calibrator_ is not None  # fitted with calibration="isotonic"
+                columns.append(model.calibrator_.transform(s))
+        return np.column_stack(columns).astype(np.float64)
+
+    def _proba(self, X: npt.ArrayLike) -> FloatArray:
+        return np.asarray(self.member_values(X) @ self.weights_, dtype=np.float64)
+
+    def estimate(self, X: npt.ArrayLike) -> float:
+        values = self.member_values(X)
+        self.member_estimates_ = values.mean(axis=0).tolist()
+        return float(values.mean(axis=0) @ self.weights_)
 
 
 QUANTIFIERS: tuple[str, ...] = ("pacc", "emq")
