@@ -40,6 +40,36 @@ def _balances(text: str) -> list[bool]:
     return out
 
 
+Reference = Annotated[str, typer.Option(help="Configuration the report compares the others with.")]
+Highlight = Annotated[
+    str, typer.Option(help="Configurations drawn in the figures (comma-separated).")
+]
+Notes = Annotated[
+    Path | None,
+    typer.Option(help="Markdown file appended to the report.", exists=True, dir_okay=False),
+]
+Title = Annotated[str | None, typer.Option(help="Title of the report.")]
+
+
+def _write_report(
+    results_dir: Path, reference: str, highlight: str, title: str | None, notes: Path | None
+) -> Path:
+    """Tables and report.md of a results folder, from its cache."""
+    from entropy_sentinel.evaluation import load_results
+    from entropy_sentinel.evaluation.report import write_report
+
+    results = load_results(results_dir)
+    results.save(results_dir)
+    return write_report(
+        results,
+        results_dir,
+        reference=reference,
+        highlight=_split_list(highlight) or None,
+        title=title,
+        notes=notes.read_text() if notes else None,
+    )
+
+
 def _command(corpus: Path, output: Path, **options: object) -> list[str]:
     """The command line that reproduces a run: every option that shapes results, explicit."""
     words = ["sentinel", "evaluate", str(corpus), "-o", str(output)]
@@ -110,14 +140,10 @@ def evaluate(
     ] = 0.8,
     jobs: Annotated[int, typer.Option(help="Parallel processes (-1: all cores).")] = 1,
     retry_failed: Annotated[bool, typer.Option(help="Recompute cached failures.")] = False,
-    reference: Annotated[
-        str, typer.Option(help="Configuration the report compares the others with.")
-    ] = "paper_rf",
-    notes: Annotated[
-        Path | None,
-        typer.Option(help="Markdown file appended to the report.", exists=True, dir_okay=False),
-    ] = None,
-    title: Annotated[str | None, typer.Option(help="Title of the report.")] = None,
+    reference: Reference = "paper_rf",
+    highlight: Highlight = "",
+    notes: Notes = None,
+    title: Title = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Run the paper's protocol: train on groups of k domains, estimate every domain.
@@ -132,7 +158,6 @@ def evaluate(
         EvalData,
         Split,
         grid,
-        load_results,
         named_groups,
         parse_ks,
         resolve,
@@ -140,7 +165,6 @@ def evaluate(
         score_baselines,
         training_groups,
     )
-    from entropy_sentinel.evaluation.report import write_report
     from entropy_sentinel.scores import PAPER_SCORES, SCORES
 
     ks = parse_ks(k)
@@ -223,15 +247,7 @@ def evaluate(
         f"({summary.seconds:.0f} s)",
         highlight=False,
     )
-    results = load_results(output)
-    results.save(output)
-    report = write_report(
-        results,
-        output,
-        reference=reference,
-        title=title,
-        notes=notes.read_text() if notes else None,
-    )
+    report = _write_report(output, reference, highlight, title, notes)
     console.print(f"wrote {report} and the tables in {output}", highlight=False)
     if summary.n_failed:
         err_console.print(
@@ -246,30 +262,11 @@ def evaluate_report(
         Path,
         typer.Argument(help="Results folder of sentinel evaluate.", exists=True, file_okay=False),
     ],
-    reference: Annotated[
-        str, typer.Option(help="Configuration the report compares the others with.")
-    ] = "paper_rf",
-    highlight: Annotated[
-        str, typer.Option(help="Configurations drawn in the figures (comma-separated).")
-    ] = "",
-    notes: Annotated[
-        Path | None,
-        typer.Option(help="Markdown file appended to the report.", exists=True, dir_okay=False),
-    ] = None,
-    title: Annotated[str | None, typer.Option(help="Title of the report.")] = None,
+    reference: Reference = "paper_rf",
+    highlight: Highlight = "",
+    notes: Notes = None,
+    title: Title = None,
 ) -> None:
     """Rewrite the tables and report.md of a results folder from its cache (no fitting)."""
-    from entropy_sentinel.evaluation import load_results
-    from entropy_sentinel.evaluation.report import write_report
-
-    results = load_results(results_dir)
-    results.save(results_dir)
-    report = write_report(
-        results,
-        results_dir,
-        reference=reference,
-        highlight=_split_list(highlight) or None,
-        title=title,
-        notes=notes.read_text() if notes else None,
-    )
+    report = _write_report(results_dir, reference, highlight, title, notes)
     console.print(f"wrote {report}", highlight=False)
