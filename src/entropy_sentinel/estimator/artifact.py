@@ -47,8 +47,14 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "entropy_sentinel.estimator.grids.NormalScores",
     "entropy_sentinel.estimator.grids.RandomOversampler",
     "entropy_sentinel.estimator.features.TraceSignature",
+    # scikit-learn's tree structures (random forests, histogram gradient boosting):
+    # skops rebuilds them from their node arrays, like the rest of scikit-learn, but
+    # does not list them as trusted by default.
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
 )
-"""This package's own classes that may appear in ``model.skops``."""
+"""Classes beyond skops' default trusted set that may appear in ``model.skops``: this
+package's own, and scikit-learn types skops does not trust by default."""
 
 _META = "artifact.json"
 _MODEL = "model.skops"
