@@ -56,14 +56,16 @@ def proxy(
         yield srv
 
 
-def _clients(
-    proxy: ThreadedServer, server: LocalModelServer
-) -> tuple[openai.OpenAI, openai.OpenAI]:
+@pytest.fixture
+def clients(
+    proxy: ThreadedServer, model_server: LocalModelServer
+) -> Iterator[tuple[openai.OpenAI, openai.OpenAI]]:
+    """(through the proxy, direct) OpenAI clients, closed after the test."""
     key = "sk-test-client-key"  # llama.cpp ignores it; the proxy forwards it
-    return (
-        openai.OpenAI(base_url=proxy.url + "/v1", api_key=key, max_retries=0, timeout=120),
-        openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0, timeout=120),
-    )
+    via = openai.OpenAI(base_url=proxy.url + "/v1", api_key=key, max_retries=0, timeout=120)
+    direct = openai.OpenAI(base_url=model_server.base_url, api_key=key, max_retries=0, timeout=120)
+    with via, direct:
+        yield via, direct
 
 
 def _dump(obj: Any) -> Any:
@@ -108,9 +110,12 @@ def _request(question: str, *, logprobs: bool) -> dict[str, Any]:
 
 @pytest.mark.parametrize("logprobs", [False, True], ids=["plain", "client-logprobs"])
 def test_chat_answers_equal_the_upstreams_byte_for_byte(
-    proxy: ThreadedServer, model_server: LocalModelServer, logprobs: bool
+    proxy: ThreadedServer,
+    model_server: LocalModelServer,
+    clients: tuple[openai.OpenAI, openai.OpenAI],
+    logprobs: bool,
 ) -> None:
-    via, direct = _clients(proxy, model_server)
+    via, direct = clients
     body = _request(f"What is {7 if logprobs else 6} times 8?", logprobs=logprobs)
     slice_ = {"domain": "arithmetic", "customer": "acme" if logprobs else "globex"}
     header = ",".join(f"{k}={v}" for k, v in slice_.items())
@@ -137,9 +142,12 @@ def test_chat_answers_equal_the_upstreams_byte_for_byte(
 
 @pytest.mark.parametrize("logprobs", [False, True], ids=["plain", "client-logprobs"])
 def test_streamed_answers_equal_the_upstreams(
-    proxy: ThreadedServer, model_server: LocalModelServer, logprobs: bool
+    proxy: ThreadedServer,
+    model_server: LocalModelServer,
+    clients: tuple[openai.OpenAI, openai.OpenAI],
+    logprobs: bool,
 ) -> None:
-    via, direct = _clients(proxy, model_server)
+    via, direct = clients
     body = _request(f"Name {'two' if logprobs else 'three'} colours.", logprobs=logprobs)
     _warm(model_server, body)
     got = list(
@@ -182,9 +190,11 @@ def test_streamed_bytes_equal_the_upstreams(
 
 
 def test_legacy_completions_plain_and_streamed(
-    proxy: ThreadedServer, model_server: LocalModelServer
+    proxy: ThreadedServer,
+    model_server: LocalModelServer,
+    clients: tuple[openai.OpenAI, openai.OpenAI],
 ) -> None:
-    via, direct = _clients(proxy, model_server)
+    via, direct = clients
     params: dict[str, Any] = {
         "model": model_server.alias,
         "prompt": "The capital of France is",

@@ -68,6 +68,20 @@ def service(
         yield srv
 
 
+@pytest.fixture
+def client_for() -> Iterator[Callable[..., openai.OpenAI]]:
+    """OpenAI clients for base URLs, closed after the test."""
+    made: list[openai.OpenAI] = []
+
+    def make(base_url: str, api_key: str = "k") -> openai.OpenAI:
+        made.append(openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0))
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()
+
+
 def _recorded_chat() -> list[dict[str, Any]]:
     data: list[dict[str, Any]] = json.loads((SMOLLM2_FIXTURES / "chat.json").read_text())
     return data
@@ -153,10 +167,12 @@ def test_headers_go_upstream_unchanged_and_are_never_logged_or_stored(
 
 
 def test_the_openai_client_gets_the_upstreams_answer_without_added_logprobs(
-    service: ThreadedServer, upstream: tuple[ReplayUpstream, ThreadedServer]
+    service: ThreadedServer,
+    upstream: tuple[ReplayUpstream, ThreadedServer],
+    client_for: Callable[..., openai.OpenAI],
 ) -> None:
-    proxied = openai.OpenAI(base_url=service.url + "/v1", api_key=SECRET, max_retries=0)
-    direct = openai.OpenAI(base_url=upstream[1].url + "/v1", api_key=SECRET, max_retries=0)
+    proxied = client_for(service.url + "/v1", SECRET)
+    direct = client_for(upstream[1].url + "/v1", SECRET)
     recorded = {r["choices"][0]["message"]["content"] for r in _recorded_chat()}
     a = proxied.chat.completions.create(
         model="m",
@@ -183,9 +199,11 @@ def test_the_openai_client_gets_the_upstreams_answer_without_added_logprobs(
 
 
 def test_streams_are_relayed_event_by_event_and_recorded(
-    service: ThreadedServer, upstream: tuple[ReplayUpstream, ThreadedServer]
+    service: ThreadedServer,
+    upstream: tuple[ReplayUpstream, ThreadedServer],
+    client_for: Callable[..., openai.OpenAI],
 ) -> None:
-    client = openai.OpenAI(base_url=service.url + "/v1", api_key=SECRET, max_retries=0)
+    client = client_for(service.url + "/v1", SECRET)
     stream = client.chat.completions.create(
         model="m",
         messages=CHAT,
@@ -214,7 +232,9 @@ def test_streams_are_relayed_event_by_event_and_recorded(
 
 
 def test_upstream_errors_pass_back_with_status_and_body(
-    service: ThreadedServer, upstream: tuple[ReplayUpstream, ThreadedServer]
+    service: ThreadedServer,
+    upstream: tuple[ReplayUpstream, ThreadedServer],
+    client_for: Callable[..., openai.OpenAI],
 ) -> None:
     before = _count(service, "sentinel_proxy_traces_total", outcome="skipped")
     direct = httpx.post(
@@ -228,7 +248,7 @@ def test_upstream_errors_pass_back_with_status_and_body(
         headers={"X-Replay-Status": "429"},
     )
     assert (r.status_code, r.content) == (direct.status_code, direct.content) == (429, r.content)
-    client = openai.OpenAI(base_url=service.url + "/v1", api_key="k", max_retries=0)
+    client = client_for(service.url + "/v1", "k")
     with pytest.raises(openai.RateLimitError, match="replayed error 429"):
         client.chat.completions.create(
             model="m",
@@ -247,8 +267,10 @@ def test_upstream_errors_pass_back_with_status_and_body(
     )
 
 
-def test_bad_slices_are_refused_before_forwarding(service: ThreadedServer) -> None:
-    client = openai.OpenAI(base_url=service.url + "/v1", api_key="k", max_retries=0)
+def test_bad_slices_are_refused_before_forwarding(
+    service: ThreadedServer, client_for: Callable[..., openai.OpenAI]
+) -> None:
+    client = client_for(service.url + "/v1", "k")
     with pytest.raises(openai.BadRequestError, match="is not name=value") as info:
         client.chat.completions.create(
             model="m",
@@ -258,9 +280,37 @@ def test_bad_slices_are_refused_before_forwarding(service: ThreadedServer) -> No
     assert info.value.code == "invalid_slice"
 
 
+def test_an_upstream_refusing_logprobs_gets_the_clients_request_as_sent(
+    service: ThreadedServer, upstream: tuple[ReplayUpstream, ThreadedServer]
+) -> None:
+    before = _count(service, "sentinel_proxy_traces_total", outcome="skipped")
+    body = {"model": "reasoner", "messages": CHAT, "metadata": {"sentinel_slice": "domain=x"}}
+    refuse = {"X-Replay-Refuse-Logprobs": "1"}
+    r = httpx.post(service.url + "/v1/chat/completions", json=body, headers=refuse, timeout=30)
+    assert r.status_code == 200 and r.json()["choices"][0]["logprobs"] is None
+    tried, retried = (json.loads(b) for _, b in list(upstream[0].requests)[-2:])
+    assert tried["logprobs"] is True and "logprobs" not in retried
+    assert retried == {"model": "reasoner", "messages": CHAT}  # as sent, less our slice
+    # remembered: the next request for that model goes as sent at once
+    r = httpx.post(service.url + "/v1/chat/completions", json=body, headers=refuse, timeout=30)
+    assert r.status_code == 200 and "logprobs" not in json.loads(upstream[0].requests[-1][1])
+    assert _count(service, "sentinel_proxy_traces_total", outcome="skipped") == before + 2
+    # a client that asked for logprobs itself gets the upstream's refusal
+    r = httpx.post(
+        service.url + "/v1/chat/completions",
+        json={**body, "logprobs": True},
+        headers=refuse,
+        timeout=30,
+    )
+    assert r.status_code == 400 and "not supported" in r.json()["error"]["message"]
+
+
 # ------------------------------------------------------------------- failures
 def test_timeouts_unreachable_and_missing_upstreams(
-    upstream: tuple[ReplayUpstream, ThreadedServer], smollm2_model: Path, tmp_path: Path
+    upstream: tuple[ReplayUpstream, ThreadedServer],
+    smollm2_model: Path,
+    tmp_path: Path,
+    client_for: Callable[..., openai.OpenAI],
 ) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -283,7 +333,7 @@ def test_timeouts_unreachable_and_missing_upstreams(
         assert r.status_code == 504 and r.json()["error"]["code"] == "upstream_timeout"
         r = httpx.post(servers["unreachable"].url + "/v1/completions", json={"prompt": "x"})
         assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_unreachable"
-        client = openai.OpenAI(base_url=servers["missing"].url + "/v1", api_key="k", max_retries=0)
+        client = client_for(servers["missing"].url + "/v1", "k")
         with pytest.raises(openai.NotFoundError, match="--upstream"):
             client.completions.create(model="m", prompt="x")
         for name, route, outcome in (

@@ -28,6 +28,7 @@ b'{"choices": [{"index": 0, "logprobs": null}]}'
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -58,6 +59,8 @@ class PreparedRequest:
         slice_text: ``metadata.sentinel_slice``, if any (parsed by the caller).
         skip_reason: why ``record`` is False.
         payload: the decoded request (None when it is not a JSON object).
+        plain: the body without the logprobs the proxy adds (for an upstream that
+            refuses them for some model); ``body`` when it adds none.
     """
 
     body: bytes
@@ -69,6 +72,15 @@ class PreparedRequest:
     slice_text: str | None = None
     skip_reason: str | None = None
     payload: dict[str, Any] | None = field(default=None, repr=False)
+    plain: bytes | None = field(default=None, repr=False)
+
+    def without_logprobs(self, reason: str) -> PreparedRequest:
+        """The same request without the logprobs the proxy would add: not recorded."""
+        if not self.strip:
+            return self
+        return dataclasses.replace(
+            self, body=self.plain or self.body, strip=False, record=False, skip_reason=reason
+        )
 
 
 def prepare_request(raw: bytes, kind: Kind, top_logprobs: int) -> PreparedRequest:
@@ -97,15 +109,16 @@ def prepare_request(raw: bytes, kind: Kind, top_logprobs: int) -> PreparedReques
     stream = payload.get("stream") is True
     model = payload.get("model") if isinstance(payload.get("model"), str) else None
     asked, skip = _asked_for_logprobs(payload, kind)
-    strip = False
-    if not asked and skip is None:
-        if kind == "chat":
-            payload["logprobs"] = True
-            payload["top_logprobs"] = top_logprobs
-        else:
-            payload["logprobs"] = top_logprobs
-        strip = changed = True
-    body = msgspec.json.encode(payload) if changed else raw
+    plain = msgspec.json.encode(payload) if changed else raw
+    strip = not asked and skip is None
+    if strip:
+        extra = (
+            {"logprobs": True, "top_logprobs": top_logprobs}
+            if kind == "chat"
+            else {"logprobs": top_logprobs}
+        )
+        payload = {**payload, **extra}
+    body = msgspec.json.encode(payload) if strip else plain
     return PreparedRequest(
         body,
         strip=strip,
@@ -116,6 +129,7 @@ def prepare_request(raw: bytes, kind: Kind, top_logprobs: int) -> PreparedReques
         slice_text=slice_text,
         skip_reason=skip,
         payload=payload,
+        plain=plain,
     )
 
 

@@ -30,6 +30,11 @@
   protocol, 404 when no upstream is configured, 400 for a bad slice, 401/403 for the
   service's key. A stream that breaks off mid-way is cut off for the client too (the
   connection is aborted, as the upstream's would be).
+* **An upstream that refuses logprobs** for a model (a 400 or 422 answer that mentions
+  logprobs, to a request the proxy added them to; OpenAI's reasoning models do this) gets
+  the client's request again as sent, and the client gets that answer; the proxy
+  remembers the model and forwards its later requests unchanged (not recorded:
+  ``skipped``).
 * **Recording** happens after the answer is complete and off the response path: the
   answer's bytes go to a `Recorder` queue; its thread ingests them in-process. A
   recording failure is counted (``sentinel_proxy_traces_total``) and logged, never
@@ -91,6 +96,7 @@ _HOP_BY_HOP = frozenset(
 _NOT_FORWARDED = _HOP_BY_HOP | {b"host", b"content-length", b"expect", b"accept-encoding"}
 _NOT_RETURNED = _HOP_BY_HOP | {b"content-length", b"content-encoding", b"date", b"server"}
 _DONE = b"[DONE]"
+_REFUSES = "the upstream refuses logprobs for this model"
 
 
 class StreamBrokenError(ConnectionError):
@@ -159,6 +165,7 @@ class Proxy:
         self.recorder = recorder
         self.metrics = metrics
         self.auth = auth
+        self._refusing: set[str] = set()  # models the upstream gives no logprobs for
         timeout = settings.upstream_timeout
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
@@ -194,12 +201,22 @@ class Proxy:
         url = f"{self.upstream}/{route}"
         if request.url.query:
             url += "?" + request.url.query
-        upstream_request = self.client.build_request(
-            "POST", url, content=prepared.body, headers=forwarded_headers(request.headers.raw)
-        )
+        headers_out = forwarded_headers(request.headers.raw)
+        model = prepared.model or ""
+        if prepared.strip and model in self._refusing:
+            prepared = prepared.without_logprobs(_REFUSES)
         started = time.perf_counter()
+        early: bytes | None = None  # an answer already read (a refusal passed back)
         try:
-            resp = await self.client.send(upstream_request, stream=True)
+            resp = await self._send(url, prepared.body, headers_out)
+            if prepared.strip and resp.status_code in (400, 422):
+                early = await resp.aread()
+                await resp.aclose()
+                if b"logprob" in early.lower():  # this model cannot give logprobs
+                    self._refuses(model, resp.status_code)
+                    prepared = prepared.without_logprobs(_REFUSES)
+                    resp = await self._send(url, prepared.body, headers_out)
+                    early = None
         except httpx.HTTPError as exc:
             return self._gateway_error(route, exc)
         waited = time.perf_counter() - started
@@ -227,7 +244,7 @@ class Proxy:
         if ok and resp.headers.get("content-type", "").startswith("text/event-stream"):
             return _SSERelay(self, resp, route, prepared, exchange, headers)
         try:
-            body = await resp.aread()
+            body = early if early is not None else await resp.aread()
         except httpx.HTTPError as exc:
             return self._gateway_error(route, exc)
         finally:
@@ -243,6 +260,25 @@ class Proxy:
         out = Response(body, status_code=resp.status_code)
         out.raw_headers = [*headers, *out.raw_headers]
         return out
+
+    async def _send(
+        self, url: str, body: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> httpx.Response:
+        request = self.client.build_request("POST", url, content=body, headers=headers)
+        return await self.client.send(request, stream=True)
+
+    def _refuses(self, model: str, status: int) -> None:
+        """Remember that the upstream refuses logprobs for ``model`` (bounded memory)."""
+        if len(self._refusing) >= 1000:
+            self._refusing.clear()
+        self._refusing.add(model)
+        log.warning(
+            "proxy: the upstream refused logprobs for model %r (HTTP %d); its requests are "
+            "forwarded as sent from now on, and not recorded",
+            model,
+            status,
+            extra={"model": model},
+        )
 
     def _check(self, request: Request, route: str) -> JSONResponse | None:
         """The proxy's own refusals: the service's key, no upstream configured."""

@@ -14,7 +14,9 @@ Request headers steer it (the proxy forwards them like any other header):
 * ``X-Replay-Status: 429``: answer with that status and an OpenAI-style error body;
 * ``X-Replay-Delay: 0.5``: wait that many seconds before answering;
 * ``X-Replay-Break-After: 3``: send that many stream events, then abort the connection;
-* ``X-Replay-Event-Delay: 0.1``: wait that many seconds between stream events.
+* ``X-Replay-Event-Delay: 0.1``: wait that many seconds between stream events;
+* ``X-Replay-Refuse-Logprobs: 1``: answer a request that asks for logprobs with a 400, as
+  OpenAI does for models that cannot give them.
 
 ``requests`` keeps the last 100 requests (headers and body) it received.
 
@@ -122,6 +124,8 @@ class ReplayUpstream:
         route = "chat" if path.endswith("/chat/completions") else "completions"
         lp = payload.get("logprobs")
         asked = lp is True if route == "chat" else lp is not None
+        if asked and "x-replay-refuse-logprobs" in h:
+            return _error(400, "logprobs is not supported with this model")
         turn = self._turn
         self._turn += 1
         rid = f"{'chatcmpl' if route == 'chat' else 'cmpl'}-{uuid.uuid4()}".encode()
