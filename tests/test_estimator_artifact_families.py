@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,12 +16,13 @@ from entropy_sentinel.estimator import FAMILIES, CorrectnessEstimator
 @pytest.mark.parametrize("family", FAMILIES)
 def test_each_family_round_trips(tmp_path: Path, phi35_path: Path, family: str) -> None:
     batch = es.read_traces(phi35_path).subset(range(300))
-    grid = {
+    grids: dict[str, dict[str, Sequence[Any]]] = {
         "lr": {"C": [2.0]},
         "rf": {"max_depth": [3]},
         "mlp": {"hidden_layer_sizes": [(5,)]},
         "hgb": {"max_depth": [3]},
-    }[family]
+    }
+    grid = grids[family]
     est = CorrectnessEstimator(family=family, cv=3, random_state=0, param_grid=grid)
     est.fit_traces(batch)
     loaded = CorrectnessEstimator.load(est.save(tmp_path / f"{family}.skops"))

@@ -52,7 +52,9 @@ def model(sliced: tuple[Path, Path]) -> Path:
         app, ["fit", str(train), "-o", str(out), "--family", "lr", "--quiet", "--seed", "1"]
     )
     assert result.exit_code == 0, result.output
-    assert "fitted lr on 700 labelled traces" in result.output
+    # the default preset (auto): these traces carry entropies only, so no nll_avg member
+    assert "preset sentinel-entropy (the traces carry precomputed entropies" in result.output
+    assert "fitted lr blended with atc:max_entropy on 700 labelled traces" in result.output
     return out
 
 
@@ -63,8 +65,10 @@ def test_fit_writes_artifact_card_and_diagram(model: Path) -> None:
         "calibration": "isotonic",
         "balance": True,
         "cv": 5,
+        "blend": ["atc:max_entropy"],
         "random_state": 1,
     }
+    assert card["features"]["set"] == "profile10"  # the paper's 10-D profile
     assert set(card["training"]["slices"]) == {"short", "medium", "long"}
     assert sum(s["n"] for s in card["training"]["slices"].values()) == 700
     text = (model.parent / "lr.card.md").read_text()
@@ -129,14 +133,38 @@ def test_fit_options_are_checked(sliced: tuple[Path, Path], tmp_path: Path) -> N
     assert "classifier family 'svm' is unknown" in str(result.exception)
 
 
-def test_fit_with_sigmoid_and_profile10(sliced: tuple[Path, Path], tmp_path: Path) -> None:
+def test_fit_with_sigmoid_and_profile_without_blend(
+    sliced: tuple[Path, Path], tmp_path: Path
+) -> None:
     train, test = sliced
     out = tmp_path / "m10.skops"
     args = ["fit", str(train), "-o", str(out), "--family", "lr", "--calibration", "sigmoid"]
-    result = runner.invoke(app, [*args, "--features", "profile10", "--no-balance", "--quiet"])
+    args += ["--features", "profile", "--no-balance", "--blend", "none", "--quiet"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     est = es.CorrectnessEstimator.load(out)
-    assert (est.features, est.calibration, est.balance) == ("profile10", "sigmoid", False)
+    assert (est.features, est.calibration, est.balance) == ("profile", "sigmoid", False)
+    assert est.blend == ()
     batch = es.read_traces(test, errors="collect")
-    assert est.featurize(batch).shape == (len(batch), 10)
+    assert est.featurize(batch).shape == (len(batch), 11)
     assert np.all((est.predict_traces(batch) > 0) & (est.predict_traces(batch) < 1))
+
+
+def test_fit_presets_and_blend_options(sliced: tuple[Path, Path], tmp_path: Path) -> None:
+    train, _ = sliced
+    out = tmp_path / "paper.skops"
+    result = runner.invoke(app, ["fit", str(train), "-o", str(out), "--preset", "paper"])
+    assert result.exit_code == 0, result.output
+    est = es.CorrectnessEstimator.load(out)
+    assert (est.family, est.features, est.blend) == ("rf", "profile10", ())
+    # the sentinel preset needs logprobs for its nll_avg member: a clear error here
+    result = runner.invoke(app, ["fit", str(train), "-o", str(out), "--preset", "sentinel"])
+    assert isinstance(result.exception, es.ConfigError)
+    assert "--preset sentinel-entropy" in str(result.exception)
+    for args, message in (
+        (["--preset", "best"], "--preset 'best' is unknown"),
+        (["--blend", "atc:nope"], "blend member 'atc:nope'"),
+    ):
+        result = runner.invoke(app, ["fit", str(train), "-o", str(out), *args])
+        assert isinstance(result.exception, es.ConfigError), result.output
+        assert message in str(result.exception)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from entropy_sentinel.cli._io import read_traces_cli, report_rejections
 from entropy_sentinel.cli.app import app, console
 from entropy_sentinel.errors import ConfigError
+from entropy_sentinel.estimator.blend import parse_blend
 from entropy_sentinel.estimator.calibration import check_calibration
 from entropy_sentinel.estimator.features import FEATURE_SETS, check_feature_set
 from entropy_sentinel.estimator.grids import FAMILIES, check_family
+from entropy_sentinel.estimator.presets import DEFAULT_PRESET, PRESETS
 from entropy_sentinel.steps import ENTROPY_MODES, check_mode
 
 __all__ = ["card_paths", "fit"]
@@ -35,12 +37,29 @@ def fit(
     output: Annotated[
         Path, typer.Option("-o", "--output", help="Artifact to write, e.g. model.skops.")
     ],
-    family: Annotated[str, typer.Option(help=f"Classifier: {', '.join(FAMILIES)}.")] = "rf",
-    calibration: Annotated[str, typer.Option(help="isotonic, sigmoid or none.")] = "isotonic",
-    balance: Annotated[bool, typer.Option(help="Balance the classes.")] = True,
+    preset: Annotated[
+        str,
+        typer.Option(
+            help=f"Named configuration: {', '.join(PRESETS)}, or auto: {DEFAULT_PRESET} "
+            "for traces with logprobs, sentinel-entropy for precomputed entropies (see "
+            "docs/estimator.md). The options below override it."
+        ),
+    ] = "auto",
+    family: Annotated[str | None, typer.Option(help=f"Classifier: {', '.join(FAMILIES)}.")] = None,
+    calibration: Annotated[str | None, typer.Option(help="isotonic, sigmoid or none.")] = None,
+    balance: Annotated[
+        bool | None, typer.Option("--balance/--no-balance", help="Balance the classes.")
+    ] = None,
     features: Annotated[
-        str, typer.Option(help=f"Feature set: {', '.join(FEATURE_SETS)}.")
-    ] = "profile",
+        str | None, typer.Option(help=f"Feature set: {', '.join(FEATURE_SETS)}.")
+    ] = None,
+    blend: Annotated[
+        str | None,
+        typer.Option(
+            help="Blend members METHOD:SCORE, comma-separated (atc or ac on a baseline "
+            "score, e.g. atc:max_entropy,ac:nll_avg), or none."
+        ),
+    ] = None,
     mode: Annotated[str, typer.Option(help=f"Entropy mode: {', '.join(ENTROPY_MODES)}.")] = "topk",
     cv: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
     slice_dim: Annotated[
@@ -58,26 +77,46 @@ def fit(
     listed.
     """
     from entropy_sentinel.estimator.card import card_markdown, plot_reliability
-    from entropy_sentinel.estimator.model import CorrectnessEstimator
+    from entropy_sentinel.estimator.presets import PRESETS as _PRESETS
+    from entropy_sentinel.estimator.presets import preset as make_preset
 
-    check_family(family)
-    cal = None if calibration.lower() == "none" else check_calibration(calibration)
-    check_feature_set(features)
+    if preset != "auto" and preset not in _PRESETS:
+        raise ConfigError(f"--preset {preset!r} is unknown; use auto or one of {list(_PRESETS)}")
+    params: dict[str, Any] = {}
+    if family is not None:
+        params["family"] = check_family(family)
+    if calibration is not None:
+        params["calibration"] = (
+            None if calibration.lower() == "none" else check_calibration(calibration)
+        )
+    if balance is not None:
+        params["balance"] = balance
+    if features is not None:
+        params["features"] = check_feature_set(features)
+    if blend is not None:
+        none = blend.strip().lower() in ("", "none")
+        members = () if none else tuple(m.strip() for m in blend.split(","))
+        parse_blend(members)  # a malformed member is a ConfigError naming it
+        params["blend"] = members
     check_mode(mode)
     if output.is_dir():
         raise ConfigError(f"--output {str(output)!r} is a directory; give a file name")
     batch = read_traces_cli(input, quiet=quiet)
     report_rejections(batch, input, output.with_name(output.name + ".rejected.jsonl"))
-    estimator = CorrectnessEstimator(
-        family=family,
-        calibration=cal,
-        balance=balance,
-        features=features,
-        entropy_mode=mode,
-        cv=cv,
-        n_jobs=jobs,
-        random_state=seed,
+    if preset == "auto":
+        labelled = batch.has_label
+        with_logprobs = bool(batch.has_logprobs[labelled].all()) if labelled.any() else True
+        preset = DEFAULT_PRESET if with_logprobs else "sentinel-entropy"
+        why = (
+            "the traces carry logprobs"
+            if with_logprobs
+            else "the traces carry precomputed entropies only: no logprob scores to blend"
+        )
+        console.print(f"preset {preset} ({why})", highlight=False)
+    estimator = make_preset(
+        preset, **params, entropy_mode=mode, cv=cv, n_jobs=jobs, random_state=seed
     )
+    family = estimator.family
     with console.status(f"fitting {family} on {int(batch.has_label.sum())} labelled traces"):
         estimator.fit_traces(batch, slice_dim=slice_dim)
     estimator.save(output)
@@ -85,8 +124,9 @@ def fit(
     card_md.write_text(card_markdown(estimator.card_, title=f"Correctness estimator {output.name}"))
     plot_reliability(estimator.card_, card_png)
     m, t = estimator.card_["metrics"], estimator.card_["training"]
+    blended = f" blended with {', '.join(estimator.blend)}" if estimator.blend else ""
     console.print(
-        f"fitted {family} on {t['n']} labelled traces (accuracy {t['accuracy']:.3f}); "
+        f"fitted {family}{blended} on {t['n']} labelled traces (accuracy {t['accuracy']:.3f}); "
         f"cross-validated AUROC {m['cv_auroc']:.3f}, Brier {m['brier']:.4f}, "
         f"ECE {m['ece']:.4f}, model_sd {m['model_sd']:.4f}",
         highlight=False,

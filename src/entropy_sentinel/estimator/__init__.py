@@ -1,6 +1,8 @@
 """Correctness estimators, their artifacts, and per-slice accuracy with intervals.
 
-* `CorrectnessEstimator`: calibrated P(correct) from entropy features (`model`).
+* `CorrectnessEstimator`: calibrated P(correct) from entropy features (`model`),
+  optionally blended with score baselines (`blend`); named configurations `preset`
+  (`presets`: ``sentinel``, the default of ``sentinel fit``, and the paper's).
 * feature sets and trace signatures (`features`); families and grids (`grids`);
   calibration maps and metrics (`calibration`).
 * artifacts: `save_estimator` / `load_estimator` / `read_card` (`artifact`),
@@ -25,6 +27,7 @@ from entropy_sentinel.estimator.features import (
 from entropy_sentinel.estimator.grids import FAMILIES, PAPER_GRIDS
 from entropy_sentinel.estimator.model import CorrectnessEstimator
 from entropy_sentinel.estimator.ppi import label_corrected_accuracy
+from entropy_sentinel.estimator.presets import DEFAULT_PRESET, PRESETS, preset
 from entropy_sentinel.estimator.shift import (
     ClassifierATC,
     DomainHoldoutCalibrated,
@@ -42,9 +45,11 @@ from entropy_sentinel.estimator.slices import (
 __all__ = [
     "ATC",
     "BASELINE_FEATURES",
+    "DEFAULT_PRESET",
     "FAMILIES",
     "FEATURE_SETS",
     "PAPER_GRIDS",
+    "PRESETS",
     "AverageConfidence",
     "ClassifierATC",
     "CorrectnessEstimator",
@@ -61,6 +66,7 @@ __all__ = [
     "featurize",
     "label_corrected_accuracy",
     "load_estimator",
+    "preset",
     "read_card",
     "save_estimator",
     "slice_accuracy",

@@ -47,6 +47,8 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "entropy_sentinel.estimator.grids.NormalScores",
     "entropy_sentinel.estimator.grids.RandomOversampler",
     "entropy_sentinel.estimator.features.TraceSignature",
+    "entropy_sentinel.estimator.baselines.ATC",  # blend members
+    "entropy_sentinel.estimator.baselines.AverageConfidence",
     # scikit-learn's tree structures (random forests, histogram gradient boosting):
     # skops rebuilds them from their node arrays, like the rest of scikit-learn, but
     # does not list them as trusted by default.

@@ -47,6 +47,7 @@ def card_markdown(card: dict[str, Any], *, title: str = "Correctness estimator")
         f"| family | `{p['family']}` |",
         f"| calibration | `{p['calibration']}` |",
         f"| class balancing | {p['balance']} |",
+        f"| blended with | {', '.join(f'`{m}`' for m in p.get('blend', ())) or 'nothing'} |",
         f"| cross-validation folds | {tu['n_splits']} (requested {p['cv']}) |",
         f"| best grid setting | `{tu['best_params']}` |",
         f"| fits that did not converge | {tu['fits_not_converged']} |",

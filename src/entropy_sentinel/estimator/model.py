@@ -30,6 +30,15 @@ prediction plus the uncertainty of the calibration map's level, which was
 learnt from ``n`` labels. It holds for slices drawn like the training data;
 for slices from other domains the error is larger (see docs/estimator.md).
 
+**Blend** (``blend``, optional): score baselines averaged with the calibrated P, as
+``METHOD:SCORE`` members (`entropy_sentinel.estimator.blend`): ATC or isotonic average
+confidence on a registered score. Their score columns follow the classifier's
+features in ``X`` (``featurize`` appends them; the classifier sees the columns
+before them), and each response's value is the equal-weight mean of the calibrated P
+and the members' values in [0, 1]. ``preset("sentinel")`` is the paper's configuration
+blended with ATC on max entropy and average confidence of ``nll_avg``, which beat both
+on the SmolLM2 corpus (docs/results/README.md).
+
 Edge cases: one class only in the training labels is an `EstimatorError`;
 fewer than ``cv`` examples of the rarer class reduce the number of folds to
 that count (recorded as ``n_splits_``), and fewer than 2 is an `EstimatorError`.
@@ -67,6 +76,12 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
 from entropy_sentinel.errors import ConfigError, EstimatorError
+from entropy_sentinel.estimator.blend import (
+    BlendModel,
+    blend_values,
+    fit_blend,
+    parse_blend,
+)
 from entropy_sentinel.estimator.calibration import (
     Calibrator,
     brier_score,
@@ -84,6 +99,7 @@ from entropy_sentinel.estimator.features import (
     trace_signature,
 )
 from entropy_sentinel.estimator.grids import check_family, expand_grid, make_model
+from entropy_sentinel.scores import SCORES, baseline_scores
 from entropy_sentinel.steps import StepStats, check_mode
 from entropy_sentinel.traces.batch import TraceBatch
 
@@ -116,6 +132,8 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
         n_jobs: parallel (setting, fold) fits (joblib; None = 1, -1 = all cores).
             Each fit runs single-threaded.
         random_state: seed for the folds and the classifiers.
+        blend: score baselines averaged with P, e.g. ``("atc:max_entropy",
+            "ac:nll_avg")`` (see the module docstring); empty: P alone.
 
     Attributes (after fit):
         classes_: the two labels; ``predict_proba[:, 1]`` is P(``classes_[1]``).
@@ -124,6 +142,7 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
         n_splits_: folds actually used.
         model_: the best setting refitted on all rows.
         calibrator_: the calibration map (None without calibration).
+        blend_models_: the fitted blend members (`ATC` / `AverageConfidence`).
         oof_scores_: out-of-fold P(correct) of the best setting, before calibration.
         model_sd_: estimator-error standard deviation for slice intervals.
         card_: the model card (a JSON-compatible dict): parameters, training data,
@@ -145,6 +164,7 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
         | None = None,
         n_jobs: int | None = None,
         random_state: int | np.random.RandomState | None = None,
+        blend: tuple[str, ...] = (),
     ) -> None:
         self.family = family
         self.calibration = calibration
@@ -155,6 +175,13 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
         self.param_grid = param_grid
         self.n_jobs = n_jobs
         self.random_state = random_state
+        self.blend = blend
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """Names of the columns of ``X`` that `featurize` builds: the feature set's,
+        then one score per blend member."""
+        return feature_names(self.features) + tuple(n for _, n in parse_blend(self.blend))
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -167,6 +194,7 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
         check_calibration(self.calibration)
         check_feature_set(self.features)
         check_mode(self.entropy_mode)
+        parse_blend(self.blend)
         if not isinstance(self.balance, bool | np.bool_):
             raise ConfigError(f"balance={self.balance!r} must be True or False")
         if isinstance(self.cv, bool) or not isinstance(self.cv, int | np.integer) or self.cv < 2:
@@ -195,6 +223,15 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
                 f"{y_enc.shape[0]} rows); a correctness estimator needs both correct and "
                 "incorrect examples"
             )
+        members = parse_blend(self.blend)
+        n_features = X_arr.shape[1] - len(members)
+        if n_features < 1:
+            raise ConfigError(
+                f"X has {X_arr.shape[1]} column(s), but the {len(members)} blend member(s) "
+                f"{list(self.blend)} take the last {len(members)} and the classifier needs "
+                "at least one; build X with featurize()"
+            )
+        X_blend, X_arr = X_arr[:, n_features:], X_arr[:, :n_features]
         counts = np.bincount(y_enc, minlength=2)
         minority = int(counts.min())
         if minority < 2:
@@ -249,6 +286,9 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
             None if method is None else fit_calibrator(method, scores, y01)
         )
         honest = cross_calibrate(method, scores, y01, folds)
+        self.blend_models_: list[BlendModel] = fit_blend(members, X_blend, y01)
+        if members:  # the blended value; the members' parts are in-sample
+            honest = self._blend(honest, X_blend)
         residual = y01 - honest
         n = y01.shape[0]
         self.model_sd_ = float(math.sqrt(residual.mean() ** 2 + residual.var(ddof=1) / n))
@@ -274,6 +314,7 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
                 "calibration": self.calibration,
                 "balance": bool(self.balance),
                 "cv": int(self.cv),
+                "blend": list(self.blend),
                 "random_state": self.random_state
                 if isinstance(self.random_state, int | None)
                 else repr(self.random_state),
@@ -334,10 +375,20 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
         """``(n, 2)`` probabilities of ``classes_[0]`` and ``classes_[1]`` (correct)."""
         check_is_fitted(self)
         X_arr = validate_data(self, X, reset=False, dtype=np.float64)
+        n_features = X_arr.shape[1] - len(self.blend_models_)
         with _single_thread():
-            scores = np.asarray(self.model_.predict_proba(X_arr)[:, 1], dtype=np.float64)
+            scores = np.asarray(
+                self.model_.predict_proba(X_arr[:, :n_features])[:, 1], dtype=np.float64
+            )
         p = scores if self.calibrator_ is None else self.calibrator_.transform(scores)
+        if self.blend_models_:
+            p = self._blend(p, X_arr[:, n_features:])
         return np.column_stack([1.0 - p, p])
+
+    def _blend(self, p: FloatArray, X_blend: FloatArray) -> FloatArray:
+        """Equal-weight mean of ``p`` and the blend members' values."""
+        values = blend_values(parse_blend(self.blend), self.blend_models_, X_blend)
+        return np.asarray((p + values.sum(axis=1)) / (1 + values.shape[1]), dtype=np.float64)
 
     def predict(self, X: npt.ArrayLike) -> npt.NDArray[Any]:
         """The more probable class per row (``classes_[1]`` when P > 0.5; ties go to
@@ -355,7 +406,30 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
         signature = getattr(self, "signature_", None)
         if signature is not None:
             signature.check(traces.batch if isinstance(traces, StepStats) else traces)
-        return featurize(traces, self.features, self.entropy_mode)
+        return self._inputs(traces)
+
+    def _inputs(self, traces: TraceBatch | StepStats) -> FloatArray:
+        """The feature set's columns, then the blend members' scores."""
+        members = parse_blend(self.blend)
+        if not members:
+            return featurize(traces, self.features, self.entropy_mode)
+        stats = traces if isinstance(traces, StepStats) else StepStats(traces, self.entropy_mode)
+        X = featurize(stats, self.features, self.entropy_mode)
+        names = tuple(dict.fromkeys(n for _, n in members))
+        scores = baseline_scores(stats, names)
+        extra = np.column_stack([scores[n] for _, n in members])
+        missing = np.isnan(extra).any(axis=1)
+        if missing.any():
+            first = stats.batch.ids[int(np.flatnonzero(missing)[0])]
+            need = [n for n in names if SCORES[n].needs_logprobs]
+            raise ConfigError(
+                f"the blend members {list(self.blend)} need the scores {need}, which need "
+                f"logprobs, but {int(missing.sum())} trace(s) (first: {first!r}) carry only "
+                "precomputed entropies; for such traces use the preset 'sentinel-entropy' "
+                "(blend=('atc:max_entropy',)) or 'paper' (no blend), e.g. sentinel fit "
+                "--preset sentinel-entropy"
+            )
+        return np.hstack([X, extra])
 
     def fit_traces(
         self, batch: TraceBatch, slice_dim: str | None = "domain"
@@ -375,7 +449,7 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
             )
         train = batch if labelled.all() else batch.subset(labelled)
         signature = trace_signature(train)
-        self.fit(featurize(train, self.features, self.entropy_mode), train.labels)
+        self.fit(self._inputs(train), train.labels)
         self.signature_ = signature
         card = self.card_
         card["features"].update(

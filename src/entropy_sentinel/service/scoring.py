@@ -93,7 +93,10 @@ class Scorer:
         self.estimator = estimator
         self.sha256 = sha256
         self.storage = storage
-        self.names: tuple[str, ...] = tuple(feature_names(estimator.features))
+        # the columns of X: the feature set's, then any blend members' scores
+        self.names: tuple[str, ...] = tuple(
+            getattr(estimator, "input_names", feature_names(estimator.features))
+        )
         self.extra_names = tuple(n for n in self.names if n not in FEATURE_NAMES)
         self.signature: TraceSignature | None = getattr(estimator, "signature_", None)
         # the estimator's inputs as columns of the stored profile, when they all are

@@ -474,7 +474,7 @@
     const p = card.params || {}, f = card.features || {}, t = card.training || {}, met = card.metrics || {}, tu = card.tuning || {};
     const source = f.source === "logprobs" ? `top-${f.k} logprobs` : f.source === "precomputed" ? "precomputed per-token entropies" : (f.source || "—");
     const facts = [
-      ["family", `${p.family || "—"} · ${p.calibration || "no"} calibration${p.balance ? " · balanced" : ""}`],
+      ["family", `${p.family || "—"} · ${p.calibration || "no"} calibration${p.balance ? " · balanced" : ""}${p.blend && p.blend.length ? " · blended with " + p.blend.join(", ") : ""}`],
       ["features", `${f.set || "—"} (${f.n_features ?? (m.features || []).length}) · entropy ${f.entropy_mode || m.entropy_mode} from ${source}`],
       ["trained on", t.n !== undefined ? `${count(t.n)} labelled responses, accuracy ${fmt3(t.accuracy)}` +
         (t.slices ? ` · ${Object.keys(t.slices).length} ${t.slice_dimension || "slice"}s` : "") : "—"],
