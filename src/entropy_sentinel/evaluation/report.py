@@ -186,19 +186,35 @@ def write_report(
         "",
     ]
     for k in ks:
-        sbs = side_by_side(groups, names, reference=reference, k=k)
-        if sbs.empty or sbs["n_groups"].iloc[0] == 0:
-            lines += [f"k = {k}: no group where every configuration ran and succeeded.", ""]
-            continue
-        lines += [f"### k = {k} ({int(sbs['n_groups'].iloc[0])} common groups)", ""]
-        at_k = set(groups.loc[groups["k"] == k, "configuration"])
-        never = sorted(at_k - succeeded(groups, k))
-        if never:
-            lines += [f"Failed on every group of this k, left out: {', '.join(never)}.", ""]
-        lines += [markdown_table(sbs), ""]
-        fig = figures / f"side_by_side_k{k}.png"
-        _plot_side_by_side(groups, list(sbs["configuration"]), reference, k, fig)
-        lines += [f"![side by side, k = {k}](figures/{fig.name})", ""]
+        # Configurations run on every group of this k are compared on all of them; those
+        # run on a sample of groups (ablations) in a second table on their own groups.
+        ran = groups[groups["k"] == k].groupby("configuration")["group"].nunique()
+        most = int(ran.max()) if len(ran) else 0
+        tiers = (
+            ("", [n for n in names if ran.get(n, 0) == most], f"side_by_side_k{k}.png"),
+            (
+                ", configurations run on a sample of groups",
+                [n for n in names if 0 < ran.get(n, 0) < most],
+                f"side_by_side_k{k}_sample.png",
+            ),
+        )
+        for suffix, tier, fig_name in tiers:
+            if not tier:
+                continue
+            sbs = side_by_side(groups, tier, reference=reference, k=k)
+            if sbs.empty or sbs["n_groups"].iloc[0] == 0:
+                lines += [f"k = {k}: no group where every configuration ran and succeeded.", ""]
+                continue
+            n_common = int(sbs["n_groups"].iloc[0])
+            lines += [f"### k = {k} ({n_common} common groups{suffix})", ""]
+            at_k = set(groups.loc[groups["k"] == k, "configuration"]) & set(tier)
+            never = sorted(at_k - succeeded(groups, k))
+            if never:
+                lines += [f"Failed on every group of this k, left out: {', '.join(never)}.", ""]
+            lines += [markdown_table(sbs), ""]
+            fig = figures / fig_name
+            _plot_side_by_side(groups, list(sbs["configuration"]), reference, k, fig)
+            lines += [f"![side by side, k = {k}](figures/{fig.name})", ""]
 
     # ---- per family and feature set
     classifiers = [
