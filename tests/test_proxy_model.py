@@ -249,7 +249,9 @@ def test_demo_traffic_goes_through_the_proxy_with_its_slices(
         items,
         model=model_server.alias,
         max_tokens=24,
-        concurrency=1,
+        # concurrent: a streamed answer must not be cut off by the next request waiting
+        # for the model (llama-cpp-python does that unless told not to)
+        concurrency=4,
         stream_every=2,
         extra_slice=lambda i, item: {"customer": "acme" if i % 2 else "globex"},
         on_result=lambda r: seen.append(r.item_id),

@@ -135,6 +135,10 @@ class LocalModelServer:
             "--n_ctx", str(self.n_ctx),
             "--seed", str(self.seed),
             "--verbose", "False",
+            # llama-cpp-python otherwise cuts a streamed answer off (an early [DONE], then
+            # the connection drops) as soon as another request waits for the model
+            # (abetlen/llama-cpp-python#897): requests queue instead.
+            "--interrupt_requests", "False",
         ]  # fmt: skip
         if self.n_threads is not None:
             cmd += ["--n_threads", str(self.n_threads)]
