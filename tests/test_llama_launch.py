@@ -35,6 +35,20 @@ def test_fast_sorted_equals_the_full_sort_prefix(
     assert all(type(g[0]) is dtype for g in got)  # same scalar types as the full sort
 
 
+@settings(max_examples=100, deadline=None)
+@given(n=st.integers(1, 3000), decimals=st.integers(0, 6), seed=st.integers(0, 2**32 - 1))
+def test_fast_sorted_on_a_list_equals_the_full_sort_prefix(
+    n: int, decimals: int, seed: int
+) -> None:
+    """llama-cpp-python's streaming path sorts ``logprobs.tolist()``: a list of floats."""
+    values = np.round(np.random.default_rng(seed).normal(size=n) * 3, decimals)
+    listed = values.astype(np.float32).tolist()
+    got = fast_sorted(zip(listed, range(n)), reverse=True)
+    want = sorted(zip(listed, range(n)), reverse=True)[:TOP_N]
+    assert got == want
+    assert all(type(v) is float for v, _ in got)
+
+
 def test_other_calls_go_to_the_builtin_sort() -> None:
     values = np.array([0.5, 2.0, 1.0], dtype=np.float32)
     assert fast_sorted([3, 1, 2]) == [1, 2, 3]
@@ -72,12 +86,45 @@ def _chat(base_url: str, model: str, **extra: Any) -> dict[str, Any]:
     return out
 
 
+def _chat_stream(base_url: str, model: str) -> list[dict[str, Any]]:
+    """The streamed answer's chunks (llama-cpp-python sorts a list on this path)."""
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": "Name two animals."}],
+        "max_tokens": 16,
+        "temperature": 0.5,
+        "seed": 5,
+        "logprobs": True,
+        "top_logprobs": 20,
+        "stream": True,
+    }
+    req = urllib.request.Request(
+        f"{base_url}/chat/completions",
+        json.dumps(body).encode(),
+        {"Content-Type": "application/json"},
+    )
+    chunks = []
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                chunk = json.loads(line[6:])
+                chunk.pop("id")
+                chunk.pop("created")
+                chunks.append(chunk)
+    return chunks
+
+
 @pytest.mark.model
 def test_patched_server_answers_exactly_like_the_untouched_one(model_server: Any) -> None:
     from entropy_sentinel.model_server import LocalModelServer
 
     patched = _chat(model_server.base_url, model_server.alias)
+    patched_stream = _chat_stream(model_server.base_url, model_server.alias)
     with LocalModelServer(fast_logprobs=False) as plain:
         untouched = _chat(plain.base_url, plain.alias)
+        untouched_stream = _chat_stream(plain.base_url, plain.alias)
     assert patched == untouched
     assert len(patched["choices"][0]["logprobs"]["content"]) > 0
+    assert patched_stream == untouched_stream
+    with_logprobs = [c for c in patched_stream if (c["choices"][0].get("logprobs") or {})]
+    assert len(with_logprobs) > 5

@@ -41,7 +41,7 @@ def fast_sorted(iterable: Iterable[Any], /, *, key: Any = None, reverse: bool = 
     parts = _zip_of_array_and_range(iterable) if reverse and key is None else None
     if parts is None:
         return _builtin_sorted(iterable, key=key, reverse=reverse)
-    values = parts
+    values, source = parts
     n = values.shape[0]
     if n <= TOP_N:
         idx = np.arange(n)
@@ -55,11 +55,13 @@ def fast_sorted(iterable: Iterable[Any], /, *, key: Any = None, reverse: bool = 
     # Descending by value, then by index (what reverse tuple sorting does).
     order = np.lexsort((-idx, -values[idx].astype(np.float64)))
     chosen = idx[order]
-    return [(values[i], int(i)) for i in chosen]
+    return [(source[i], int(i)) for i in chosen]
 
 
-def _zip_of_array_and_range(obj: Any) -> np.ndarray[Any, Any] | None:
-    """The array of ``zip(array, range(len(array)))`` when ``obj`` is exactly that, unstarted."""
+def _zip_of_array_and_range(obj: Any) -> tuple[np.ndarray[Any, Any], Any] | None:
+    """``(values, source)`` when ``obj`` is exactly ``zip(source, range(len(source)))``,
+    unstarted, with ``source`` a float array or a list of floats (llama-cpp-python's
+    streaming path passes ``logprobs.tolist()``); ``values`` is ``source`` as an array."""
     if type(obj) is not zip:
         return None
     reduced: Any = obj.__reduce__()
@@ -74,14 +76,22 @@ def _zip_of_array_and_range(obj: Any) -> np.ndarray[Any, Any] | None:
         return None
     if f_state != [0] or s_state != [0] or len(f_args) != 1 or len(s_args) != 1:
         return None
-    array, rng = f_args[0], s_args[0]
-    if not isinstance(array, np.ndarray) or array.ndim != 1 or not isinstance(rng, range):
+    source, rng = f_args[0], s_args[0]
+    if not isinstance(rng, range):
         return None
-    if rng != range(array.shape[0]) or not np.issubdtype(array.dtype, np.floating):
+    if type(source) is list:
+        if not all(type(v) is float for v in source):
+            return None  # ints, bools, other types: their tuple order is the builtin's job
+        array = np.array(source, dtype=np.float64)  # exact: Python floats are float64
+    elif isinstance(source, np.ndarray) and np.issubdtype(source.dtype, np.floating):
+        array = source
+    else:
+        return None
+    if array.ndim != 1 or rng != range(array.shape[0]):
         return None
     if np.isnan(array).any():
         return None  # NaN ordering in tuple sorts is not a total order: leave it alone
-    return array
+    return array, source
 
 
 def install() -> None:
