@@ -10,8 +10,9 @@ labels exist. Its interval for the slice's accuracy,
 ``A_pp +- t_{m-1} * sqrt((1 - m / n) * var(y - P) / m)``, is valid whatever the
 estimator's bias, because the labelled residual measures it; a good estimator
 makes the residual small and the interval narrower than the labelled responses
-alone would give. With fewer than ~20 labels it under-covers (the residual
-variance is then poorly known; see docs/estimator.md). The arithmetic lives in
+alone would give. With few labels the residual variance is poorly known, so it is
+shrunk towards the variance a calibrated estimator implies (`SliceStats.ppi_interval`,
+measured coverage in docs/estimator.md). The arithmetic lives in
 `entropy_sentinel.aggregate.SliceStats.ppi_interval` (mergeable sums), shared
 with the monitoring service.
 
