@@ -63,23 +63,29 @@ def test_other_calls_go_to_the_builtin_sort() -> None:
     assert len(fast_sorted(zip(nan, range(2)), reverse=True)) == 2
 
 
-def _chat(base_url: str, model: str, **extra: Any) -> dict[str, Any]:
-    body = {
+def _body(model: str, question: str, **extra: Any) -> dict[str, Any]:
+    """A chat request at temperature 0.5 with the top-20 logprobs (``extra`` on top)."""
+    return {
         "model": model,
-        "messages": [{"role": "user", "content": "Name three colours."}],
-        "max_tokens": 24,
+        "messages": [{"role": "user", "content": question}],
         "temperature": 0.5,
-        "seed": 3,
         "logprobs": True,
         "top_logprobs": 20,
         **extra,
     }
-    req = urllib.request.Request(
+
+
+def _post(base_url: str, body: dict[str, Any]) -> urllib.request.Request:
+    return urllib.request.Request(
         f"{base_url}/chat/completions",
         json.dumps(body).encode(),
         {"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(req, timeout=120) as resp:
+
+
+def _chat(base_url: str, model: str, **extra: Any) -> dict[str, Any]:
+    body = _body(model, "Name three colours.", max_tokens=24, seed=3, **extra)
+    with urllib.request.urlopen(_post(base_url, body), timeout=120) as resp:
         out: dict[str, Any] = json.loads(resp.read())
     for key in ("id", "created"):
         out.pop(key)
@@ -88,23 +94,9 @@ def _chat(base_url: str, model: str, **extra: Any) -> dict[str, Any]:
 
 def _chat_stream(base_url: str, model: str) -> list[dict[str, Any]]:
     """The streamed answer's chunks (llama-cpp-python sorts a list on this path)."""
-    body = {
-        "model": model,
-        "messages": [{"role": "user", "content": "Name two animals."}],
-        "max_tokens": 16,
-        "temperature": 0.5,
-        "seed": 5,
-        "logprobs": True,
-        "top_logprobs": 20,
-        "stream": True,
-    }
-    req = urllib.request.Request(
-        f"{base_url}/chat/completions",
-        json.dumps(body).encode(),
-        {"Content-Type": "application/json"},
-    )
+    body = _body(model, "Name two animals.", max_tokens=16, seed=5, stream=True)
     chunks = []
-    with urllib.request.urlopen(req, timeout=120) as resp:
+    with urllib.request.urlopen(_post(base_url, body), timeout=120) as resp:
         for line in resp.read().decode().splitlines():
             if line.startswith("data: ") and line != "data: [DONE]":
                 chunk = json.loads(line[6:])

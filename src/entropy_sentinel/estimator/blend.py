@@ -35,7 +35,14 @@ from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.estimator.baselines import ATC, AverageConfidence
 from entropy_sentinel.scores import SCORES, confidence_of
 
-__all__ = ["BLEND_METHODS", "BlendModel", "blend_values", "fit_blend", "parse_blend"]
+__all__ = [
+    "BLEND_METHODS",
+    "BlendModel",
+    "blend_values",
+    "fit_blend",
+    "member_value",
+    "parse_blend",
+]
 
 FloatArray = npt.NDArray[np.float64]
 BlendModel = ATC | AverageConfidence
@@ -80,15 +87,20 @@ def blend_values(
     members: Sequence[tuple[str, str]], models: Sequence[BlendModel], scores: FloatArray
 ) -> FloatArray:
     """``(n, len(members))`` per-response values in [0, 1] of each member."""
-    columns = []
-    for j, ((_, name), model) in enumerate(zip(members, models, strict=True)):
-        conf = confidence_of(name, scores[:, j])
-        if isinstance(model, ATC):
-            ties = conf == model.threshold_
-            columns.append((conf > model.threshold_) + ties * model.tie_weight_)
-        else:
-            assert model.calibrator_ is not None  # fitted with calibration="isotonic"
-            columns.append(model.calibrator_.transform(conf))
+    columns = [
+        member_value(model, confidence_of(name, scores[:, j]))
+        for j, ((_, name), model) in enumerate(zip(members, models, strict=True))
+    ]
     if not columns:
         return np.zeros((scores.shape[0], 0))
     return np.column_stack(columns).astype(np.float64)
+
+
+def member_value(model: BlendModel, conf: FloatArray) -> FloatArray:
+    """Per-response value in [0, 1] of a fitted member, from confidence-oriented scores:
+    ATC: 1 above its threshold, 0 below, the tie weight on it; AC: the isotonic map."""
+    if isinstance(model, ATC):
+        ties = conf == model.threshold_
+        return np.asarray((conf > model.threshold_) + ties * model.tie_weight_, dtype=np.float64)
+    assert model.calibrator_ is not None  # fitted with calibration="isotonic"
+    return np.asarray(model.calibrator_.transform(conf), dtype=np.float64)

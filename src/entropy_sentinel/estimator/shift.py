@@ -71,6 +71,7 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.estimator.baselines import ATC, AverageConfidence
+from entropy_sentinel.estimator.blend import member_value
 from entropy_sentinel.estimator.calibration import (
     Calibrator,
     check_calibration,
@@ -272,13 +273,7 @@ class SliceEnsemble(_ShiftEstimator):
                 columns.append(super()._proba(self._columns(Xa)))
                 continue
             column, confidence, model = member
-            s = Xa[:, column] if confidence else -Xa[:, column]
-            if isinstance(model, ATC):
-                ties = s == model.threshold_
-                columns.append((s > model.threshold_) + ties * model.tie_weight_)
-            else:
-                assert model.calibrator_ is not None  # fitted with calibration="isotonic"
-                columns.append(model.calibrator_.transform(s))
+            columns.append(member_value(model, Xa[:, column] if confidence else -Xa[:, column]))
         return np.column_stack(columns).astype(np.float64)
 
     def _proba(self, X: npt.ArrayLike) -> FloatArray:
