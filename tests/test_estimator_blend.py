@@ -136,3 +136,14 @@ def test_the_service_scores_with_a_blended_estimator(
     (record,) = records["records"]
     assert record["n"] == len(batch)
     assert record["estimate"] == pytest.approx(blended.predict_traces(batch).mean(), abs=1e-9)
+
+
+def test_artifacts_written_before_blends_still_load(
+    halves: tuple[es.TraceBatch, es.TraceBatch], tmp_path: Path
+) -> None:
+    est = es.CorrectnessEstimator(family="lr", random_state=0).fit_traces(halves[0])
+    want = est.predict_traces(halves[1])
+    del est.blend, est.blend_models_  # what an artifact of the first version holds
+    loaded = es.CorrectnessEstimator.load(est.save(tmp_path / "old.skops"))
+    assert loaded.blend == () and loaded.get_params()["blend"] == ()
+    np.testing.assert_array_equal(loaded.predict_traces(halves[1]), want)

@@ -162,4 +162,7 @@ def load_estimator(path: str | Path) -> CorrectnessEstimator:
         raise ArtifactError(
             f"{str(path)!r} holds a {type(estimator).__name__}, not a CorrectnessEstimator"
         )
+    if not hasattr(estimator, "blend"):  # written before blends existed: none
+        estimator.blend = ()
+        estimator.blend_models_ = []
     return estimator

@@ -375,13 +375,14 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
         """``(n, 2)`` probabilities of ``classes_[0]`` and ``classes_[1]`` (correct)."""
         check_is_fitted(self)
         X_arr = validate_data(self, X, reset=False, dtype=np.float64)
-        n_features = X_arr.shape[1] - len(self.blend_models_)
+        members = getattr(self, "blend_models_", [])  # absent in pre-blend artifacts
+        n_features = X_arr.shape[1] - len(members)
         with _single_thread():
             scores = np.asarray(
                 self.model_.predict_proba(X_arr[:, :n_features])[:, 1], dtype=np.float64
             )
         p = scores if self.calibrator_ is None else self.calibrator_.transform(scores)
-        if self.blend_models_:
+        if members:
             p = self._blend(p, X_arr[:, n_features:])
         return np.column_stack([1.0 - p, p])
 
