@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The exact commands that produced the committed reports under docs/results/.
 #
-#   bash scripts/run_evaluation.sh            # everything (several hours on 2 cores)
+#   bash scripts/run_evaluation.sh            # everything (about 1.5 hours on 2 cores)
 #   JOBS=1 bash scripts/run_evaluation.sh     # one process
 #
 # Every step caches each (configuration, group) task in RESULTS_DIR/cache/, so an
@@ -18,7 +18,7 @@ OURS=paper_rf,ens_rf_nll,blend_rf,atc_clf_rf,pacc_rf,emq_rf,iw_rf,ldo_rf
 # 1. Headline: the paper's configuration, every estimator of ours built on its fit, and
 #    the baselines (ATC and AC on each of the paper's nine scores, DoC on lntp and mtp):
 #    every group with k = 1 (13) and k = 2 (78), then a seeded sample of 12 groups per k
-#    for k = 3 and 4 (of 286 and 715: the full set would take about 10 hours here).
+#    for k = 3 and 4 (of 286 and 715: the full set would take about 5 hours here).
 "${SENTINEL[@]}" evaluate "$CORPUS" --k 1-2 --families none --baselines atc,ac,doc \
     --configs "$OURS" -o "$OUT" --jobs "$JOBS" --quiet
 "${SENTINEL[@]}" evaluate "$CORPUS" --k 3-4 --max-groups 12 --families none \
