@@ -10,11 +10,11 @@ import typer
 from entropy_sentinel.cli._io import read_traces_cli, report_rejections
 from entropy_sentinel.cli.app import app, console
 from entropy_sentinel.errors import ConfigError
+from entropy_sentinel.estimator import presets
 from entropy_sentinel.estimator.blend import parse_blend
 from entropy_sentinel.estimator.calibration import check_calibration
 from entropy_sentinel.estimator.features import FEATURE_SETS, check_feature_set
 from entropy_sentinel.estimator.grids import FAMILIES, check_family
-from entropy_sentinel.estimator.presets import DEFAULT_PRESET, PRESETS
 from entropy_sentinel.steps import ENTROPY_MODES, check_mode
 
 __all__ = ["card_paths", "fit"]
@@ -40,9 +40,9 @@ def fit(
     preset: Annotated[
         str,
         typer.Option(
-            help=f"Named configuration: {', '.join(PRESETS)}, or auto: {DEFAULT_PRESET} "
-            "for traces with logprobs, sentinel-entropy for precomputed entropies (see "
-            "docs/estimator.md). The options below override it."
+            help=f"Named configuration: {', '.join(presets.PRESETS)}, or auto: "
+            f"{presets.DEFAULT_PRESET} for traces with logprobs, sentinel-entropy for "
+            "precomputed entropies (see docs/estimator.md). The options below override it."
         ),
     ] = "auto",
     family: Annotated[str | None, typer.Option(help=f"Classifier: {', '.join(FAMILIES)}.")] = None,
@@ -77,11 +77,11 @@ def fit(
     listed.
     """
     from entropy_sentinel.estimator.card import card_markdown, plot_reliability
-    from entropy_sentinel.estimator.presets import PRESETS as _PRESETS
-    from entropy_sentinel.estimator.presets import preset as make_preset
 
-    if preset != "auto" and preset not in _PRESETS:
-        raise ConfigError(f"--preset {preset!r} is unknown; use auto or one of {list(_PRESETS)}")
+    if preset != "auto" and preset not in presets.PRESETS:
+        raise ConfigError(
+            f"--preset {preset!r} is unknown; use auto or one of {list(presets.PRESETS)}"
+        )
     params: dict[str, Any] = {}
     if family is not None:
         params["family"] = check_family(family)
@@ -106,14 +106,14 @@ def fit(
     if preset == "auto":
         labelled = batch.has_label
         with_logprobs = bool(batch.has_logprobs[labelled].all()) if labelled.any() else True
-        preset = DEFAULT_PRESET if with_logprobs else "sentinel-entropy"
+        preset = presets.DEFAULT_PRESET if with_logprobs else "sentinel-entropy"
         why = (
             "the traces carry logprobs"
             if with_logprobs
             else "the traces carry precomputed entropies only: no logprob scores to blend"
         )
         console.print(f"preset {preset} ({why})", highlight=False)
-    estimator = make_preset(
+    estimator = presets.preset(
         preset, **params, entropy_mode=mode, cv=cv, n_jobs=jobs, random_state=seed
     )
     family = estimator.family
