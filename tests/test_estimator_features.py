@@ -62,6 +62,18 @@ def test_step_stats_are_reused_and_their_mode_is_checked(smollm2: es.TraceBatch)
         featurize(stats, "profile", "topk")
 
 
+def test_a_given_profile_is_used_not_recomputed(smollm2: es.TraceBatch) -> None:
+    stats = es.StepStats(smollm2)
+    profile = es.entropy_profile(stats)
+    for name in ("profile10", "profile+baselines"):
+        assert featurize(stats, name, profile=profile).tolist() == featurize(stats, name).tolist()
+    marked = profile.copy()
+    marked[:, 0] = -1.0  # not a profile anyone would compute: proves it is the one used
+    assert (featurize(stats, "profile10", profile=marked)[:, 0] == -1.0).all()
+    with pytest.raises(es.ConfigError, match=r"profile has shape \(3, 11\)"):
+        featurize(stats, "profile", profile=profile[:3])
+
+
 def test_baselines_need_logprobs(entropies: es.TraceBatch) -> None:
     with pytest.raises(es.ConfigError, match=r"needs logprobs, but 8 trace\(s\) \(first: 'e0'\)"):
         featurize(entropies, "profile+baselines")

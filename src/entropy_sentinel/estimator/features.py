@@ -106,6 +106,7 @@ def featurize(
     mode: str = "topk",
     *,
     precision: str = "float32",
+    profile: FloatArray | None = None,
 ) -> FloatArray:
     """The feature matrix ``(n_traces, len(feature_names(feature_set)))``, float64.
 
@@ -114,6 +115,9 @@ def featurize(
         feature_set: one of `FEATURE_SETS`.
         mode: entropy mode (``topk``, ``topk_renorm``, ``topk_tail``).
         precision: as for `entropy_profile`.
+        profile: the entropy profile of these traces, ``(n_traces, 11)``, when the
+            caller has computed it already (`entropy_profile` of the same `StepStats`):
+            it is used instead of being computed again.
 
     Raises:
         ConfigError: unknown feature set or mode; ``profile+baselines`` on traces
@@ -131,7 +135,13 @@ def featurize(
         stats = traces
     else:
         stats = StepStats(traces, mode, precision=precision)
-    profile = entropy_profile(stats)
+    if profile is None:
+        profile = entropy_profile(stats)
+    elif profile.shape != (len(stats.batch), len(FEATURE_NAMES)):
+        raise ConfigError(
+            f"profile has shape {profile.shape}, but these {len(stats.batch)} traces need "
+            f"({len(stats.batch)}, {len(FEATURE_NAMES)}): pass entropy_profile() of them"
+        )
     if feature_set != "profile+baselines":
         return np.ascontiguousarray(profile[:, _COLUMNS[feature_set]])
     scores = baseline_scores(stats, BASELINE_FEATURES)

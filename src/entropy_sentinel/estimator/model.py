@@ -398,24 +398,29 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
         return np.asarray(self.classes_[best])
 
     # --------------------------------------------------------- trace level
-    def featurize(self, traces: TraceBatch | StepStats) -> FloatArray:
+    def featurize(
+        self, traces: TraceBatch | StepStats, *, profile: FloatArray | None = None
+    ) -> FloatArray:
         """``X`` for this estimator's feature set and entropy mode.
 
         When fitted with `fit_traces`, first checks that the traces are like the
-        training traces (`ArtifactMismatchError` otherwise).
+        training traces (`ArtifactMismatchError` otherwise). ``profile``: the traces'
+        entropy profile if the caller has it already (see `featurize`).
         """
         signature = getattr(self, "signature_", None)
         if signature is not None:
             signature.check(traces.batch if isinstance(traces, StepStats) else traces)
-        return self._inputs(traces)
+        return self._inputs(traces, profile)
 
-    def _inputs(self, traces: TraceBatch | StepStats) -> FloatArray:
+    def _inputs(
+        self, traces: TraceBatch | StepStats, profile: FloatArray | None = None
+    ) -> FloatArray:
         """The feature set's columns, then the blend members' scores."""
         members = parse_blend(self.blend)
         if not members:
-            return featurize(traces, self.features, self.entropy_mode)
+            return featurize(traces, self.features, self.entropy_mode, profile=profile)
         stats = traces if isinstance(traces, StepStats) else StepStats(traces, self.entropy_mode)
-        X = featurize(stats, self.features, self.entropy_mode)
+        X = featurize(stats, self.features, self.entropy_mode, profile=profile)
         names = tuple(dict.fromkeys(n for _, n in members))
         scores = baseline_scores(stats, names)
         extra = np.column_stack([scores[n] for _, n in members])

@@ -2,8 +2,8 @@
 
 For a batch of validated traces, `Scorer.score` computes the per-step entropies once
 (`StepStats` in the estimator's entropy mode), the 11 profile features that are
-stored with every trace, the estimator's own input ``X`` (columns of the profile for
-the profile feature sets, else the estimator's `featurize`), P(correct) from the
+stored with every trace, the estimator's own input ``X`` (its `featurize`, given that
+profile so that it is not computed twice), P(correct) from the
 estimator (``p_raw``), and ``p`` after the active recalibration, if any. The trace
 signature (entropy source and top-k width) is checked per trace (`Scorer.mismatch`)
 before, so one odd trace cannot make a whole group fail the estimator's check.
@@ -99,10 +99,6 @@ class Scorer:
         )
         self.extra_names = tuple(n for n in self.names if n not in FEATURE_NAMES)
         self.signature: TraceSignature | None = getattr(estimator, "signature_", None)
-        # the estimator's inputs as columns of the stored profile, when they all are
-        self._profile_columns: list[int] | None = (
-            None if self.extra_names else [FEATURE_NAMES.index(n) for n in self.names]
-        )
         self.base = storage.register_scorer(
             estimator_sha256=sha256,
             entropy_mode=estimator.entropy_mode,
@@ -177,10 +173,7 @@ class Scorer:
         est = self.estimator
         stats = StepStats(batch, est.entropy_mode)
         profile = entropy_profile(stats)
-        if self._profile_columns is not None:  # X is a selection of the profile: reuse it
-            X = profile[:, self._profile_columns]
-        else:
-            X = est.featurize(stats)
+        X = est.featurize(stats, profile=profile)  # the profile is reused, not recomputed
         p_raw = np.ascontiguousarray(est.predict_proba(X)[:, 1], dtype=np.float64)
         extra: list[Mapping[str, float] | None] = [None] * len(batch)
         if self.extra_names:
