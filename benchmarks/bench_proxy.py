@@ -7,7 +7,7 @@ side by side in one run.
 
 Two upstreams, each started as its own process:
 
-* ``replay``: `entropy_sentinel.service.replay_upstream`, which answers at once with the
+* ``replay``: `entropy_sentinel.testing.replay_upstream`, which answers at once with the
   real recorded SmolLM2 chat answers of tests/fixtures/smollm2 (top-20 logprobs, 15-90
   KB each with logprobs, 0.3 KB without), in turn, so that the proxy's own cost is
   visible. Like real servers it sends ``"logprobs": null`` when not asked, so the direct
@@ -55,8 +55,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from entropy_sentinel import CorrectnessEstimator, read_traces  # noqa: E402
-from entropy_sentinel.model_server import LocalModelServer, free_port  # noqa: E402
-from entropy_sentinel.service.testing import ServiceProcess  # noqa: E402
+from entropy_sentinel.collect.model_server import LocalModelServer, free_port  # noqa: E402
+from entropy_sentinel.testing.service import ServiceProcess  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures" / "smollm2"
 QUESTIONS = [
@@ -292,7 +292,7 @@ def _replay_upstream(log: Path) -> Iterator[str]:
     cmd = [
         sys.executable,
         "-m",
-        "entropy_sentinel.service.replay_upstream",
+        "entropy_sentinel.testing.replay_upstream",
         "--port",
         str(port),
         str(FIXTURES),

@@ -60,10 +60,10 @@ sys.path.insert(0, str(REPO))
 
 from entropy_sentinel import CorrectnessEstimator, read_traces  # noqa: E402
 from entropy_sentinel.errors import TraceError  # noqa: E402
-from entropy_sentinel.service.consistency import check_aggregates  # noqa: E402
-from entropy_sentinel.service.db import open_database  # noqa: E402
-from entropy_sentinel.service.tables import traces  # noqa: E402
-from entropy_sentinel.service.testing import ServiceProcess, postgres_database  # noqa: E402
+from entropy_sentinel.service.storage.consistency import check_aggregates  # noqa: E402
+from entropy_sentinel.service.storage.db import open_database  # noqa: E402
+from entropy_sentinel.service.storage.tables import traces  # noqa: E402
+from entropy_sentinel.testing.service import ServiceProcess, postgres_database  # noqa: E402
 from entropy_sentinel.traces import decode_record  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures" / "smollm2"

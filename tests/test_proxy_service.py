@@ -23,13 +23,13 @@ import sqlalchemy as sa
 from openai.types.chat import ChatCompletionMessageParam
 
 from entropy_sentinel.service.app import create_app
-from entropy_sentinel.service.proxy_metrics import ProxyMetrics
-from entropy_sentinel.service.proxy_record import Exchange, Recorder
-from entropy_sentinel.service.replay_upstream import ReplayUpstream
+from entropy_sentinel.service.proxy.metrics import ProxyMetrics
+from entropy_sentinel.service.proxy.record import Exchange, Recorder
 from entropy_sentinel.service.settings import ApiKey, Settings
 from entropy_sentinel.service.state import ServiceState
-from entropy_sentinel.service.tables import trace_payloads, traces
-from entropy_sentinel.service.testing import ThreadedServer
+from entropy_sentinel.service.storage.tables import trace_payloads, traces
+from entropy_sentinel.testing.replay_upstream import ReplayUpstream
+from entropy_sentinel.testing.service import ThreadedServer
 from tests.conftest import SMOLLM2_FIXTURES
 from tests.service_fixtures import phi35_model, smollm2_model
 

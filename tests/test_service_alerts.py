@@ -21,11 +21,11 @@ from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.service.alert_rules import AlertRule, judge
 from entropy_sentinel.service.alerts import AlertEngine, list_alerts
 from entropy_sentinel.service.app import create_app
-from entropy_sentinel.service.db import open_database
 from entropy_sentinel.service.metrics import Metrics
 from entropy_sentinel.service.settings import Settings
-from entropy_sentinel.service.store import Storage
-from entropy_sentinel.service.testing import ThreadedServer
+from entropy_sentinel.service.storage.db import open_database
+from entropy_sentinel.service.storage.store import Storage
+from entropy_sentinel.testing.service import ThreadedServer
 from tests.service_fixtures import T0, db_url, phi35_model, phi35_records, scored_traces
 
 __all__ = ["db_url", "phi35_model", "phi35_records"]
@@ -196,7 +196,7 @@ def test_failed_webhooks_are_retried_and_instances_do_not_duplicate(
 
 
 def test_unreachable_webhook_is_recorded_not_raised(storage: Storage) -> None:
-    from entropy_sentinel.service.testing import free_port
+    from entropy_sentinel.testing.service import free_port
 
     engine = AlertEngine(
         (LOW,),

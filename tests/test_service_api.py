@@ -26,10 +26,10 @@ import pytest
 from entropy_sentinel import read_traces
 from entropy_sentinel.aggregate import SliceStats
 from entropy_sentinel.service.app import create_app, maintain_once
-from entropy_sentinel.service.consistency import check_aggregates
 from entropy_sentinel.service.settings import ApiKey, Settings
 from entropy_sentinel.service.state import ServiceState
-from entropy_sentinel.service.testing import ThreadedServer
+from entropy_sentinel.service.storage.consistency import check_aggregates
+from entropy_sentinel.testing.service import ThreadedServer
 from tests.service_fixtures import phi35_model, phi35_records, smollm2_records
 
 __all__ = ["phi35_model", "phi35_records", "smollm2_records"]

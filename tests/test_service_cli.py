@@ -15,13 +15,13 @@ from typer.testing import CliRunner
 
 from entropy_sentinel.cli import app
 from entropy_sentinel.errors import ConfigError, StorageError
-from entropy_sentinel.service.db import open_database
 from entropy_sentinel.service.labels import read_labels
 from entropy_sentinel.service.metrics import Metrics
 from entropy_sentinel.service.pipeline import IngestPipeline
 from entropy_sentinel.service.scoring import Scorer
 from entropy_sentinel.service.settings import Settings
-from entropy_sentinel.service.store import Storage
+from entropy_sentinel.service.storage.db import open_database
+from entropy_sentinel.service.storage.store import Storage
 from tests.service_fixtures import phi35_model, phi35_records
 
 __all__ = ["phi35_model", "phi35_records"]

@@ -13,10 +13,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from entropy_sentinel.service.consistency import check_aggregates
-from entropy_sentinel.service.db import open_database
-from entropy_sentinel.service.tables import traces
-from entropy_sentinel.service.testing import ServiceProcess
+from entropy_sentinel.service.storage.consistency import check_aggregates
+from entropy_sentinel.service.storage.db import open_database
+from entropy_sentinel.service.storage.tables import traces
+from entropy_sentinel.testing.service import ServiceProcess
 from tests.service_fixtures import db_url, phi35_model, phi35_records
 
 __all__ = ["db_url", "phi35_model", "phi35_records"]

@@ -27,10 +27,10 @@ from schemathesis.checks import (
 from schemathesis.core.result import Ok
 
 from entropy_sentinel.service.app import create_app
-from entropy_sentinel.service.db import Database
 from entropy_sentinel.service.settings import Settings
-from entropy_sentinel.service.tables import traces
-from entropy_sentinel.service.testing import ThreadedServer
+from entropy_sentinel.service.storage.db import Database
+from entropy_sentinel.service.storage.tables import traces
+from entropy_sentinel.testing.service import ThreadedServer
 from tests.service_fixtures import phi35_model, phi35_records
 
 __all__ = ["phi35_model", "phi35_records"]

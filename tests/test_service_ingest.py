@@ -20,14 +20,14 @@ import pytest
 import sqlalchemy as sa
 
 from entropy_sentinel import CorrectnessEstimator, entropy_profile, read_traces
-from entropy_sentinel.service.consistency import check_aggregates
-from entropy_sentinel.service.db import open_database
 from entropy_sentinel.service.metrics import Metrics
 from entropy_sentinel.service.pipeline import IngestPipeline, UnavailableError
 from entropy_sentinel.service.scoring import Scorer
 from entropy_sentinel.service.settings import Settings
-from entropy_sentinel.service.store import Storage
-from entropy_sentinel.service.tables import FEATURE_COLUMNS, trace_payloads, traces
+from entropy_sentinel.service.storage.consistency import check_aggregates
+from entropy_sentinel.service.storage.db import open_database
+from entropy_sentinel.service.storage.store import Storage
+from entropy_sentinel.service.storage.tables import FEATURE_COLUMNS, trace_payloads, traces
 from tests.conftest import SMOLLM2_FIXTURES
 from tests.service_fixtures import smollm2_model
 

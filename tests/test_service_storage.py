@@ -23,13 +23,13 @@ from hypothesis import strategies as st
 
 from entropy_sentinel.aggregate import SliceStats
 from entropy_sentinel.errors import ConfigError, StorageError
-from entropy_sentinel.service.consistency import check_aggregates
-from entropy_sentinel.service.db import current_revision, head_revision, open_database
 from entropy_sentinel.service.estimates import EstimateQuery, estimate, slice_stats, slice_values
 from entropy_sentinel.service.recalibration import apply_calibration
 from entropy_sentinel.service.records import ScorerInfo
-from entropy_sentinel.service.store import Storage
-from entropy_sentinel.service.tables import metadata, traces
+from entropy_sentinel.service.storage.consistency import check_aggregates
+from entropy_sentinel.service.storage.db import current_revision, head_revision, open_database
+from entropy_sentinel.service.storage.store import Storage
+from entropy_sentinel.service.storage.tables import metadata, traces
 from tests.service_fixtures import T0, db_url, scored_traces
 
 __all__ = ["db_url"]

@@ -10,6 +10,8 @@ calibrated classifier, and estimate a slice's accuracy as the mean P(correct).
 (1, 11)
 """
 
+from typing import TYPE_CHECKING, Any
+
 from entropy_sentinel.errors import (
     ArtifactError,
     ArtifactMismatchError,
@@ -20,22 +22,54 @@ from entropy_sentinel.errors import (
     TraceError,
     UpstreamError,
 )
-from entropy_sentinel.estimator import (
-    ATC,
-    FEATURE_SETS,
-    AverageConfidence,
-    CorrectnessEstimator,
-    DoC,
-    SliceAccuracy,
-    SliceRecord,
-    estimate_accuracy,
-    label_corrected_accuracy,
-    read_card,
-)
 from entropy_sentinel.profile import FEATURE_NAMES, entropy_profile, profile_from_entropy
 from entropy_sentinel.scores import PAPER_SCORES, SCORES, baseline_scores, confidence_of
 from entropy_sentinel.steps import ENTROPY_MODES, StepStats
 from entropy_sentinel.traces import Rejection, TraceBatch, read_traces
+
+if TYPE_CHECKING:
+    from entropy_sentinel.estimator import (
+        ATC,
+        FEATURE_SETS,
+        AverageConfidence,
+        CorrectnessEstimator,
+        DoC,
+        SliceAccuracy,
+        SliceRecord,
+        estimate_accuracy,
+        label_corrected_accuracy,
+        read_card,
+    )
+
+# The estimator layer needs scikit-learn, SciPy and pandas: it loads on first use, so that
+# reading traces and computing features stays a numpy + msgspec import.
+_LAZY = dict.fromkeys(
+    (
+        "ATC",
+        "FEATURE_SETS",
+        "AverageConfidence",
+        "CorrectnessEstimator",
+        "DoC",
+        "SliceAccuracy",
+        "SliceRecord",
+        "estimate_accuracy",
+        "label_corrected_accuracy",
+        "read_card",
+    ),
+    "entropy_sentinel.estimator",
+)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import numpy.typing as npt
 
+from entropy_sentinel._typing import FloatArray
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.segments import segment_max, segment_mean, segment_min, segment_sum
 from entropy_sentinel.steps import StepStats
@@ -42,7 +42,6 @@ __all__ = [
     "score",
 ]
 
-FloatArray = npt.NDArray[np.float64]
 Orientation = Literal["confidence", "uncertainty"]
 
 

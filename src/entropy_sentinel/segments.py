@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import numpy.typing as npt
+
+from entropy_sentinel._typing import FloatArray, IntArray
 
 __all__ = [
     "segment_max",
@@ -23,8 +24,6 @@ __all__ = [
     "segment_sum",
 ]
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 _BUCKET_ELEMENTS = 1 << 22  # rows sorted together: at most ~32 MiB of float64 padding
 

@@ -32,6 +32,7 @@ from typing import Literal, get_args
 import numpy as np
 import numpy.typing as npt
 
+from entropy_sentinel._typing import FloatArray
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.traces.batch import TraceBatch
 
@@ -41,7 +42,6 @@ EntropyMode = Literal["topk", "topk_renorm", "topk_tail"]
 ENTROPY_MODES: tuple[str, ...] = get_args(EntropyMode)
 Precision = Literal["float32", "float64"]
 
-FloatArray = npt.NDArray[np.float64]
 
 _CHUNK_ELEMENTS = 1 << 15  # top-k cells per chunk: keeps the temporaries in L2
 _FLOOR = -1.0e4  # logprobs below this have p == 0 in both precisions; clears -inf padding

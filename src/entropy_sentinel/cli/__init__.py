@@ -9,18 +9,58 @@ from __future__ import annotations
 
 import sys
 
-from entropy_sentinel.cli import collect as _collect  # noqa: F401  (also registers model)
-from entropy_sentinel.cli import estimate, fit  # noqa: F401  (registers commands)
-from entropy_sentinel.cli import evaluate as _evaluate  # noqa: F401  (registers commands)
-from entropy_sentinel.cli import features as _features  # noqa: F401  (registers commands)
-from entropy_sentinel.cli import labels as _labels  # noqa: F401  (registers commands)
-from entropy_sentinel.cli import prioritize as _prioritize  # noqa: F401  (registers commands)
-from entropy_sentinel.cli import report as _report  # noqa: F401  (registers commands)
-from entropy_sentinel.cli import serve as _serve  # noqa: F401  (registers commands)
+from rich.markup import escape
+
+from entropy_sentinel.cli import (
+    collect,
+    estimate,
+    evaluate,
+    features,
+    fit,
+    labels,
+    model,
+    prioritize,
+    report,
+    serve,
+)
 from entropy_sentinel.cli.app import app, err_console
 from entropy_sentinel.errors import SentinelError
 
 __all__ = ["app", "main"]
+
+# Every command, registered here and only here, in help order, in panels by journey.
+_TRACES = "Traces and estimates"
+_COLLECT = "Collect labelled traces"
+_MONITOR = "Monitoring service"
+_RESEARCH = "Research"
+app.command(rich_help_panel=_TRACES)(features.features)
+app.command(rich_help_panel=_TRACES)(fit.fit)
+app.command(rich_help_panel=_TRACES)(estimate.estimate)
+app.command(rich_help_panel=_COLLECT)(collect.collect)
+app.command(rich_help_panel=_COLLECT)(collect.grade)
+app.command(rich_help_panel=_COLLECT)(collect.pack)
+app.add_typer(model.model_app, name="model", rich_help_panel=_COLLECT)
+app.command(rich_help_panel=_MONITOR)(serve.serve)
+app.command(rich_help_panel=_MONITOR)(report.report)
+app.command(rich_help_panel=_MONITOR)(prioritize.prioritize)
+app.add_typer(labels.labels_app, name="labels", rich_help_panel=_MONITOR)
+app.command(rich_help_panel=_RESEARCH)(evaluate.evaluate)
+app.command("evaluate-report", rich_help_panel=_RESEARCH)(evaluate.evaluate_report)
+
+
+_EXTRA_OF = {
+    "fastapi": "service",
+    "uvicorn": "service",
+    "sqlalchemy": "service",
+    "alembic": "service",
+    "psycopg": "service",
+    "prometheus_client": "service",
+    "httpx": "collect",
+    "math_verify": "collect",
+    "llama_cpp": "model",
+    "datasets": "hf",
+}
+"""The optional extra that installs each package a command may need."""
 
 
 def main() -> None:
@@ -28,5 +68,18 @@ def main() -> None:
     try:
         app()
     except SentinelError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-        sys.exit(2)
+        _error(str(exc))
+    except ModuleNotFoundError as exc:
+        extra = _EXTRA_OF.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        _error(
+            f"this command needs {exc.name!r}, which the core install leaves out: "
+            f"pip install 'entropy-sentinel[{extra}]'"
+        )
+
+
+def _error(message: str) -> None:
+    """Print ``message`` as one error line (no markup read into it, no wrapping) and exit 2."""
+    err_console.print("[bold red]error:[/] " + escape(message), highlight=False, soft_wrap=True)
+    sys.exit(2)

@@ -1,4 +1,5 @@
-"""The `sentinel` Typer application; each command lives in a module of its own."""
+"""The `sentinel` Typer application and its consoles; each command lives in a module of its own
+and is registered in `entropy_sentinel.cli` (one place, in help order)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from entropy_sentinel.cli.app import app, console
+from entropy_sentinel.cli.app import console
 from entropy_sentinel.cli.model import sigterm_as_interrupt  # (also registers `sentinel model`)
 from entropy_sentinel.errors import ConfigError
 
@@ -61,7 +61,6 @@ def _domain_table(per_domain: dict[str, dict[str, int]], title: str) -> Table:
     return table
 
 
-@app.command()
 def collect(
     benchmarks: Annotated[
         str,
@@ -126,7 +125,7 @@ def collect(
     judge = _judge(judge_base_url, judge_model, judge_api_key_env)
     with contextlib.ExitStack() as stack:
         if base_url is None:
-            from entropy_sentinel.model_server import LocalModelServer
+            from entropy_sentinel.collect.model_server import LocalModelServer
 
             console.print("starting the local SmolLM2-135M-Instruct server ...", highlight=False)
             stack.enter_context(sigterm_as_interrupt())  # a kill also stops the server
@@ -182,7 +181,6 @@ def collect(
         raise typer.Exit(1)
 
 
-@app.command()
 def grade(
     input: Annotated[
         Path, typer.Argument(help="Trace file written by sentinel collect.", exists=True)
@@ -218,7 +216,6 @@ def grade(
     )
 
 
-@app.command()
 def pack(
     input: Annotated[
         Path, typer.Argument(help="Trace file written by sentinel collect.", exists=True)

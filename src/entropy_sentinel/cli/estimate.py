@@ -10,7 +10,7 @@ from rich import box
 from rich.table import Table
 
 from entropy_sentinel.cli._io import read_traces_cli, report_rejections
-from entropy_sentinel.cli.app import app, console
+from entropy_sentinel.cli.app import console
 from entropy_sentinel.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -57,7 +57,6 @@ def slice_table(result: SliceAccuracy) -> Table:
     return table
 
 
-@app.command()
 def estimate(
     input: Annotated[
         Path, typer.Argument(help="Trace file (.jsonl or .jsonl.gz).", exists=True, dir_okay=False)

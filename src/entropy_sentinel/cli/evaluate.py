@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from entropy_sentinel.cli.app import app, console, err_console
+from entropy_sentinel.cli.app import console, err_console
 from entropy_sentinel.errors import ConfigError
 
 __all__ = ["evaluate", "evaluate_report"]
@@ -81,7 +81,6 @@ def _command(corpus: Path, output: Path, **options: object) -> list[str]:
     return words
 
 
-@app.command()
 def evaluate(
     corpus: Annotated[
         Path,
@@ -256,7 +255,6 @@ def evaluate(
         )
 
 
-@app.command("evaluate-report")
 def evaluate_report(
     results_dir: Annotated[
         Path,

@@ -8,14 +8,13 @@ from typing import Annotated
 import typer
 
 from entropy_sentinel.cli._io import read_traces_cli, report_rejections
-from entropy_sentinel.cli.app import app, console
+from entropy_sentinel.cli.app import console
 from entropy_sentinel.steps import ENTROPY_MODES, check_mode
 from entropy_sentinel.table import feature_frame, write_table
 
 __all__ = ["features"]
 
 
-@app.command()
 def features(
     input: Annotated[
         Path, typer.Argument(help="Trace file (.jsonl or .jsonl.gz).", exists=True, dir_okay=False)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from entropy_sentinel.cli._io import read_traces_cli, report_rejections
-from entropy_sentinel.cli.app import app, console
+from entropy_sentinel.cli.app import console
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.estimator import presets
 from entropy_sentinel.estimator.blend import parse_blend
@@ -26,7 +26,6 @@ def card_paths(model: Path) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".card.md"), stem.with_name(stem.name + ".reliability.png")
 
 
-@app.command()
 def fit(
     input: Annotated[
         Path,

@@ -8,15 +8,14 @@ from typing import Annotated
 
 import typer
 
-from entropy_sentinel.cli.app import app, console
-from entropy_sentinel.service.local import open_storage, require_scorer
+from entropy_sentinel.cli._database import open_storage, require_scorer
+from entropy_sentinel.cli.app import console
 
 __all__ = ["labels_app"]
 
 labels_app = typer.Typer(
     help="Bring labels back and recalibrate the estimator with them.", no_args_is_help=True
 )
-app.add_typer(labels_app, name="labels")
 
 
 @labels_app.command("import")

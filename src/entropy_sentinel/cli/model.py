@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from entropy_sentinel.cli.app import app, console
+from entropy_sentinel.cli.app import console
 
 __all__ = ["info", "model_app", "serve", "sigterm_as_interrupt"]
 
@@ -20,7 +20,6 @@ model_app = typer.Typer(
     help="The local demo model: SmolLM2-135M-Instruct served by llama.cpp.",
     no_args_is_help=True,
 )
-app.add_typer(model_app)
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -62,7 +61,7 @@ def serve(
 
     Stops cleanly on Ctrl-C or SIGTERM (the server process is stopped with it).
     """
-    from entropy_sentinel.model_server import DEFAULT_MODEL_ALIAS, LocalModelServer
+    from entropy_sentinel.collect.model_server import DEFAULT_MODEL_ALIAS, LocalModelServer
 
     server = LocalModelServer(
         model_path,
@@ -96,7 +95,7 @@ def info(
     ] = None,
 ) -> None:
     """Print the model file's path, size and SHA-256 (recorded with every corpus)."""
-    from entropy_sentinel.model_server import find_smollm2_gguf, sha256
+    from entropy_sentinel.collect.model_server import find_smollm2_gguf, sha256
 
     path = model_path if model_path is not None else find_smollm2_gguf()
     console.print(f"path    {path}", highlight=False)

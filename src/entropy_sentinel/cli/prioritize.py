@@ -9,13 +9,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from entropy_sentinel.cli.app import app, console
-from entropy_sentinel.service.local import open_storage, require_scorer, when
+from entropy_sentinel.cli._database import open_storage, require_scorer, when
+from entropy_sentinel.cli.app import console
 
 __all__ = ["prioritize"]
 
 
-@app.command()
 def prioritize(
     db: Annotated[
         str, typer.Option(help="Database URL (sqlite:///... or postgresql+psycopg://...).")

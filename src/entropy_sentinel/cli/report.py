@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from entropy_sentinel.cli.app import app, console
-from entropy_sentinel.service.local import open_storage, require_scorer, when
+from entropy_sentinel.cli._database import open_storage, require_scorer, when
+from entropy_sentinel.cli.app import console
 
 if TYPE_CHECKING:
     from entropy_sentinel.service.estimates import SliceEstimate
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 __all__ = ["report"]
 
 
-@app.command()
 def report(
     db: Annotated[
         str, typer.Option(help="Database URL (sqlite:///... or postgresql+psycopg://...).")
@@ -51,8 +50,8 @@ def report(
     Intervals, counts, and the change against the reference window; worst first
     within each window. Label-corrected estimates where labels were imported.
     """
-    from entropy_sentinel.service.consistency import check_aggregates
     from entropy_sentinel.service.estimates import EstimateQuery, estimate
+    from entropy_sentinel.service.storage.consistency import check_aggregates
     from entropy_sentinel.service.timeutil import parse_duration
 
     ref = None if reference.strip().lower() in ("none", "0", "") else parse_duration(reference)

@@ -7,12 +7,9 @@ from typing import Annotated
 
 import typer
 
-from entropy_sentinel.cli.app import app
-
 __all__ = ["serve"]
 
 
-@app.command()
 def serve(
     db: Annotated[
         str | None,

@@ -491,7 +491,7 @@ def collect(
     Example (the demo's few lines)::
 
         from entropy_sentinel.collect import collect, load_benchmarks
-        from entropy_sentinel.model_server import LocalModelServer
+        from entropy_sentinel.collect.model_server import LocalModelServer
 
         domains = "synth_add_1d,synth_mul_2d,svamp"
         labelled = load_benchmarks(domains, limit=20)            # 20 per domain

@@ -49,13 +49,12 @@ import numpy.typing as npt
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from entropy_sentinel._typing import FloatArray
 from entropy_sentinel.aggregate import Interval, SliceStats
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.estimator.calibration import Calibrator, check_calibration, fit_calibrator
 
 __all__ = ["ATC", "AverageConfidence", "DoC"]
-
-FloatArray = npt.NDArray[np.float64]
 
 
 def _scores(values: npt.ArrayLike, what: str = "scores") -> FloatArray:

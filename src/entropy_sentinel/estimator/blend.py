@@ -29,8 +29,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import numpy.typing as npt
 
+from entropy_sentinel._typing import FloatArray
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.estimator.baselines import ATC, AverageConfidence
 from entropy_sentinel.scores import SCORES, confidence_of
@@ -44,7 +44,6 @@ __all__ = [
     "parse_blend",
 ]
 
-FloatArray = npt.NDArray[np.float64]
 BlendModel = ATC | AverageConfidence
 BLEND_METHODS: tuple[str, ...] = ("atc", "ac")
 

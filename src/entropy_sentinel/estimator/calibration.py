@@ -28,6 +28,7 @@ import numpy.typing as npt
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
+from entropy_sentinel._typing import FloatArray
 from entropy_sentinel.errors import ConfigError
 
 __all__ = [
@@ -42,7 +43,6 @@ __all__ = [
     "reliability_bins",
 ]
 
-FloatArray = npt.NDArray[np.float64]
 Calibration = Literal["isotonic", "sigmoid"]
 CALIBRATIONS: tuple[str | None, ...] = (*get_args(Calibration), None)
 

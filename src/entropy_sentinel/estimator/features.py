@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 import numpy as np
-import numpy.typing as npt
 
+from entropy_sentinel._typing import FloatArray
 from entropy_sentinel.errors import ArtifactMismatchError, ConfigError
 from entropy_sentinel.profile import FEATURE_NAMES, entropy_profile
 from entropy_sentinel.scores import baseline_scores
@@ -54,7 +54,6 @@ __all__ = [
     "trace_signature",
 ]
 
-FloatArray = npt.NDArray[np.float64]
 FeatureSet = Literal["profile", "profile10", "sea", "profile+baselines"]
 FEATURE_SETS: tuple[str, ...] = get_args(FeatureSet)
 

@@ -75,6 +75,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
+from entropy_sentinel._typing import FloatArray
 from entropy_sentinel.errors import ConfigError, EstimatorError
 from entropy_sentinel.estimator.blend import (
     BlendModel,
@@ -105,7 +106,6 @@ from entropy_sentinel.traces.batch import TraceBatch
 
 __all__ = ["CorrectnessEstimator"]
 
-FloatArray = npt.NDArray[np.float64]
 Folds = list[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]]
 
 MISSING_SLICE = "(missing)"

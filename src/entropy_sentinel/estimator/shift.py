@@ -69,6 +69,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
+from entropy_sentinel._typing import FloatArray
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.estimator.baselines import ATC, AverageConfidence
 from entropy_sentinel.estimator.blend import member_value
@@ -89,8 +90,6 @@ __all__ = [
     "QuantificationAdjusted",
     "SliceEnsemble",
 ]
-
-FloatArray = npt.NDArray[np.float64]
 
 
 class _ShiftEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc]

@@ -51,7 +51,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SliceAccuracy", "SliceRecord", "estimate_accuracy", "slice_accuracy"]
 
-FloatArray = npt.NDArray[np.float64]
 SliceKey = tuple[str | None, ...]
 
 

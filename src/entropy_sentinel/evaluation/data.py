@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from entropy_sentinel._typing import FloatArray
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.estimator.features import check_feature_set, featurize
 from entropy_sentinel.scores import SCORES, baseline_scores
@@ -39,8 +40,6 @@ from entropy_sentinel.steps import StepStats, check_mode
 from entropy_sentinel.traces import TraceBatch, read_traces
 
 __all__ = ["EvalData", "InputSpec", "load_traces"]
-
-FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-import numpy.typing as npt
 
+from entropy_sentinel._typing import FloatArray, ObjectArray
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.estimator.baselines import ATC, AverageConfidence, DoC
 from entropy_sentinel.estimator.model import CorrectnessEstimator
@@ -44,9 +44,6 @@ __all__ = [
     "SliceMethod",
     "fit_classifier",
 ]
-
-FloatArray = npt.NDArray[np.float64]
-ObjectArray = npt.NDArray[np.object_]
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,10 @@ import numpy.typing as npt
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
+from entropy_sentinel._typing import FloatArray
+
 __all__ = ["GROUP_METRICS", "domain_metrics", "group_summary"]
 
-FloatArray = npt.NDArray[np.float64]
 
 GROUP_METRICS: tuple[str, ...] = (
     "aee",

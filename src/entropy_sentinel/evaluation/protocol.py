@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from entropy_sentinel._typing import BoolArray
 from entropy_sentinel.errors import ConfigError
 
 __all__ = [
@@ -56,7 +57,6 @@ __all__ = [
     "training_groups",
 ]
 
-BoolArray = npt.NDArray[np.bool_]
 
 PAPER_NAMED_GROUPS: Mapping[str, tuple[str, str]] = {
     "Extremes": ("gsm8k", "olympiadbench"),

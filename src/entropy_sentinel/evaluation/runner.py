@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
+from entropy_sentinel._typing import FloatArray
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.evaluation.configurations import Configuration
 from entropy_sentinel.evaluation.data import EvalData
@@ -54,7 +55,6 @@ __all__ = [
     "task_key",
 ]
 
-FloatArray = npt.NDArray[np.float64]
 MANIFEST = "run.json"
 CACHE = "cache"
 

@@ -13,7 +13,6 @@ store), `alerts`, `prioritize`, `labels`, `auth`, `metrics`, `logs`, `middleware
 from typing import Any
 
 from entropy_sentinel.service.alert_rules import AlertRule
-from entropy_sentinel.service.db import Database, open_database
 from entropy_sentinel.service.estimates import (
     EstimateQuery,
     EstimateResult,
@@ -21,7 +20,8 @@ from entropy_sentinel.service.estimates import (
     estimate,
 )
 from entropy_sentinel.service.settings import ApiKey, Settings, load_settings
-from entropy_sentinel.service.store import Storage
+from entropy_sentinel.service.storage.db import Database, open_database
+from entropy_sentinel.service.storage.store import Storage
 
 __all__ = [
     "AlertRule",

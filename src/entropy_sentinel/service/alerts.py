@@ -41,11 +41,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from entropy_sentinel.aggregate import SliceStats
 from entropy_sentinel.service.alert_rules import AlertRule, judge
-from entropy_sentinel.service.db import Database
 from entropy_sentinel.service.estimates import slice_stats
 from entropy_sentinel.service.metrics import Metrics
-from entropy_sentinel.service.store import Storage, dumps
-from entropy_sentinel.service.tables import ALL, alerts
+from entropy_sentinel.service.storage.db import Database
+from entropy_sentinel.service.storage.store import Storage, dumps
+from entropy_sentinel.service.storage.tables import ALL, alerts
 from entropy_sentinel.service.timeutil import bucket_of, format_instant
 
 __all__ = ["AlertEngine", "AlertEvent", "alert_payload", "list_alerts"]

@@ -28,9 +28,9 @@ import sqlalchemy as sa
 
 from entropy_sentinel.aggregate import Interval, SliceStats
 from entropy_sentinel.errors import ConfigError
-from entropy_sentinel.service.db import Database
 from entropy_sentinel.service.records import ScorerInfo
-from entropy_sentinel.service.tables import ALL, SUM_COLUMNS, slice_buckets
+from entropy_sentinel.service.storage.db import Database
+from entropy_sentinel.service.storage.tables import ALL, SUM_COLUMNS, slice_buckets
 from entropy_sentinel.service.timeutil import format_duration, format_instant
 
 __all__ = [

@@ -34,8 +34,8 @@ from entropy_sentinel.service.recalibration import (
     fit_recalibration,
 )
 from entropy_sentinel.service.records import ScorerInfo
-from entropy_sentinel.service.store import Storage
-from entropy_sentinel.service.tables import MAX_ID, traces
+from entropy_sentinel.service.storage.store import Storage
+from entropy_sentinel.service.storage.tables import MAX_ID, traces
 
 __all__ = ["LabelFile", "RecalibrationOutcome", "parse_label", "read_labels", "recalibrate"]
 

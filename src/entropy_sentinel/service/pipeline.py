@@ -45,7 +45,7 @@ from entropy_sentinel.service.metrics import Metrics
 from entropy_sentinel.service.records import ScoredTraces
 from entropy_sentinel.service.scoring import Scorer, trace_k
 from entropy_sentinel.service.settings import Settings
-from entropy_sentinel.service.store import Storage
+from entropy_sentinel.service.storage.store import Storage
 from entropy_sentinel.traces import Rejection
 
 __all__ = ["IngestPipeline", "UnavailableError"]

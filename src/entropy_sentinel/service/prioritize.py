@@ -38,10 +38,10 @@ import sqlalchemy as sa
 
 from entropy_sentinel.aggregate import SliceStats
 from entropy_sentinel.errors import ConfigError
-from entropy_sentinel.service.db import Database
 from entropy_sentinel.service.estimates import slice_stats
 from entropy_sentinel.service.records import ScorerInfo
-from entropy_sentinel.service.tables import ALL, trace_slices, traces
+from entropy_sentinel.service.storage.db import Database
+from entropy_sentinel.service.storage.tables import ALL, trace_slices, traces
 from entropy_sentinel.service.timeutil import format_instant
 
 __all__ = ["LabelRequest", "Priorities", "SlicePriority", "prioritize"]

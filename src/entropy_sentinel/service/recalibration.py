@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.model_selection import StratifiedKFold
 
+from entropy_sentinel._typing import FloatArray
 from entropy_sentinel.errors import ConfigError, EstimatorError
 from entropy_sentinel.estimator.calibration import (
     brier_score,
@@ -43,7 +44,6 @@ from entropy_sentinel.estimator.calibration import (
 
 __all__ = ["Recalibration", "apply_calibration", "fit_recalibration"]
 
-FloatArray = npt.NDArray[np.float64]
 _EPS = 1e-6
 
 

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ScoredTraces", "ScorerInfo", "WriteOutcome"]
+from entropy_sentinel._typing import FloatArray
 
-FloatArray = npt.NDArray[np.float64]
+__all__ = ["ScoredTraces", "ScorerInfo", "WriteOutcome"]
 
 
 @dataclass(frozen=True, eq=False)

@@ -34,15 +34,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from entropy_sentinel._typing import FloatArray
 from entropy_sentinel.errors import ArtifactMismatchError, SentinelError
 from entropy_sentinel.estimator import CorrectnessEstimator, feature_names
 from entropy_sentinel.estimator.features import TraceSignature
 from entropy_sentinel.profile import FEATURE_NAMES, entropy_profile
 from entropy_sentinel.service.recalibration import apply_calibration
 from entropy_sentinel.service.records import ScorerInfo
-from entropy_sentinel.service.store import Storage
+from entropy_sentinel.service.storage.store import Storage
 from entropy_sentinel.steps import StepStats
 from entropy_sentinel.traces.batch import TraceBatch
 from entropy_sentinel.traces.parse import Parsed
@@ -52,7 +52,6 @@ __all__ = ["Scorer", "Scores", "file_sha256", "trace_k"]
 
 log = logging.getLogger("entropy_sentinel.service.scoring")
 
-FloatArray = npt.NDArray[np.float64]
 _K_TOLERANCE = 0.8  # the estimator's own tolerance for the top-k width (features module)
 _REFRESH_SECONDS = 2.0
 

@@ -15,12 +15,12 @@ from fastapi import Request
 
 from entropy_sentinel.service.alerts import AlertEngine
 from entropy_sentinel.service.auth import Authenticator
-from entropy_sentinel.service.db import Database, open_database
 from entropy_sentinel.service.metrics import Metrics
 from entropy_sentinel.service.pipeline import IngestPipeline
 from entropy_sentinel.service.scoring import Scorer
 from entropy_sentinel.service.settings import Settings
-from entropy_sentinel.service.store import Storage
+from entropy_sentinel.service.storage.db import Database, open_database
+from entropy_sentinel.service.storage.store import Storage
 
 __all__ = ["ServiceState", "service"]
 

@@ -23,13 +23,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from entropy_sentinel._typing import BoolArray, FloatArray, IntArray
 from entropy_sentinel.errors import TraceError
 
 __all__ = ["Rejection", "TraceBatch"]
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """``POST /v1/chat/completions`` and ``POST /v1/completions``: the recording proxy.
 
-See `entropy_sentinel.service.proxy` for what is forwarded and changed. The router's
+See `entropy_sentinel.service.proxy.relay` for what is forwarded and changed. The router's
 lifespan builds the `Proxy` (its pooled upstream client and its recorder thread) once
 the service has started, and at shutdown closes the upstream connections and records
 every queued answer before the service flushes and closes its database.
@@ -16,9 +16,9 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 
-from entropy_sentinel.service.proxy import Proxy
-from entropy_sentinel.service.proxy_metrics import ProxyMetrics
-from entropy_sentinel.service.proxy_record import Recorder
+from entropy_sentinel.service.proxy.metrics import ProxyMetrics
+from entropy_sentinel.service.proxy.record import Recorder
+from entropy_sentinel.service.proxy.relay import Proxy
 from entropy_sentinel.service.state import ServiceState
 
 __all__ = ["router"]

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import sqlalchemy as sa
 
-from entropy_sentinel.service.buckets import bucket_rows
-from entropy_sentinel.service.db import Database
-from entropy_sentinel.service.tables import SUM_COLUMNS, slice_buckets, traces
+from entropy_sentinel.service.storage.buckets import bucket_rows
+from entropy_sentinel.service.storage.db import Database
+from entropy_sentinel.service.storage.tables import SUM_COLUMNS, slice_buckets, traces
 
 __all__ = ["ConsistencyReport", "check_aggregates"]
 

@@ -15,7 +15,7 @@ committed (acknowledged) trace survives a crash of the process and of the machin
 ``NORMAL`` keeps it across process crashes only.
 
 Migrations are Alembic revisions shipped inside the package
-(``entropy_sentinel/service/migrations``); `upgrade` applies them under a lock
+(``entropy_sentinel/service/storage/migrations``); `upgrade` applies them under a lock
 (PostgreSQL advisory lock, SQLite write lock), so several instances starting at
 once migrate exactly once.
 """

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from entropy_sentinel.service.records import ScorerInfo
-    from entropy_sentinel.service.store import Storage
+    from entropy_sentinel.service.storage.store import Storage
 
 __all__ = ["open_storage", "require_scorer", "when"]
 
@@ -17,8 +17,8 @@ __all__ = ["open_storage", "require_scorer", "when"]
 @contextmanager
 def open_storage(url: str) -> Iterator[Storage]:
     """The monitoring database at ``url`` (migrated if needed), closed on exit."""
-    from entropy_sentinel.service.db import open_database
-    from entropy_sentinel.service.store import Storage
+    from entropy_sentinel.service.storage.db import open_database
+    from entropy_sentinel.service.storage.store import Storage
 
     db = open_database(url)
     try:

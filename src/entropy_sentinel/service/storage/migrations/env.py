@@ -1,8 +1,8 @@
-"""Alembic environment: runs on the connection `entropy_sentinel.service.db.upgrade` passes.
+"""Alembic environment: runs on the connection `entropy_sentinel.service.storage.db.upgrade` passes.
 
 To write a new revision (developers)::
 
-    .venv/bin/alembic -c src/entropy_sentinel/service/migrations/alembic.ini \
+    .venv/bin/alembic -c src/entropy_sentinel/service/storage/migrations/alembic.ini \
         -x url=sqlite:////tmp/dev.db revision --rev-id 0002 -m "add column X"
 
 then edit it by hand and check that ``tests/test_service_storage.py`` (the schema-drift
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import context
 
-from entropy_sentinel.service.tables import metadata
+from entropy_sentinel.service.storage.tables import metadata
 
 
 def _run() -> None:

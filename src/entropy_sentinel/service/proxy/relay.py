@@ -5,7 +5,7 @@
 `httpx.AsyncClient` (connection pooling, keep-alive). On the way:
 
 * **Request.** The body gets logprobs when the client did not ask for them
-  (`entropy_sentinel.service.openai_body.prepare_request`); the client's headers are
+  (`entropy_sentinel.service.proxy.openai_body.prepare_request`); the client's headers are
   forwarded as sent — ``Authorization``, ``OpenAI-Organization``, ``OpenAI-Project``,
   ``OpenAI-Beta``, ``User-Agent``, ``X-Request-ID`` and any other — except hop-by-hop
   headers (``Connection`` and those it names, ``Keep-Alive``, ``TE``, ``Trailer``,
@@ -15,7 +15,7 @@
   logged or stored.
 * **Slice.** From ``X-Sentinel-Slice: domain=chemistry,customer=acme``, else from the
   body's ``metadata.sentinel_slice`` (same text; removed before forwarding); see
-  `entropy_sentinel.service.slice_spec`. A malformed slice is a 400 naming the fix.
+  `entropy_sentinel.service.proxy.slice_spec`. A malformed slice is a 400 naming the fix.
 * **Answer.** Status and headers are the upstream's (less hop-by-hop headers,
   ``Content-Length``, ``Content-Encoding``, ``Date`` and ``Server``, which this server
   sets itself). A 2xx answer with logprobs the proxy added gets them replaced by
@@ -60,17 +60,17 @@ from starlette.types import Receive, Scope, Send
 
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.service.auth import Authenticator, AuthError
-from entropy_sentinel.service.openai_body import (
+from entropy_sentinel.service.proxy.metrics import ProxyMetrics
+from entropy_sentinel.service.proxy.openai_body import (
     Kind,
     PreparedRequest,
     prepare_request,
     strip_logprobs,
 )
-from entropy_sentinel.service.proxy_metrics import ProxyMetrics
-from entropy_sentinel.service.proxy_record import Exchange, Recorder
+from entropy_sentinel.service.proxy.record import Exchange, Recorder
+from entropy_sentinel.service.proxy.slice_spec import SLICE_HEADER, parse_slice
+from entropy_sentinel.service.proxy.sse import SSEFramer, event_data
 from entropy_sentinel.service.settings import Settings
-from entropy_sentinel.service.slice_spec import SLICE_HEADER, parse_slice
-from entropy_sentinel.service.sse import SSEFramer, event_data
 
 __all__ = ["KEY_HEADER", "Proxy", "StreamBrokenError", "openai_error"]
 

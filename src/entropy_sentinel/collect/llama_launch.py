@@ -1,6 +1,6 @@
 """Run ``llama_cpp.server`` with an exact, faster top-k selection for logprobs.
 
-``python -m entropy_sentinel.llama_launch [llama_cpp.server arguments]`` is
+``python -m entropy_sentinel.collect.llama_launch [llama_cpp.server arguments]`` is
 ``python -m llama_cpp.server`` with one change: llama-cpp-python 0.3.x picks the
 ``top_logprobs`` alternatives of each generated token with
 ``sorted(zip(logprobs, range(vocab_size)), reverse=True)``, a Python sort of the

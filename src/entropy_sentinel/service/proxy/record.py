@@ -40,9 +40,9 @@ from typing import Any
 
 import msgspec
 
-from entropy_sentinel.service.openai_body import Kind
 from entropy_sentinel.service.pipeline import IngestPipeline, UnavailableError
-from entropy_sentinel.service.proxy_metrics import ProxyMetrics
+from entropy_sentinel.service.proxy.metrics import ProxyMetrics
+from entropy_sentinel.service.proxy.openai_body import Kind
 
 __all__ = ["Exchange", "Recorder", "build_record"]
 

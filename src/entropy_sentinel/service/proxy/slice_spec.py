@@ -24,7 +24,7 @@ from urllib.parse import unquote
 
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.service.ingest import MAX_DIMENSIONS
-from entropy_sentinel.service.tables import ALL, MAX_DIMENSION, MAX_VALUE
+from entropy_sentinel.service.storage.tables import ALL, MAX_DIMENSION, MAX_VALUE
 
 __all__ = ["SLICE_HEADER", "parse_slice"]
 

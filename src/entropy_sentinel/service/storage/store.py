@@ -26,10 +26,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from entropy_sentinel.errors import ConfigError, StorageError
-from entropy_sentinel.service.buckets import bucket_rows
-from entropy_sentinel.service.db import Database
 from entropy_sentinel.service.records import ScoredTraces, ScorerInfo, WriteOutcome
-from entropy_sentinel.service.tables import (
+from entropy_sentinel.service.storage.buckets import bucket_rows
+from entropy_sentinel.service.storage.db import Database
+from entropy_sentinel.service.storage.tables import (
     FEATURE_COLUMNS,
     SUM_COLUMNS,
     scorers,

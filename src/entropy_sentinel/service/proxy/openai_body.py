@@ -204,7 +204,7 @@ def _rebuilt(data: bytes) -> bytes:
 
     ``data`` comes back unchanged when it is not an answer with logprobs to remove.
     """
-    from entropy_sentinel.service.sse import event_data
+    from entropy_sentinel.service.proxy.sse import event_data
 
     text = event_data(data) if data.lstrip()[:1] != b"{" else data
     try:

@@ -20,8 +20,8 @@ Request headers steer it (the proxy forwards them like any other header):
 
 ``requests`` keeps the last 100 requests (headers and body) it received.
 
-Run it with `entropy_sentinel.service.testing.ThreadedServer`, or as a process:
-``python -m entropy_sentinel.service.replay_upstream --port 8123 FIXTURES_DIR``.
+Run it with `entropy_sentinel.testing.service.ThreadedServer`, or as a process:
+``python -m entropy_sentinel.testing.replay_upstream --port 8123 FIXTURES_DIR``.
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def _error(status: int, message: str) -> Response:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m entropy_sentinel.service.replay_upstream [--port P] FIXTURES_DIR``."""
+    """``python -m entropy_sentinel.testing.replay_upstream [--port P] FIXTURES_DIR``."""
     import uvicorn
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

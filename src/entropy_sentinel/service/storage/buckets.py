@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from entropy_sentinel.service.tables import ALL, SUM_COLUMNS
+from entropy_sentinel.service.storage.tables import ALL, SUM_COLUMNS
 
 __all__ = ["bucket_rows", "contributions"]
 

@@ -1,0 +1,9 @@
+"""The OpenAI-compatible recording proxy (docs/proxy.md).
+
+`relay` forwards a request to the upstream and relays its answer (asking for logprobs the
+client did not, and stripping them again); `record` turns relayed answers into trace
+records for the ingest pipeline; `openai_body` and `sse` read and edit request and answer
+bodies; `slice_spec` reads a request's slice; `metrics` counts what the proxy did.
+"""
+
+__all__: list[str] = []

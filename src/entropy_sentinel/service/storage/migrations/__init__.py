@@ -1,0 +1,1 @@
+"""Alembic migrations of the monitoring database (applied by `service.storage.db`)."""
