@@ -11,6 +11,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 SMOLLM2_FIXTURES = FIXTURES / "smollm2"
+CORPUS = REPO / "data" / "corpus" / "smollm2" / "corpus.parquet"
+"""The committed SmolLM2-135M corpus: 1,950 graded answers, 13 domains, top-20 logprobs."""
 SHARED_DATA = REPO.parent / "shared" / "data"
 PHI35_TRACES = SHARED_DATA / "phi35-gsm8k" / "traces.jsonl.gz"
 BENCHMARKS_DIR = SHARED_DATA / "benchmarks"
@@ -45,3 +47,15 @@ def model_server() -> Iterator[object]:
     log.parent.mkdir(exist_ok=True)
     with LocalModelServer(log_path=log) as server:
         yield server
+
+
+_corpus_cache: list[object] = []
+
+
+def load_corpus_batch() -> object:
+    """The committed corpus as one `TraceBatch`, read once per test session."""
+    if not _corpus_cache:
+        from entropy_sentinel.collect.corpus import read_corpus
+
+        _corpus_cache.append(read_corpus(CORPUS))
+    return _corpus_cache[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import pytest
@@ -94,12 +95,114 @@ def test_signature_check(smollm2: es.TraceBatch, entropies: es.TraceBatch) -> No
         TraceSignature("logprobs", 20).check(entropies)
     with pytest.raises(es.ArtifactMismatchError, match="carry logprobs"):
         TraceSignature("precomputed", 0).check(smollm2)
-    with pytest.raises(es.ArtifactMismatchError, match="fitted on top-5 logprobs"):
-        TraceSignature("logprobs", 5).check(smollm2)
+    # Wider traces are fine: they are cut to the estimator's k (see test_conform_...).
+    TraceSignature("logprobs", 5).check(smollm2)
     # Keep the first 5 alternatives of each step: as if top_logprobs=5 had been asked.
     top5 = dataclasses.replace(smollm2, topk_logprobs=smollm2.topk_logprobs[:, :5].copy())
     with pytest.raises(es.ArtifactMismatchError, match="Request top_logprobs=20"):
         TraceSignature("logprobs", 20).check(top5)
-    # A response whose steps all merged one alternative away still matches (16..20 of 20).
-    top17 = dataclasses.replace(smollm2, topk_logprobs=smollm2.topk_logprobs[:, :17].copy())
-    TraceSignature("logprobs", 20).check(top17)
+    # A response whose steps all merged alternatives away still matches (15..20 of 20).
+    top15 = dataclasses.replace(smollm2, topk_logprobs=smollm2.topk_logprobs[:, :15].copy())
+    TraceSignature("logprobs", 20).check(top15)
+
+
+def _step(token: str, logprob: float, alternatives: list[tuple[str, float]]) -> dict[str, object]:
+    return {
+        "token": token,
+        "logprob": logprob,
+        "top_logprobs": [{"token": t, "logprob": lp} for t, lp in alternatives],
+    }
+
+
+def _alts(n: int, start: float = -0.05) -> list[tuple[str, float]]:
+    return [(f"t{j}", start - 0.4 * j) for j in range(n)]
+
+
+def test_k_is_inferred_per_trace_from_its_own_steps() -> None:
+    alts20 = _alts(20)
+    records: list[dict[str, Any]] = [
+        # OpenAI: the sampled token is among the 20, or left out when outside them
+        {
+            "id": "openai",
+            "logprobs": {"content": [_step("t0", -0.05, alts20), _step("zz", -12.0, alts20)]},
+        },
+        # llama-cpp-python: a 21st entry, the sampled token, appended below the others
+        {
+            "id": "llama",
+            "logprobs": {
+                "content": [
+                    _step("t0", -0.05, alts20),
+                    _step("zz", -12.0, [*alts20, ("zz", -12.0)]),
+                ]
+            },
+        },
+        # alternatives merged away, and a one-token answer
+        {"id": "merged", "logprobs": {"content": [_step("t0", -0.05, _alts(16))]}},
+        # the record says what was asked for
+        {"id": "stated", "k": 20, "logprobs": {"content": [_step("t0", -0.05, _alts(12))]}},
+        {"id": "top5", "logprobs": {"content": [_step("t0", -0.05, _alts(5))]}},
+        {"id": "entropies", "token_entropy": [0.1, 0.2]},
+    ]
+    batch = es.read_traces(records)
+    assert batch.k == 21  # the storage width, not any trace's k
+    assert batch.inferred_k.tolist() == [20, 20, 16, 12, 5, 0]
+    assert batch.trace_k.tolist() == [20, 20, 16, 20, 5, 0]
+    sig = TraceSignature("logprobs", 20)
+    assert sig.refused(batch).tolist() == [False, False, False, False, True, True]
+    # one trace's fate does not depend on its neighbours
+    for i in range(4):
+        sig.check(batch.subset([i]))
+    with pytest.raises(es.ArtifactMismatchError, match=r"1 trace\(s\) \(first: 'top5', top-5\)"):
+        sig.check(batch.subset([0, 1, 4]))
+    with pytest.raises(es.ArtifactMismatchError, match="fitted on top-20"):
+        sig.check(es.read_traces([{**records[3], "k": 10}]))
+
+
+def test_conform_cuts_wider_traces_exactly(smollm2: es.TraceBatch) -> None:
+    """A top-20 trace cut to 5 has the entropies a top-5 request would have returned:
+    the 5 most probable alternatives, plus the sampled token where it falls outside."""
+    cut = TraceSignature("logprobs", 5).conform(smollm2)
+    assert cut.k == 5 and cut.trace_k.max() == 5
+    top = smollm2.topk_logprobs
+    for step in range(smollm2.n_steps):
+        row = top[step][np.isfinite(top[step])]
+        kept = np.sort(row)[::-1][:5]
+        assert cut.topk_logprobs[step][np.isfinite(cut.topk_logprobs[step])].tolist() == (
+            kept.tolist()
+        )
+        sampled = smollm2.sampled_logprob[step]
+        assert cut.sampled_in_topk[step] == (
+            bool(smollm2.sampled_in_topk[step]) and (row > sampled).sum() < 5
+        )
+    h = es.StepStats(cut).entropy
+    p = np.exp(cut.topk_logprobs)
+    expected = -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0), axis=1)
+    outside = ~cut.sampled_in_topk
+    ps = np.exp(cut.sampled_logprob)
+    expected[outside] -= ps[outside] * cut.sampled_logprob[outside]
+    np.testing.assert_allclose(h, expected, rtol=1e-6)
+    assert TraceSignature("logprobs", 20).conform(smollm2) is smollm2
+
+
+def test_fit_then_estimate_on_output_of_the_same_collector() -> None:
+    """The README flow on real llama-cpp-python answers, whose steps list the sampled token
+    as a 21st alternative when it falls outside the top 20 (some traces have such steps,
+    most do not): no trace is refused, whichever traces share its batch."""
+    from entropy_sentinel.estimator import preset
+    from tests.conftest import load_corpus_batch
+
+    corpus = load_corpus_batch()
+    assert isinstance(corpus, es.TraceBatch)
+    wide = np.maximum.reduceat(np.isfinite(corpus.topk_logprobs).sum(axis=1), corpus.offsets[:-1])
+    assert (wide == 21).any() and (wide <= 20).any()
+    domains = corpus.slice_values("domain")
+    train = corpus.subset(np.isin(domains, ["synth_mul_1d", "gsm8k"]))
+    est = preset("paper", family="lr", random_state=0).fit_traces(train)
+    assert est.signature_ == TraceSignature("logprobs", 20)
+    narrow_only = corpus.subset(np.flatnonzero(wide <= 20)[:50])
+    with_wide = corpus.subset(np.flatnonzero(wide == 21)[:5])
+    alone = est.predict_traces(narrow_only)
+    together = est.predict_traces(es.TraceBatch.concat([narrow_only, with_wide]))
+    np.testing.assert_allclose(together[:50], alone, rtol=0, atol=1e-12)
+    result = es.estimate_accuracy(corpus, est, by="domain")
+    assert sum(r.n for r in result) == len(corpus)

@@ -5,7 +5,8 @@ For each `Item` the collector renders its prompt template, sends
 OpenAI-compatible server, grades the answer and appends one canonical trace record
 (PRODUCT.md section 2) to a JSON Lines file::
 
-    {"id": item id, "slice": {"domain": ..., "benchmark": ...},
+    {"id": item id, "slice": {"domain": ..., "benchmark": ...}, "model": the model asked,
+     "k": top_logprobs asked,
      "logprobs": <the choice's logprobs object>, "correct": bool,
      "meta": {"model", "request", "benchmark", "item_id", "answer_type", "gold",
               "grade", "grader", "prompt_template", "response_text", "finish_reason",
@@ -423,6 +424,8 @@ class Collector:
         record: dict[str, Any] = {
             "id": item.id,
             "slice": {"domain": item.benchmark, "benchmark": item.benchmark},
+            "model": self.model,
+            "k": self.params.top_logprobs,
             "logprobs": logprobs,
             "meta": meta,
         }

@@ -31,12 +31,13 @@ TraceSignature(source='precomputed', k=0)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal, get_args
 
 import numpy as np
 
-from entropy_sentinel._typing import FloatArray
+from entropy_sentinel._typing import BoolArray, FloatArray
 from entropy_sentinel.errors import ArtifactMismatchError, ConfigError
 from entropy_sentinel.profile import FEATURE_NAMES, entropy_profile
 from entropy_sentinel.scores import baseline_scores
@@ -46,6 +47,7 @@ from entropy_sentinel.traces.batch import TraceBatch
 __all__ = [
     "BASELINE_FEATURES",
     "FEATURE_SETS",
+    "K_TOLERANCE",
     "FeatureSet",
     "TraceSignature",
     "check_feature_set",
@@ -80,11 +82,11 @@ _COLUMNS: dict[str, list[int]] = {
     "sea": [FEATURE_NAMES.index("h_sea")],
 }
 
-_K_TOLERANCE = 0.8
-"""A batch whose widest step has at least this fraction of the training ``k`` (and
-no more than ``k``) matches: servers return fewer alternatives than asked on some
-steps (llama-cpp-python merges alternatives that decode to the same string; the
-recorded SmolLM2 responses have 16-20 per step for top_logprobs=20)."""
+K_TOLERANCE = 0.75
+"""A trace whose record does not state its ``k`` matches the training ``k`` when its
+widest step has at least this fraction of it: servers return fewer alternatives than
+asked on some steps (llama-cpp-python merges alternatives that decode to the same
+string: 15-20 per step for top_logprobs=20 in the recorded SmolLM2 answers)."""
 
 
 def check_feature_set(name: str) -> FeatureSet:
@@ -158,42 +160,74 @@ def featurize(
 
 @dataclass(frozen=True, slots=True)
 class TraceSignature:
-    """Where a batch's per-step entropies come from.
+    """Where the training traces' per-step entropies come from.
 
     Attributes:
         source: ``"logprobs"`` (computed from the returned top-k alternatives) or
             ``"precomputed"`` (given as ``token_entropy``, e.g. full-vocabulary).
-        k: the widest step's number of returned alternatives (0 for precomputed).
+        k: the number of top logprobs the training traces were asked for (the widest
+            `TraceBatch.trace_k` among them; 0 for precomputed).
+
+    ``k`` is a property of each trace, not of a batch (`TraceBatch.trace_k`): a trace
+    is comparable with the training traces when its entropies come from the same source
+    and, for logprobs, its ``k`` is the training ``k`` or wider (wider traces are cut to
+    the training ``k`` exactly, `conform`). Narrower steps are normal (llama-cpp-python
+    merges alternatives that decode alike; answers may be a token long), so a trace
+    whose record does not state its ``k`` is refused only when its widest step has fewer
+    than `K_TOLERANCE` of the training ``k`` alternatives; a trace whose record states a
+    smaller ``k`` than the training one is refused.
     """
 
     source: Literal["logprobs", "precomputed"]
     k: int
 
-    def check(self, batch: TraceBatch) -> None:
-        """Raise `ArtifactMismatchError` unless ``batch`` is comparable with this signature.
-
-        Sources must agree; for logprob traces the batch's widest step must have
-        between 80% of ``k`` and ``k`` alternatives (see `_K_TOLERANCE`).
-        """
-        if len(batch) == 0:
-            return
+    def refused(self, batch: TraceBatch) -> BoolArray:
+        """Per trace: True where the estimator cannot score it (see the class docstring)."""
         has = batch.has_logprobs
-        wrong = ~has if self.source == "logprobs" else has
-        if wrong.any():
-            first = batch.ids[int(np.flatnonzero(wrong)[0])]
-            other = "precomputed entropies" if self.source == "logprobs" else "logprobs"
-            raise ArtifactMismatchError(
+        if self.source == "precomputed":
+            return np.asarray(has, dtype=bool)
+        stated = batch.requested_k
+        narrow = np.where(
+            stated > 0, stated < self.k, batch.inferred_k < math.ceil(K_TOLERANCE * self.k)
+        )
+        return np.asarray(~has | narrow, dtype=bool)
+
+    def why(self, batch: TraceBatch, refused: BoolArray | None = None) -> str:
+        """The reason the refused traces of ``batch`` cannot be scored ('' if none is)."""
+        refused = self.refused(batch) if refused is None else refused
+        if not refused.any():
+            return ""
+        idx = np.flatnonzero(refused)
+        first = batch.ids[int(idx[0])]
+        has = batch.has_logprobs[idx]
+        if self.source == "precomputed" or not has.all():
+            other = "logprobs" if self.source == "precomputed" else "precomputed entropies"
+            return (
                 f"the estimator was fitted on traces with {self._describe()}, but "
-                f"{int(wrong.sum())} trace(s) (first: {first!r}) carry {other}; their "
-                "entropies are on another scale. Fit an estimator on traces like these."
+                f"{idx.shape[0]} trace(s) (first: {first!r}) carry {other}; their entropies "
+                "are on another scale. Fit an estimator on traces like these."
             )
-        if self.source == "logprobs" and not (_K_TOLERANCE * self.k <= batch.k <= self.k):
-            raise ArtifactMismatchError(
-                f"the estimator was fitted on top-{self.k} logprobs, but these traces carry "
-                f"up to {batch.k} alternatives per step; truncated entropies from another k "
-                f"are not comparable. Request top_logprobs={self.k}, or fit on top-{batch.k} "
-                "traces."
-            )
+        k = int(batch.trace_k[idx[0]])
+        return (
+            f"the estimator was fitted on top-{self.k} logprobs, but {idx.shape[0]} trace(s) "
+            f"(first: {first!r}, top-{k}) carry fewer alternatives per step; truncated "
+            f"entropies from another k are not comparable. Request top_logprobs={self.k}, or "
+            f"fit on top-{k} traces."
+        )
+
+    def check(self, batch: TraceBatch) -> None:
+        """Raise `ArtifactMismatchError` naming the traces the estimator cannot score."""
+        if len(batch):
+            reason = self.why(batch)
+            if reason:
+                raise ArtifactMismatchError(reason)
+
+    def conform(self, batch: TraceBatch) -> TraceBatch:
+        """``batch`` with steps wider than ``k`` cut to the ``k`` most probable alternatives
+        (`TraceBatch.truncate_topk`: exactly what a top-``k`` request returns)."""
+        if self.source != "logprobs" or self.k == 0:
+            return batch
+        return batch.truncate_topk(self.k)
 
     def _describe(self) -> str:
         if self.source == "logprobs":
@@ -205,7 +239,7 @@ def trace_signature(batch: TraceBatch) -> TraceSignature:
     """The `TraceSignature` of a batch; `ConfigError` if it mixes sources."""
     has = batch.has_logprobs
     if has.all() and len(batch):
-        return TraceSignature("logprobs", batch.k)
+        return TraceSignature("logprobs", int(batch.trace_k.max()))
     if not has.any():
         return TraceSignature("precomputed", 0)
     n_pre = int((~has).sum())

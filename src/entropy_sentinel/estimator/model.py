@@ -76,7 +76,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
 from entropy_sentinel._typing import FloatArray
-from entropy_sentinel.errors import ConfigError, EstimatorError
+from entropy_sentinel.errors import ArtifactMismatchError, ConfigError, EstimatorError
 from entropy_sentinel.estimator.blend import (
     BlendModel,
     blend_values,
@@ -409,7 +409,17 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
         """
         signature = getattr(self, "signature_", None)
         if signature is not None:
-            signature.check(traces.batch if isinstance(traces, StepStats) else traces)
+            batch = traces.batch if isinstance(traces, StepStats) else traces
+            signature.check(batch)
+            conformed = signature.conform(batch)
+            if conformed is not batch:
+                if isinstance(traces, StepStats):
+                    raise ArtifactMismatchError(
+                        f"these steps carry up to {batch.k} alternatives, more than the "
+                        f"estimator's top-{signature.k}: build the StepStats of "
+                        "signature_.conform(batch), or pass the batch itself"
+                    )
+                traces, profile = conformed, None
         return self._inputs(traces, profile)
 
     def _inputs(

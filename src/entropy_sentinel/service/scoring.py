@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from entropy_sentinel._typing import FloatArray
-from entropy_sentinel.errors import ArtifactMismatchError, SentinelError
+from entropy_sentinel.errors import SentinelError
 from entropy_sentinel.estimator import CorrectnessEstimator, feature_names
 from entropy_sentinel.estimator.features import TraceSignature
 from entropy_sentinel.profile import FEATURE_NAMES, entropy_profile
@@ -78,8 +78,8 @@ def file_sha256(path: str | Path) -> str:
 
 
 def trace_k(trace: Parsed) -> int:
-    """Top-k width of one parsed trace: most alternatives at any step (0: precomputed)."""
-    return 0 if trace.token_entropy is not None else int(trace.topk_logprobs.shape[1])
+    """Top-k width of one parsed trace (`TraceBatch.trace_k`; 0: precomputed entropies)."""
+    return int(assemble([trace]).trace_k[0])
 
 
 class Scorer:
@@ -150,15 +150,7 @@ class Scorer:
         sig = self.signature
         if sig is None:
             return None
-        k = trace_k(trace)
-        source = "precomputed" if trace.token_entropy is not None else "logprobs"
-        if source == sig.source and (source == "precomputed" or _K_TOLERANCE * sig.k <= k <= sig.k):
-            return None
-        try:
-            sig.check(assemble([trace]))
-        except ArtifactMismatchError as exc:
-            return str(exc)
-        return None  # pragma: no cover - the library accepted what we refused
+        return sig.why(assemble([trace])) or None
 
     def score(self, traces: Sequence[Parsed], counted_in: ScorerInfo | None = None) -> Scores:
         """Features and P(correct) of ``traces`` (each accepted by `mismatch`).
@@ -170,6 +162,8 @@ class Scorer:
 
     def _score_batch(self, batch: TraceBatch, scorer: ScorerInfo) -> Scores:
         est = self.estimator
+        if self.signature is not None:
+            batch = self.signature.conform(batch)  # wider traces cut to the estimator's k
         stats = StepStats(batch, est.entropy_mode)
         profile = entropy_profile(stats)
         X = est.featurize(stats, profile=profile)  # the profile is reused, not recomputed

@@ -16,6 +16,7 @@ Conventions:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +75,12 @@ class TraceBatch:
         labels: float64 ``(n,)``: 1.0 correct, 0.0 wrong, NaN unlabelled.
         meta: per trace, free-form metadata carried through untouched.
         rejected: records of the source that could not be read (bulk mode only).
+        models: per trace, the model it came from (the record's ``model``: the one the
+            client asked for, else the one its response names), or None.
+        requested_k: int64 ``(n,)``, the number of top logprobs the request asked for,
+            0 where the record does not say (see `trace_k`).
+        prompts, answers: per trace, the prompt (text or chat messages) and the answer
+            text when the record carries them (an opt-in of the application), else None.
     """
 
     ids: tuple[str, ...]
@@ -86,9 +93,19 @@ class TraceBatch:
     labels: FloatArray
     meta: tuple[Mapping[str, Any], ...]
     rejected: tuple[Rejection, ...] = field(default=())
+    models: tuple[str | None, ...] = field(default=())
+    requested_k: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    prompts: tuple[Any, ...] = field(default=())
+    answers: tuple[str | None, ...] = field(default=())
 
     def __post_init__(self) -> None:
         n = len(self.ids)
+        # per-trace extras default to "not given" for every trace
+        for name in ("models", "prompts", "answers"):
+            if not getattr(self, name) and n:
+                object.__setattr__(self, name, (None,) * n)
+        if self.requested_k.shape[0] == 0 and n:
+            object.__setattr__(self, "requested_k", np.zeros(n, dtype=np.int64))
         offsets = self.offsets
         if offsets.ndim != 1 or offsets.shape[0] != n + 1 or (n + 1 > 0 and offsets[0] != 0):
             raise ValueError(f"offsets must have shape ({n + 1},) and start at 0")
@@ -104,11 +121,13 @@ class TraceBatch:
             raise ValueError(
                 f"topk_logprobs must have shape ({n_steps}, K), got {self.topk_logprobs.shape}"
             )
-        for name in ("slices", "meta"):
+        for name in ("slices", "meta", "models", "prompts", "answers"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"{name} must have one entry per trace ({n})")
         if self.labels.shape != (n,):
             raise ValueError(f"labels must have shape ({n},), got {self.labels.shape}")
+        if self.requested_k.shape != (n,):
+            raise ValueError(f"requested_k must have shape ({n},), got {self.requested_k.shape}")
 
     # ----------------------------------------------------------------- shape
     def __len__(self) -> int:
@@ -126,8 +145,70 @@ class TraceBatch:
 
     @property
     def k(self) -> int:
-        """Width ``K`` of the top-k matrix (the most alternatives any step returned)."""
+        """Width ``K`` of the top-k matrix (the most alternatives any step returned).
+
+        A property of the batch's storage, not of its traces: see `trace_k`."""
         return int(self.topk_logprobs.shape[1])
+
+    @property
+    def inferred_k(self) -> IntArray:
+        """Per trace, the number of top logprobs its server was asked for, as far as the
+        steps show it, int64 ``(n,)`` (0 for precomputed entropies).
+
+        Per step, the returned alternatives are counted, leaving out the sampled token
+        when it was appended below the others: llama-cpp-python lists the sampled token as
+        a ``k + 1``-th entry when it falls outside the top ``k`` (OpenAI leaves it out).
+        The trace's value is the largest count over its steps. Servers may return fewer
+        than ``k`` (llama-cpp-python merges alternatives that decode alike), so this can
+        read low on short answers, never high.
+        """
+        n = len(self)
+        if n == 0 or self.k == 0:
+            return np.zeros(n, dtype=np.int64)
+        topk = self.topk_logprobs
+        count = np.isfinite(topk).sum(axis=1)
+        with np.errstate(invalid="ignore"):
+            at_or_below = (topk <= self.sampled_logprob[:, None]).sum(axis=1)
+        appended = self.sampled_in_topk & (count >= 2) & (at_or_below == 1)
+        per_step = (count - appended).astype(np.int64)
+        out = np.maximum.reduceat(per_step, self.offsets[:-1]) if self.n_steps else per_step
+        return np.where(self.has_logprobs, out, 0).astype(np.int64)
+
+    @property
+    def trace_k(self) -> IntArray:
+        """Per trace, its top-k width: the ``k`` its record states (what the request asked
+        for) where known, else `inferred_k`; 0 for precomputed entropies, int64 ``(n,)``."""
+        known = self.requested_k > 0
+        if known.all():
+            return np.where(self.has_logprobs, self.requested_k, 0).astype(np.int64)
+        return np.where(known & self.has_logprobs, self.requested_k, self.inferred_k)
+
+    def truncate_topk(self, k: int) -> TraceBatch:
+        """The same traces as if the server had returned at most ``k`` alternatives per
+        step: each step keeps its ``k`` most probable alternatives; a sampled token that
+        falls outside them is kept aside (``sampled_in_topk`` False), exactly as a top-``k``
+        answer would have it. Steps with at most ``k`` alternatives are unchanged.
+
+        >>> b = TraceBatch.from_arrays([0, 1], topk_logprobs=[[-0.1, -2.4, -3.0]])
+        >>> b.truncate_topk(2).topk_logprobs.tolist()
+        [[-0.1, -2.4]]
+        """
+        if k < 1:
+            raise ValueError(f"k={k} must be >= 1")
+        if self.k <= k:
+            return self
+        ordered = -np.sort(-self.topk_logprobs, axis=1)  # descending, -inf padding last
+        kept = np.ascontiguousarray(ordered[:, :k])
+        with np.errstate(invalid="ignore"):
+            above = (self.topk_logprobs > self.sampled_logprob[:, None]).sum(axis=1)
+        in_topk = self.sampled_in_topk & (above < k)
+        width = int(np.isfinite(kept).sum(axis=1).max()) if kept.shape[0] else 0
+        return dataclasses.replace(
+            self,
+            topk_logprobs=np.ascontiguousarray(kept[:, : max(width, 0)]),
+            sampled_in_topk=in_topk,
+            requested_k=np.where(self.requested_k > k, k, self.requested_k),
+        )
 
     @property
     def has_logprobs(self) -> BoolArray:
@@ -287,6 +368,10 @@ class TraceBatch:
             slices=tuple(self.slices[i] for i in idx),
             labels=self.labels[idx],
             meta=tuple(self.meta[i] for i in idx),
+            models=tuple(self.models[i] for i in idx),
+            requested_k=self.requested_k[idx],
+            prompts=tuple(self.prompts[i] for i in idx),
+            answers=tuple(self.answers[i] for i in idx),
         )
 
     @classmethod
@@ -315,6 +400,10 @@ class TraceBatch:
             labels=np.concatenate([b.labels for b in parts]),
             meta=tuple(m for b in parts for m in b.meta),
             rejected=tuple(r for b in parts for r in b.rejected),
+            models=tuple(m for b in parts for m in b.models),
+            requested_k=np.concatenate([b.requested_k for b in parts]),
+            prompts=tuple(x for b in parts for x in b.prompts),
+            answers=tuple(x for b in parts for x in b.answers),
         )
 
     @classmethod

@@ -22,7 +22,10 @@ import numpy.typing as npt
 from entropy_sentinel.errors import TraceError
 from entropy_sentinel.traces.shapes import Alt, Choice, ChoiceLogprobs, Node, Record, Step
 
-__all__ = ["Parsed", "parse_record"]
+__all__ = ["MAX_K", "Parsed", "parse_record"]
+
+MAX_K = 1000
+"""Largest ``k`` (requested top logprobs) a record may state."""
 
 _EMPTY_ALTS: list[Alt] = []
 _ASK_FOR_LOGPROBS = "request logprobs=true (top_logprobs=20) from the server"
@@ -40,6 +43,10 @@ class Parsed:
     slice: Mapping[str, str]
     label: float
     meta: Mapping[str, Any]
+    model: str | None = None
+    k: int = 0  # top_logprobs the request asked for; 0 when the record does not say
+    prompt: str | list[dict[str, Any]] | None = None
+    answer: str | None = None
 
     @property
     def n_steps(self) -> int:
@@ -59,6 +66,7 @@ def parse_record(record: Record | list[Step], index: int) -> list[Parsed]:
     slice_ = _parse_slice(record.slice, rid)
     label = _parse_label(record.correct, rid)
     meta = record.meta if record.meta is not None else {}
+    model, k = _parse_model(record, rid), _parse_k(record.k, rid)
 
     if record.token_entropy is not None:
         if record.logprobs is not None:
@@ -78,6 +86,10 @@ def parse_record(record: Record | list[Step], index: int) -> list[Parsed]:
                 slice=slice_,
                 label=label,
                 meta=meta,
+                model=model,
+                k=k,
+                prompt=record.prompt,
+                answer=record.answer,
             )
         ]
 
@@ -103,6 +115,10 @@ def parse_record(record: Record | list[Step], index: int) -> list[Parsed]:
             slice=slice_,
             label=label,
             meta=meta,
+            model=model,
+            k=k,
+            prompt=record.prompt,
+            answer=record.answer,
         )
         for suffix, (sampled, in_topk, topk) in flats
     ]
@@ -116,6 +132,31 @@ def _record_id(record: Record, index: int) -> str:
     if not rid:
         raise TraceError("id must be a non-empty string", field="$.id", index=index)
     return rid
+
+
+def _parse_model(record: Record, rid: str) -> str | None:
+    """The record's ``model`` (the model the client asked for), else the model named by
+    the response it carries (the answer's), else None."""
+    model = record.model
+    if model is None and isinstance(record.logprobs, Node):
+        model = record.logprobs.model
+    if model is not None and not model:
+        raise TraceError("model must be a non-empty string", record_id=rid, field="$.model")
+    return model
+
+
+def _parse_k(raw: int | None, rid: str) -> int:
+    """The requested number of top logprobs (``k``), 0 when absent."""
+    if raw is None:
+        return 0
+    if isinstance(raw, bool) or not 1 <= raw <= MAX_K:
+        raise TraceError(
+            f"k={raw!r} must be the number of top logprobs the request asked for, an integer "
+            f"from 1 to {MAX_K} (OpenAI's top_logprobs allows up to 20)",
+            record_id=rid,
+            field="$.k",
+        )
+    return raw
 
 
 def _parse_slice(raw: Mapping[str, Any] | None, rid: str) -> Mapping[str, str]:

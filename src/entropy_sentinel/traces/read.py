@@ -148,6 +148,10 @@ def assemble(parsed: list[Parsed], *, rejected: tuple[Rejection, ...] = ()) -> T
         labels=np.fromiter((p.label for p in parsed), dtype=np.float64, count=len(parsed)),
         meta=tuple(p.meta for p in parsed),
         rejected=rejected,
+        models=tuple(p.model for p in parsed),
+        requested_k=np.fromiter((p.k for p in parsed), dtype=np.int64, count=len(parsed)),
+        prompts=tuple(p.prompt for p in parsed),
+        answers=tuple(p.answer for p in parsed),
     )
 
 

@@ -74,6 +74,7 @@ class Node(msgspec.Struct, gc=False):
 
     id: str | int | None = None
     object: str | None = None
+    model: str | None = None
     choices: list[Choice] | None = None
     completion_probabilities: list[Step] | None = None
     content: list[Step] | str | None = None
@@ -90,6 +91,9 @@ class Record(Node, gc=False):
     meta: dict[str, Any] | None = None
     logprobs: Node | list[Step] | None = None
     token_entropy: list[float] | None = None
+    k: int | None = None
+    prompt: str | list[dict[str, Any]] | None = None
+    answer: str | None = None
 
 
 TopLevel = Record | list[Step]
