@@ -173,7 +173,14 @@ class PrioritiesOut(BaseModel):
 class LabelIn(BaseModel):
     id: str = Field(max_length=256)
     correct: bool | int | str | None = Field(
-        description="true/false, 1/0, yes/no, correct/wrong; empty or null: skipped."
+        default=None,
+        description="true/false, 1/0, yes/no, correct/wrong; empty or null: not labelled yet "
+        "(counted as `blank`).",
+    )
+    skipped: bool = Field(
+        default=False,
+        description="The annotator skipped this item (no `correct`): recorded on the trace "
+        "and counted as `skipped`; no estimate changes.",
     )
     source: str | None = Field(default=None, max_length=128)
 
@@ -186,6 +193,7 @@ class LabelsIn(BaseModel):
 class LabelsOut(BaseModel):
     labelled: int
     unchanged: int
+    skipped: int
     blank: int
     unknown: list[str]
     rejections: list[str]
