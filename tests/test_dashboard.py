@@ -32,10 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 
-from entropy_sentinel import StepStats, read_traces
+from entropy_sentinel import read_traces
 from entropy_sentinel.estimator import preset
 from entropy_sentinel.service.alert_rules import AlertRule
 from entropy_sentinel.service.app import create_app, maintain_once
@@ -43,9 +42,9 @@ from entropy_sentinel.service.routes.dashboard import ASSETS
 from entropy_sentinel.service.settings import ApiKey, Settings
 from entropy_sentinel.service.state import ServiceState
 from entropy_sentinel.testing.service import ThreadedServer
-from tests.conftest import REPO
+from tests.conftest import CORPUS, REPO
+from tests.service_fixtures import corpus_traffic
 
-CORPUS = REPO / "data" / "corpus" / "smollm2" / "corpus.parquet"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -60,52 +59,6 @@ ARTIFACTS = REPO / "test-artifacts"
 HOUR = 3600
 DAY = 24 * HOUR
 WIDTHS = (1280, 390)
-EASY = ("synth_mul_1d", "synth_add_1d", "synth_add_10", "mmlu_stem")
-HARD = ("gsm8k", "svamp", "synth_add_2x1", "asdiv")
-
-
-# ------------------------------------------------------------------------ data
-def _corpus_records(
-    now: float, span: float = 12 * HOUR
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(records to ingest, graded records to fit on): the corpus as per-token entropies,
-    timestamps spread evenly over the ``span`` seconds before ``now``; the ``customer``
-    mix shifts towards hard domains in the second half."""
-    from entropy_sentinel.collect import read_corpus
-
-    batch = read_corpus(CORPUS)
-    entropy = StepStats(batch, "topk").entropy
-    off = batch.offsets
-    rng = np.random.default_rng(0)
-    ingest: list[dict[str, Any]] = []
-    graded: list[dict[str, Any]] = []
-    for rank, i in enumerate(rng.permutation(len(batch)).tolist()):
-        domain = batch.slices[i]["domain"]
-        ts = now - span + (rank + 0.5) * span / len(batch)
-        recent = ts > now - span / 2
-        shifted = (not recent and domain in EASY) or (recent and domain in HARD)
-        if shifted and rng.random() < 0.7:
-            customer = "globex"
-        else:
-            customer = str(
-                rng.choice(["acme", "initech"] if shifted else ["acme", "globex", "initech"])
-            )
-        h = entropy[off[i] : off[i + 1]].astype(float).tolist()
-        label = bool(batch.labels[i])
-        record: dict[str, Any] = {
-            "id": batch.ids[i],
-            "slice": {"domain": domain, "customer": customer},
-            "token_entropy": h,
-            "timestamp": ts,
-            "meta": {"answer": batch.meta[i].get("response_text")},
-        }
-        if rng.random() < 0.125:
-            record["correct"] = label
-        ingest.append(record)
-        graded.append(
-            {"id": batch.ids[i], "slice": {"domain": domain}, "token_entropy": h, "correct": label}
-        )
-    return ingest, graded
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +67,7 @@ def corpus_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not CORPUS.exists():
         pytest.skip(f"the SmolLM2 corpus is not at {CORPUS}")
     tmp = tmp_path_factory.mktemp("dashboard-model")
-    _, graded = _corpus_records(time.time())
+    _, graded = corpus_traffic(time.time())
     fit_path = tmp / "graded.jsonl"
     fit_path.write_text("\n".join(json.dumps(r) for r in graded))
     grid = {"max_depth": [6, 10], "min_samples_split": [5]}
@@ -151,7 +104,7 @@ def _service(
 def dashboard(
     corpus_model: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ThreadedServer]:
-    records, _ = _corpus_records(time.time())
+    records, _ = corpus_traffic(time.time())
     rules = (
         AlertRule(
             name="low-accuracy", kind="below", dimension="domain", window=HOUR,
@@ -389,7 +342,7 @@ def test_the_time_chart_adapts_to_the_span_of_the_traffic(
     label: str,
 ) -> None:
     now = time.time()
-    records, _ = _corpus_records(now, span=span)
+    records, _ = corpus_traffic(now, span=span)
     with _service(tmp_path, corpus_model, records[::3]) as srv, _page(browser, srv.url) as page:
         page.goto(srv.url + "/#range=all")
         data = _wait_render(page, 0)

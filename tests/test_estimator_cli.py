@@ -99,7 +99,7 @@ def test_estimate_prints_ranked_slices_and_writes_csv_and_plot(
     rows = [r for r in map(str.split, result.output.splitlines()) if len(r) == 9 and r[0].isdigit()]
     assert [row[1] for row in rows] == frame["domain"].tolist()  # ranked like the CSV
     assert [float(row[3]) for row in rows] == pytest.approx(frame["estimate"], abs=5e-4)
-    assert "PPI interval" in result.output
+    assert "PPI (interval)" in result.output
     assert png.stat().st_size > 10_000
     # The numbers are those of the library call.
     batch = es.read_traces(test, errors="collect")
@@ -114,7 +114,7 @@ def test_estimate_one_slice_and_bad_dimension(model: Path, sliced: tuple[Path, P
     assert any(ln.split()[:2] == ["1", "all"] for ln in result.output.splitlines())
     bad = runner.invoke(app, ["estimate", str(test), "--model", str(model), "--by", "topic"])
     assert bad.exit_code != 0
-    assert "no trace has slice dimension(s) ['topic']" in str(bad.exception)
+    assert "--by topic: no trace has the slice dimension 'topic'" in str(bad.exception)
 
 
 def test_estimate_refuses_traces_of_another_kind(model: Path) -> None:

@@ -15,7 +15,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from entropy_sentinel.cli.app import console, err_console
+from entropy_sentinel.cli.app import console, err_console, live_progress
 from entropy_sentinel.traces import Rejection, TraceBatch, read_traces
 
 __all__ = ["read_traces_cli", "report_rejections"]
@@ -24,7 +24,8 @@ _SHOW_REJECTIONS = 10
 
 
 def read_traces_cli(path: Path, *, quiet: bool = False) -> TraceBatch:
-    """Read a JSONL trace file in bulk mode (bad records collected) with a progress bar."""
+    """Read a JSONL trace file in bulk mode (bad records collected), with a progress bar
+    on a terminal."""
     total = None if path.suffix == ".gz" else path.stat().st_size
     with Progress(
         TextColumn("[bold]reading[/] {task.description}"),
@@ -34,7 +35,7 @@ def read_traces_cli(path: Path, *, quiet: bool = False) -> TraceBatch:
         TimeRemainingColumn(),
         console=err_console,
         transient=True,
-        disable=quiet,
+        disable=quiet or not live_progress(err_console),
     ) as progress:
         task = progress.add_task(path.name, total=total)
         return read_traces(path, errors="collect", on_progress=lambda n: progress.advance(task, n))

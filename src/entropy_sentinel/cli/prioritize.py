@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from entropy_sentinel.cli._database import open_storage, require_scorer, when
+from entropy_sentinel.cli._table import cli_table, interval_text
 from entropy_sentinel.cli.app import console
 
 __all__ = ["prioritize"]
@@ -66,30 +66,24 @@ def prioritize(
             level=level,
             seed=seed,
         )
-    table = Table(title=f"labelling priorities by {by} (target {result.target:.3f})")
-    for col in (
-        "rank",
-        "slice",
-        "n",
-        "labelled",
-        "estimate (interval)",
-        "gap",
-        "priority",
-        "to label",
-    ):
-        table.add_column(col, justify="left" if col == "slice" else "right")
-    for s in result.slices:
-        table.add_row(
+    rows = [
+        [
             str(s.rank),
-            s.value,
+            "all traffic" if s.value == "*" else s.value,
             str(s.n),
             str(s.n_labelled),
-            f"{s.estimate:.3f} ({s.lower:.3f}-{s.upper:.3f})",
+            f"{s.estimate:.3f} ({interval_text(s.lower, s.upper)})",
             f"{s.gap:.3f}",
             f"{s.priority:.1e}",
             str(s.allocated),
-        )
-    console.print(table)
+        ]
+        for s in result.slices
+    ]
+    columns = [("#", "num"), ("slice", "text"), ("n", "num"), ("labels", "num")]
+    columns += [("estimate (interval)", "pair"), ("gap", "num"), ("priority", "num")]
+    columns += [("to label", "num")]
+    title = f"labelling priorities by {by} (target {result.target:.3f})"
+    console.print(cli_table(title, columns, rows))
     console.print(
         f"{len(result.requests)} responses selected of a budget of {budget}", highlight=False
     )
