@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import entropy_sentinel as es
-from entropy_sentinel.collect.corpus import (
+from entropy_sentinel.traces.corpus import (
     SCALAR_COLUMNS,
     corpus_frame,
     corpus_metadata,

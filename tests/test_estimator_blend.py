@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import entropy_sentinel as es
-from entropy_sentinel.collect import read_corpus
+from entropy_sentinel.traces.corpus import read_corpus
 from entropy_sentinel.estimator import PRESETS, SliceEnsemble, preset
 from entropy_sentinel.estimator.blend import blend_values, parse_blend
 from entropy_sentinel.service.app import create_app

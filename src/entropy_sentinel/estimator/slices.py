@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -49,7 +49,13 @@ if TYPE_CHECKING:
 
     from entropy_sentinel.estimator.model import CorrectnessEstimator
 
-__all__ = ["SliceAccuracy", "SliceRecord", "estimate_accuracy", "slice_accuracy"]
+__all__ = [
+    "SliceAccuracy",
+    "SliceRecord",
+    "accuracy_from_stats",
+    "estimate_accuracy",
+    "slice_accuracy",
+]
 
 SliceKey = tuple[str | None, ...]
 
@@ -225,13 +231,31 @@ def slice_accuracy(
     groups: dict[SliceKey, list[int]] = {}
     for i, key in enumerate(keys):
         groups.setdefault(tuple(key), []).append(i)
-    records = []
+    stats: dict[SliceKey, SliceStats] = {}
     for key, members in groups.items():
         idx = np.asarray(members)
         order = np.lexsort((pa[idx],) if ya is None else (ya[idx], pa[idx]))
         idx = idx[order]  # sorted by P (then label): sums independent of trace order
-        stats = SliceStats.from_arrays(pa[idx], None if ya is None else ya[idx])
-        records.append(_record(key, stats, level, model_sd))
+        stats[key] = SliceStats.from_arrays(pa[idx], None if ya is None else ya[idx])
+    return accuracy_from_stats(stats, by=by, level=level, model_sd=model_sd)
+
+
+def accuracy_from_stats(
+    stats: Mapping[SliceKey, SliceStats],
+    *,
+    by: Sequence[str] = (),
+    level: float = 0.95,
+    model_sd: float = 0.0,
+) -> SliceAccuracy:
+    """Per-slice estimates from each slice's mergeable `SliceStats` (the finishing step
+    shared by `slice_accuracy`, streaming estimates and the Spark engine, which sum the
+    statistics batch by batch or partition by partition before calling this).
+
+    >>> s = {("a",): SliceStats.from_arrays(np.array([0.9, 0.8]))}
+    >>> [(r.key, r.n) for r in accuracy_from_stats(s, by=("domain",))]
+    [(('a',), 2)]
+    """
+    records = [_record(tuple(key), s, level, model_sd) for key, s in stats.items() if s.n]
     records.sort(key=lambda r: (r.estimate, tuple("" if v is None else v for v in r.key)))
     return SliceAccuracy(tuple(by), level, model_sd, tuple(records))
 
