@@ -101,7 +101,7 @@ def trace_schema() -> pa.Schema:
     f32 = pa.list_(pa.float32())
     return pa.schema(
         [
-            pa.field("id", pa.string(), nullable=False),
+            pa.field("id", pa.string()),
             pa.field("slice", pa.map_(pa.string(), pa.string())),
             pa.field("correct", pa.bool_()),
             pa.field("timestamp", pa.timestamp("us", tz="UTC")),
