@@ -674,15 +674,26 @@ def open_dataset(paths: Sequence[Path], root: Path | None = None) -> Any:
     return dataset
 
 
-def iter_record_batches(
-    dataset: Any, *, batch_size: int, columns: Sequence[str] | None = None
-) -> Iterator[pa.RecordBatch]:
-    """Record batches of at most ``batch_size`` rows of ``dataset`` (`open_dataset`), in
-    file order, one row group in memory at a time."""
-    yield from dataset.to_batches(
-        columns=list(columns) if columns is not None else None,
-        batch_size=batch_size,
-        batch_readahead=0,
-        fragment_readahead=0,
-        use_threads=False,
-    )
+def iter_record_batches(dataset: Any, *, batch_size: int) -> Iterator[pa.RecordBatch]:
+    """Record batches of at most ``batch_size`` rows of ``dataset`` (`open_dataset`), file
+    by file in order, one row group in memory at a time (the dataset scanner reads
+    ahead several row groups; a file reader does not). Columns follow the dataset's
+    schema: a column a file lacks reads null; hive partition keys are constant columns."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    schema = dataset.schema
+    for fragment in dataset.get_fragments():
+        keys = ds.get_partition_keys(fragment.partition_expression) or {}
+        with pq.ParquetFile(fragment.path) as reader:
+            for part in reader.iter_batches(batch_size=batch_size, use_threads=False):
+                arrays = []
+                for field in schema:
+                    if field.name in part.schema.names:
+                        arrays.append(part.column(field.name).cast(field.type))
+                    elif field.name in keys:
+                        arrays.append(pa.array([keys[field.name]] * part.num_rows, field.type))
+                    else:
+                        arrays.append(pa.nulls(part.num_rows, field.type))
+                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
