@@ -77,7 +77,8 @@ def run(args: list[str]) -> tuple[float, int]:
         time.sleep(0.1)
     wall = time.perf_counter() - start
     if proc.returncode:
-        raise SystemExit(f"{' '.join(args)} failed:\n{proc.stderr.read().decode()[-3000:]}")
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        raise SystemExit(f"{' '.join(args)} failed:\n{err[-3000:]}")
     return wall, peak
 
 
