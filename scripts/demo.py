@@ -9,9 +9,12 @@
 3. fits the correctness estimator on the committed SmolLM2 corpus plus that fresh
    set, and writes the artifact and its model card;
 4. collects new traffic from the same domains and estimates its accuracy per domain
-   without looking at its labels: a ranked table with intervals, a CSV and a plot.
-   The traffic was graded too, so the table also shows the true accuracy and the
-   error, which a real deployment would not have;
+   without looking at its labels: a ranked table with intervals and how unlike the
+   training data each domain looks, a CSV and a plot. The traffic was graded too, so the
+   table also shows the true accuracy and whether the interval held, which a real
+   deployment would not know; then it plays the annotator: the labelling design of
+   ``sentinel prioritize`` picks 10 responses per domain, their grades are revealed, and
+   the label-corrected estimates are printed;
 5. starts the monitoring service with that estimator and the model server as its
    upstream, sends a stream of mixed-domain chat requests (some streamed) through
    its OpenAI-compatible proxy, with slices in ``X-Sentinel-Slice``, and prints the
@@ -28,6 +31,7 @@ from __future__ import annotations
 # (scripts/demo.sh runs it with the system Python); the rest is imported in `run`.
 import argparse
 import contextlib
+import dataclasses
 import shutil
 import signal
 import time
@@ -38,7 +42,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
+    import entropy_sentinel as es
     from entropy_sentinel.collect.benchmarks import Item
     from entropy_sentinel.testing.traffic import TrafficResult
 
@@ -64,7 +70,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--out", type=Path, default=REPO / "demo-output", help="output folder (replaced)"
     )
     parser.add_argument("--labelled", type=int, default=12, help="fresh labelled items/domain")
-    parser.add_argument("--traffic", type=int, default=12, help="new traffic items/domain")
+    parser.add_argument("--traffic", type=int, default=20, help="new traffic items/domain")
+    parser.add_argument("--labels", type=int, default=10, help="labels per domain to reveal")
     parser.add_argument("--proxy", type=int, default=16, help="proxied requests/domain")
     parser.add_argument("--max-tokens", type=int, default=160, help="tokens per answer, at most")
     parser.add_argument("--no-wait", action="store_true", help="stop after printing the URL")
@@ -76,9 +83,10 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    import numpy as np
+
     import entropy_sentinel as es
     from entropy_sentinel.cli.app import make_console
-    from entropy_sentinel.cli.estimate import slice_table
     from entropy_sentinel.collect import collect, load_benchmarks, read_corpus
     from entropy_sentinel.collect.model_server import LocalModelServer
     from entropy_sentinel.estimator import estimate_accuracy, preset
@@ -148,17 +156,38 @@ def run(args: argparse.Namespace) -> None:
             model=server.alias,
             max_tokens=args.max_tokens,
         )
-        traffic = es.read_traces(out / "traffic.jsonl")
-        result = estimate_accuracy(traffic, estimator, by="domain")
-        console.print(slice_table(result))
+        graded = es.read_traces(out / "traffic.jsonl")
+        unlabelled = dataclasses.replace(graded, labels=np.full(len(graded), np.nan))
+        result = estimate_accuracy(unlabelled, estimator, by="domain")
+        truth = estimate_accuracy(graded, estimator, by="domain")
+        console.print(_held_table(result, truth))
         console.print(
-            "estimate = mean P(correct), no labels used; true/error come from "
-            "grading the same answers, which production traffic would not have",
+            "estimate = mean P(correct), no labels used; 'true' and 'held' come from grading "
+            "the same answers, which production traffic would not have",
             style="dim",
         )
-        result.to_df().to_csv(out / "estimates.csv", index=False)
-        result.plot(out / "estimates.png")
+        truth.to_df().to_csv(out / "estimates.csv", index=False)
+        truth.plot(out / "estimates.png")
         console.print(f"wrote {out / 'estimates.csv'} and {out / 'estimates.png'}", highlight=False)
+
+        n_domains = len(result)
+        design = estimator.design(
+            unlabelled, args.labels * n_domains, by="domain", minimum=args.labels, seed=0
+        )
+        console.print(
+            f"\nplaying the annotator: {len(design)} responses chosen by the labelling design "
+            "of `sentinel prioritize` (about "
+            f"{args.labels} per domain, more likely where P is uncertain), their grades revealed",
+            highlight=False,
+        )
+        chosen = set(np.asarray(design.ids)[design.chosen].tolist())
+        revealed = np.array([y if i in chosen else np.nan for i, y in
+                             zip(graded.ids, graded.labels, strict=True)])  # fmt: skip
+        labelled = dataclasses.replace(graded, labels=revealed)
+        corrected = estimate_accuracy(
+            labelled, estimator, by="domain", inclusion=design.inclusion_of(labelled.ids)
+        )
+        console.print(_corrected_table(corrected, truth))
 
         step(5, "monitor: traffic through the proxy of the monitoring service")
         service = ServiceProcess(
@@ -282,6 +311,39 @@ def _handling(handler: Callable[[int, FrameType | None], None]) -> Iterator[None
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def _held_table(result: es.SliceAccuracy, truth: es.SliceAccuracy) -> Table:
+    """Per domain: the label-free estimate, its interval and shift word, then the truth."""
+    from entropy_sentinel.cli._table import cli_table, interval_text
+
+    true = {r.key: r.true_accuracy for r in truth}
+    rows = []
+    for r in result:
+        t = true[r.key]
+        held = r.lower <= t <= r.upper
+        rows.append([r.label, str(r.n), f"{r.estimate:.3f}", interval_text(r.lower, r.upper),
+                     r.shift_word, f"{t:.3f}", "yes" if held else "[red]no[/]"])  # fmt: skip
+    columns = [("domain", "text"), ("n", "num"), ("estimate", "num"), ("interval", "num")]
+    columns += [("shift", "text"), ("true", "num"), ("held", "num")]
+    return cli_table("label-free estimates of new traffic (95% intervals)", columns, rows)
+
+
+def _corrected_table(result: es.SliceAccuracy, truth: es.SliceAccuracy) -> Table:
+    """Per domain: labels revealed, the label-corrected estimate and interval, the truth."""
+    from entropy_sentinel.cli._table import cli_table, interval_text
+
+    true = {r.key: r.true_accuracy for r in truth}
+    rows = []
+    for r in result:
+        t = true[r.key]
+        held = r.ppi_lower <= t <= r.ppi_upper
+        rows.append([r.label, str(r.n_labelled), f"{r.estimate:.3f}", f"{r.ppi_estimate:.3f}",
+                     interval_text(r.ppi_lower, r.ppi_upper), f"{t:.3f}",
+                     "yes" if held else "[red]no[/]"])  # fmt: skip
+    columns = [("domain", "text"), ("labels", "num"), ("label-free", "num")]
+    columns += [("corrected", "num"), ("interval", "num"), ("true", "num"), ("held", "num")]
+    return cli_table("label-corrected estimates (95% intervals)", columns, rows)
 
 
 if __name__ == "__main__":

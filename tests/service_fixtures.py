@@ -119,7 +119,7 @@ def corpus_traffic(
     seconds before ``now``, slices ``domain`` and ``customer`` (its mix shifts towards
     hard domains in the second half), the grade of one record in eight sent as its label,
     the response text in ``meta.answer``."""
-    from entropy_sentinel.collect import read_corpus
+    from entropy_sentinel.traces.corpus import read_corpus
 
     batch = read_corpus(CORPUS)
     entropy = StepStats(batch, "topk").entropy

@@ -71,8 +71,9 @@ def corpus_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     fit_path = tmp / "graded.jsonl"
     fit_path.write_text("\n".join(json.dumps(r) for r in graded))
     grid = {"max_depth": [6, 10], "min_samples_split": [5]}
-    estimator = preset("sentinel-entropy", param_grid=grid, cv=3, random_state=0)
-    return estimator.fit_traces(read_traces(fit_path)).save(tmp / "corpus-rf.skops")
+    estimator = preset("sentinel-entropy", family="rf", param_grid=grid, cv=3, random_state=0)
+    path: Path = estimator.fit_traces(read_traces(fit_path)).save(tmp / "corpus-rf.skops")
+    return path
 
 
 @contextlib.contextmanager
@@ -532,7 +533,7 @@ def _check_filters(page: Any, server: ThreadedServer) -> None:
 
 
 def _epoch(text: str) -> float:
-    from entropy_sentinel.service.timeutil import parse_instant
+    from entropy_sentinel.timeutil import parse_instant
 
     return parse_instant(text)
 

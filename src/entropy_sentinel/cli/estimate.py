@@ -7,10 +7,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from entropy_sentinel.cli._io import read_traces_cli, report_rejections
+from entropy_sentinel.cli._io import (
+    TRACES_HELP,
+    check_engine,
+    check_read,
+    report_rejections,
+    stream_traces_cli,
+)
 from entropy_sentinel.cli._table import cli_table, interval_text
 from entropy_sentinel.cli.app import console
-from entropy_sentinel.errors import ConfigError
+from entropy_sentinel.errors import ConfigError, SliceDimensionError
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -30,7 +36,7 @@ def slice_table(result: SliceAccuracy) -> Table:
     labelled = result.has_labels
     partial = any(0 < r.n_labelled < r.n for r in result.records)
     columns = [("#", "num"), (" / ".join(result.by) or "slice", "text"), ("n", "num")]
-    columns += [("estimate (interval)", "pair")]
+    columns += [("estimate (interval)", "pair"), ("shift", "text")]
     if labelled:
         columns += (
             [("labels", "num"), ("true", "num"), ("PPI (interval)", "pair")]
@@ -44,6 +50,7 @@ def slice_table(result: SliceAccuracy) -> Table:
             r.label,
             str(r.n),
             f"{r.estimate:.3f} ({interval_text(r.lower, r.upper)})",
+            r.shift_word,
         ]
         if labelled:
             true = f"{r.true_accuracy:.3f}" if r.n_labelled else "—"
@@ -58,17 +65,12 @@ def slice_table(result: SliceAccuracy) -> Table:
                 error = f"{r.error:+.3f}"
                 row += [true, f"[red]{error}[/]" if r.covered is False else error]
         rows.append(row)
-    title = (
-        f"estimated accuracy by {', '.join(result.by) or 'all'} "
-        f"({result.level:.0%} intervals, model_sd {result.model_sd:.4f})"
-    )
+    title = f"estimated accuracy by {', '.join(result.by) or 'all'} ({result.level:.0%} intervals)"
     return cli_table(title, columns, rows)
 
 
 def estimate(
-    input: Annotated[
-        Path, typer.Argument(help="Trace file (.jsonl or .jsonl.gz).", exists=True, dir_okay=False)
-    ],
+    input: Annotated[Path, typer.Argument(help=TRACES_HELP)],
     model: Annotated[
         Path,
         typer.Option(
@@ -78,6 +80,10 @@ def estimate(
     by: Annotated[
         str, typer.Option(help="Slice dimension(s), comma-separated; 'all' for one slice.")
     ] = "domain",
+    window: Annotated[
+        str | None,
+        typer.Option(help="Also split by time window of this length (e.g. 1h, 1d)."),
+    ] = None,
     level: Annotated[float, typer.Option(help="Interval coverage, in (0, 1).")] = 0.95,
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write the records as CSV.")
@@ -86,37 +92,56 @@ def estimate(
         Path | None,
         typer.Option(help="Write a plot; the suffix names the format (.png, .svg, .pdf, ...)."),
     ] = None,
+    engine: Annotated[
+        str, typer.Option(help="local (this process, streaming) or spark (needs [spark]).")
+    ] = "local",
+    master: Annotated[
+        str | None, typer.Option(help="Spark master URL, e.g. local[2] (engine spark).")
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Estimate accuracy per slice with intervals, ranked worst first.
 
-    Labels in the traces, where present, add the true accuracy, the error and a
-    label-corrected (prediction-powered) estimate.
+    Reads the input batch by batch (memory does not grow with its size). Labels in
+    the traces, where present, add the true accuracy, the error and a label-corrected
+    (prediction-powered) estimate. Traces the estimator cannot score (another top-k,
+    precomputed entropies) are rejected and listed, like unreadable records.
     """
-    from entropy_sentinel.estimator.model import CorrectnessEstimator
-    from entropy_sentinel.estimator.slices import estimate_accuracy
+    from entropy_sentinel.estimator.artifact import load_estimator
+    from entropy_sentinel.streaming import estimate_stream
+    from entropy_sentinel.timeutil import parse_duration
 
     dims = [d.strip() for d in by.split(",") if d.strip()]
     if not dims:
         raise ConfigError(f"--by {by!r} names no slice dimension; give e.g. --by domain")
     if output is not None and output.suffix.lower() != ".csv":
         raise ConfigError(f"--output {str(output)!r}: use a .csv file name")
+    check_engine(engine)
     if plot is not None:
         check_plot_format(plot)
-    estimator = CorrectnessEstimator.load(model)
-    batch = read_traces_cli(input, quiet=quiet)
-    report_rejections(
-        batch, input, output.with_name(output.name + ".rejected.jsonl") if output else None
-    )
+    seconds = None if window is None else parse_duration(window, what="--window")
+    estimator = load_estimator(model)
+    rejected_path = output.with_name(output.name + ".rejected.jsonl") if output else None
     slices = None if dims == ["all"] else dims
-    absent = [d for d in slices or () if d not in batch.slice_dimensions]
-    if absent and len(batch):
-        present = ", ".join(sorted(batch.slice_dimensions)) or "none"
+    try:
+        if engine == "spark":
+            from entropy_sentinel.spark.cli import spark_estimate
+
+            result, summary = spark_estimate(
+                input, estimator, by=slices, window=seconds, level=level, master=master
+            )
+        else:
+            result, summary = estimate_stream(
+                stream_traces_cli(input, quiet=quiet), estimator, slices, level, window=seconds
+            )
+    except SliceDimensionError as exc:  # in the CLI's words
         raise ConfigError(
-            f"--by {by}: no trace has the slice dimension {', '.join(map(repr, absent))}; "
-            f"the traces have: {present}. Use one of those, or --by all for one slice"
-        )
-    result = estimate_accuracy(batch, estimator, by=slices, level=level)
+            f"--by {by}: no trace has the slice dimension "
+            f"{', '.join(map(repr, exc.absent))}; the traces have: "
+            f"{', '.join(exc.present) or 'none'}. Use one of those, or --by all for one slice"
+        ) from exc
+    report_rejections((summary.n_traces, summary.n_tokens, summary.rejected), input, rejected_path)
+    check_read(summary.n_traces, len(summary.rejected), input)
     console.print(slice_table(result))
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)

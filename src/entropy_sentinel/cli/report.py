@@ -54,7 +54,7 @@ def report(
     """
     from entropy_sentinel.service.estimates import EstimateQuery, estimate
     from entropy_sentinel.service.storage.consistency import check_aggregates
-    from entropy_sentinel.service.timeutil import parse_duration
+    from entropy_sentinel.timeutil import parse_duration
 
     ref = None if reference.strip().lower() in ("none", "0", "") else parse_duration(reference)
     query = EstimateQuery(
@@ -100,7 +100,7 @@ def _table(records: Sequence[SliceEstimate], by: str, level: float, window: int 
     only with ``--window`` (else the one window's range is in the title), and then no
     reference estimate (the change says how it compares; the CSV has both): the table
     stays within 80 columns."""
-    from entropy_sentinel.service.timeutil import format_duration
+    from entropy_sentinel.timeutil import format_duration
 
     has_ref = any(r.reference_interval is not None for r in records)
     has_labels = any(r.stats.n_labelled for r in records)
