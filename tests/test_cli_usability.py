@@ -10,7 +10,8 @@ Checked: bad options are one clear error line (no traceback) in the CLI's own wo
 commands that read a database never create one; the tables stay whole at 80 columns
 (no slice name or interval cut); output that is not a terminal is plain lines (no
 progress bar, no colour codes, nothing wrapped inside a word); ``scripts/demo.sh --help``
-installs nothing.
+installs nothing; the annotators' file of ``prioritize -o`` (JSONL and CSV) comes back
+through ``labels import``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from entropy_sentinel import CorrectnessEstimator, read_traces
@@ -263,3 +265,46 @@ def test_demo_help_installs_nothing() -> None:
     assert result.stdout.startswith("usage: demo.py")
     assert "--no-wait" in result.stdout and "installs first" in result.stdout
     assert "installing" not in result.stdout + result.stderr
+
+
+# ------------------------------------------------------------ labelling files
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_the_labelling_file_goes_out_and_comes_back(
+    traffic: dict[str, Path], tmp_path: Path, sentinel: Callable[..., Run], suffix: str
+) -> None:
+    """prioritize -o FILE, an annotator fills `correct`, labels import FILE: each label
+    lands on its trace. JSONL holds real objects and a real null; CSV flat columns."""
+    db = tmp_path / "sentinel.db"
+    db.write_bytes(traffic["db"].read_bytes())  # the labels go into a copy
+    url = f"sqlite:///{db}"
+    graded = (traffic["traces"].parent / "graded.jsonl").read_text().splitlines()
+    truth = {r["id"]: r["correct"] for r in map(json.loads, graded)}
+    path = tmp_path / f"to_label{suffix}"
+    result = sentinel("prioritize", "--db", url, "--budget", "30", "-o", str(path))
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {path}: fill in `correct`" in result.stdout
+    if suffix == ".jsonl":
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        assert len(records) == 30 and all(r["correct"] is None for r in records)
+        first = records[0]
+        assert list(first)[:2] == ["id", "correct"]
+        assert isinstance(first["slice"], dict) and set(first["slice"]) == {"domain", "customer"}
+        assert first["slice"]["domain"] == first["value"] and first["dimension"] == "domain"
+        assert isinstance(first["meta"], dict) and isinstance(first["meta"]["answer"], str)
+        for r in records:
+            r["correct"] = truth[r["id"]]
+        records[0]["correct"] = None  # not labelled yet
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    else:
+        frame = pd.read_csv(path, keep_default_na=False)
+        assert len(frame) == 30 and set(frame["correct"]) == {""}
+        assert json.loads(frame["slice"][0])["domain"] == frame["value"][0]  # flat columns
+        frame["correct"] = ["yes" if truth[i] else "no" for i in frame["id"]]
+        frame.loc[0, "correct"] = ""
+        frame.to_csv(path, index=False)
+    result = sentinel("labels", "import", str(path), "--db", url, "--source", "alice")
+    assert result.returncode == 0, result.stderr
+    assert "labelled 29 traces (0 unchanged, 1 blank rows skipped, 0 unknown ids" in result.stdout
+    with sqlite3.connect(db) as conn:
+        stored = dict(conn.execute("SELECT trace_id, label FROM traces WHERE label_source='alice'"))
+    assert len(stored) == 29 and all(stored[i] == float(truth[i]) for i in stored)

@@ -267,6 +267,18 @@ def test_the_config_needs_a_read_key_when_keys_are_configured(
         assert r.status_code == 200
 
 
+def test_priorities_as_json_lines_are_the_annotators_file(dashboard: ThreadedServer) -> None:
+    params = {"budget": 5, "by": "domain", "since": "1d"}
+    as_json = _api(dashboard, "/v1/priorities", **params)["requests"]
+    r = httpx.get(dashboard.url + "/v1/priorities", params={**params, "format": "jsonl"})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/x-ndjson"
+    records = [json.loads(line) for line in r.text.splitlines()]
+    assert [x["id"] for x in records] == [x["trace_id"] for x in as_json]
+    for record, request in zip(records, as_json):
+        assert record["correct"] is None and record["slice"] == request["slice"]
+        assert record["meta"] == request["meta"] and isinstance(record["meta"], dict)
+
+
 def test_labels_api_records_skips_and_refuses_a_skip_with_a_label(
     dashboard: ThreadedServer,
 ) -> None:

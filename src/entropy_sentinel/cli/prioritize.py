@@ -46,6 +46,7 @@ def prioritize(
     within each slice, so label-corrected estimates stay unbiased (docs/service.md).
     """
     from entropy_sentinel.errors import ConfigError
+    from entropy_sentinel.service.label_export import write_labels_jsonl
     from entropy_sentinel.service.prioritize import prioritize as rank
 
     end = when(until, "until") or time.time()
@@ -88,11 +89,10 @@ def prioritize(
         f"{len(result.requests)} responses selected of a budget of {budget}", highlight=False
     )
     if output is not None:
-        frame = result.requests_frame()
         if output.suffix == ".csv":
-            frame.to_csv(output, index=False)
+            result.requests_frame().to_csv(output, index=False)
         else:
-            frame.to_json(output, orient="records", lines=True, force_ascii=False)
+            write_labels_jsonl(result, output)
         console.print(
             f"wrote {output}: fill in `correct`, then `sentinel labels import {output} --db ...`",
             highlight=False,

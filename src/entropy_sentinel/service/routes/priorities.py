@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -11,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from entropy_sentinel.service.api_models import PrioritiesOut
 from entropy_sentinel.service.auth import require
+from entropy_sentinel.service.label_export import labels_jsonl
 from entropy_sentinel.service.prioritize import prioritize
 from entropy_sentinel.service.routes.common import errors, time_range
 from entropy_sentinel.service.routes.estimates import active_scorer
@@ -64,9 +64,6 @@ async def get_priorities(
     )
     if format == "json":
         return result.to_dict()
-    frame = result.requests_frame()
     if format == "csv":
-        return Response(frame.to_csv(index=False), media_type="text/csv")
-    buf = io.StringIO()
-    frame.to_json(buf, orient="records", lines=True, force_ascii=False)
-    return Response(buf.getvalue(), media_type="application/x-ndjson")
+        return Response(result.requests_frame().to_csv(index=False), media_type="text/csv")
+    return Response(labels_jsonl(result), media_type="application/x-ndjson")
