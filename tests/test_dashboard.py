@@ -268,7 +268,7 @@ def test_the_config_needs_a_read_key_when_keys_are_configured(
 
 
 def test_priorities_as_json_lines_are_the_annotators_file(dashboard: ThreadedServer) -> None:
-    params = {"budget": 5, "by": "domain", "since": "1d"}
+    params: dict[str, Any] = {"budget": 5, "by": "domain", "since": "1d"}
     as_json = _api(dashboard, "/v1/priorities", **params)["requests"]
     r = httpx.get(dashboard.url + "/v1/priorities", params={**params, "format": "jsonl"})
     assert r.status_code == 200 and r.headers["content-type"] == "application/x-ndjson"
