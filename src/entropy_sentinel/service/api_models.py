@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 __all__ = [
     "AlertOut",
     "AlertsOut",
+    "DesignOut",
     "EstimateRecord",
     "EstimatesOut",
     "Health",
@@ -158,6 +159,20 @@ class LabelRequestOut(BaseModel):
     p_correct: float
     slice: dict[str, str]
     meta: dict[str, Any]
+    inclusion_probability: float | None = Field(
+        default=None, description="Probability the design drew this response (when it keeps one)."
+    )
+    design_id: str | None = Field(default=None, description="The labelling design it belongs to.")
+
+
+class DesignOut(BaseModel):
+    """A stored labelling design: its responses, how many are labelled, skipped, pending."""
+
+    id: str
+    size: int
+    labelled: int
+    skipped: int
+    pending: int
 
 
 class PrioritiesOut(BaseModel):
@@ -168,6 +183,9 @@ class PrioritiesOut(BaseModel):
     until: str
     slices: list[SlicePriorityOut]
     requests: list[LabelRequestOut]
+    design: DesignOut | None = Field(
+        default=None, description="The labelling design the requests belong to, if stored."
+    )
 
 
 class LabelIn(BaseModel):
