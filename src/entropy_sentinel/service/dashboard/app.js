@@ -791,10 +791,10 @@
     });
     $("auto").addEventListener("change", (e) => { state.auto = e.target.checked; });
     $("download").addEventListener("click", async () => {
-      if (!view.data || view.data.by === "*") return;
+      if (!view.data) return;
       const r = await api("/v1/priorities", { budget: state.budget, by: view.data.by, since: view.data.since || "36500d", format: "csv" });
       const url = URL.createObjectURL(await r.blob());
-      const a = el("a", { href: url, download: `to_label_${view.data.by}.csv` });
+      const a = el("a", { href: url, download: `to_label_${view.data.by === "*" ? "all" : view.data.by}.csv` });
       document.body.append(a); a.click(); a.remove();
       setTimeout(() => URL.revokeObjectURL(url), 1000);
     });
