@@ -12,6 +12,7 @@ from rich.table import Table
 from entropy_sentinel.cli._io import read_traces_cli, report_rejections
 from entropy_sentinel.cli.app import console
 from entropy_sentinel.errors import ConfigError
+from entropy_sentinel.model_names import fitted_model, models_named
 
 if TYPE_CHECKING:
     from entropy_sentinel.estimator.slices import SliceAccuracy
@@ -75,12 +76,21 @@ def estimate(
         Path | None, typer.Option("-o", "--output", help="Write the records as CSV.")
     ] = None,
     plot: Annotated[Path | None, typer.Option(help="Write a plot (PNG, SVG, PDF).")] = None,
+    allow_other_model: Annotated[
+        bool,
+        typer.Option(
+            help="Estimate traces that name another model than the one the estimator was "
+            "fitted for (refused by default: entropy scales differ between models)."
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Estimate accuracy per slice with intervals, ranked worst first.
 
     Labels in the traces, where present, add the true accuracy, the error and a
-    label-corrected (prediction-powered) estimate.
+    label-corrected (prediction-powered) estimate. Traces that name another model than
+    the estimator's (the `model` of their records) are refused unless
+    --allow-other-model.
     """
     from entropy_sentinel.estimator.model import CorrectnessEstimator
     from entropy_sentinel.estimator.slices import estimate_accuracy
@@ -95,6 +105,7 @@ def estimate(
     report_rejections(
         batch, input, output.with_name(output.name + ".rejected.jsonl") if output else None
     )
+    _check_models(fitted_model(estimator.card_), batch.models, allow_other_model)
     result = estimate_accuracy(batch, estimator, by=None if dims == ["all"] else dims, level=level)
     console.print(slice_table(result))
     if output is not None:
@@ -104,3 +115,26 @@ def estimate(
     if plot is not None:
         result.plot(plot)
         console.print(f"wrote the plot to {plot}", highlight=False)
+
+
+def _check_models(fitted: str | None, models: tuple[str | None, ...], allow: bool) -> None:
+    """Refuse traces naming another model than ``fitted`` (the estimator's), unless ``allow``."""
+    if fitted is None:
+        return
+    others = [m for m in models_named(models) if m != fitted]
+    if not others:
+        return
+    n = sum(1 for m in models if m in others)
+    shown = ", ".join(repr(m) for m in others[:5]) + (" ..." if len(others) > 5 else "")
+    message = (
+        f"{n} of {len(models)} traces name the model {shown}, but the estimator was fitted on "
+        f"the traces of {fitted!r}: entropy scales differ between models, so its estimates "
+        "for them would be wrong"
+    )
+    if allow:
+        console.print(f"[yellow]warning:[/] {message} (--allow-other-model)", highlight=False)
+        return
+    raise ConfigError(
+        f"{message}. Use an estimator fitted on that model's traces (sentinel fit "
+        "--model-name), or pass --allow-other-model to estimate anyway"
+    )
