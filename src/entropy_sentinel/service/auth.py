@@ -121,9 +121,7 @@ def require(scope: str) -> Callable[..., Awaitable[str]]:
         request: Request,
         credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
     ) -> str:
-        auth: Authenticator = request.app.state.service.auth
-        token = credentials.credentials if credentials is not None else None
-        return auth.check(request, token, scope)
+        return _auth(request).check(request, _token(credentials), scope)
 
     dependency.__name__ = f"require_{scope}"
     return dependency
@@ -134,6 +132,13 @@ async def text_allowed(
     credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
 ) -> bool:
     """FastAPI dependency: whether the caller may see stored text (the ``text`` scope)."""
+    return _auth(request).allows(request, _token(credentials), "text")
+
+
+def _auth(request: Request) -> Authenticator:
     auth: Authenticator = request.app.state.service.auth
-    token = credentials.credentials if credentials is not None else None
-    return auth.allows(request, token, "text")
+    return auth
+
+
+def _token(credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    return credentials.credentials if credentials is not None else None
