@@ -135,6 +135,8 @@ class ModelRegistry:
         with self._lock:
             if unnamed is not self._unnamed:
                 self._by_key = {}
+            else:  # a model that got an estimator of its own leaves the unnamed one
+                self._by_key = {k: v for k, v in self._by_key.items() if k not in named}
             self._named, self._aliases, self._unnamed, self._default = (
                 named,
                 aliases,
@@ -294,9 +296,11 @@ class ModelRegistry:
         plans = [(s.scorer, [s.name, *s.aliases]) for s in self.served()]
         if self._unnamed is not None:
             claimed = set(self._named) | set(self._aliases)
-            for key in self.storage.waiting_models():
+            known = {s.model for s in self.storage.active_scorers()}
+            for key in sorted(known | set(self.storage.waiting_models())):
                 if key not in claimed:
-                    self.scorer_for(key)  # waiting since before the unnamed estimator came
+                    # stored before this unnamed estimator came: it serves them from now
+                    self.scorer_for(key)
             with self._lock:
                 plans += [(s, [k]) for k, s in sorted(self._by_key.items())]
         return plans
