@@ -32,6 +32,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.estimator import CorrectnessEstimator
@@ -92,10 +93,11 @@ class ModelRegistry:
         Everything is checked and loaded before anything is activated, so a bad spec
         (`ConfigError`, `ArtifactError`) leaves the running configuration as it was.
         """
-        plan: list[tuple[str, ModelSpec, str | None]] = []  # (name, spec, fitted on)
+        plan: list[tuple[str, ModelSpec, dict[str, Any]]] = []  # (name, spec, its card)
         unnamed_spec: ModelSpec | None = None
         for spec in specs:
-            fitted = fitted_model(read_card(spec.path))  # fast: the model is not loaded
+            card = read_card(spec.path)  # fast: the model is not loaded
+            fitted = fitted_model(card)
             name = spec.name if spec.name is not None else fitted
             if name is None:
                 if unnamed_spec is not None:
@@ -108,15 +110,21 @@ class ModelRegistry:
             elif any(name == n for n, _, _ in plan):
                 raise ConfigError(f"model {name!r} is given two estimators; give it one")
             else:
-                plan.append((name, spec, fitted))
+                plan.append((name, spec, card))
         aliases = self._check_aliases({n: s.aliases for n, s, _ in plan})
         default = self._default_key({n for n, _, _ in plan}, aliases, unnamed_spec, default_model)
         current = {(s.scorer.model, s.scorer.sha256): s.scorer for s in self._named.values()}
         named: dict[str, Served] = {}
-        for name, spec, fitted in plan:
+        for name, spec, card in plan:
             sha = file_sha256(spec.path)
+            fitted = fitted_model(card)
             scorer = current.get((name, sha)) or Scorer(
-                CorrectnessEstimator.load(spec.path), sha, self.storage, name, path=spec.path
+                CorrectnessEstimator.load(spec.path),
+                sha,
+                self.storage,
+                name,
+                path=spec.path,
+                card=card,
             )
             named[name] = Served(name, tuple(a for a in spec.aliases if a != name), scorer)
             if fitted is not None and fitted != name:
@@ -154,7 +162,9 @@ class ModelRegistry:
             return old
         # a template: per-key scorers are made from it (`scorer_for`); registering it
         # under "" is what a single unnamed estimator always did
-        return Scorer(CorrectnessEstimator.load(path), sha, self.storage, "", path=path)
+        return Scorer(
+            CorrectnessEstimator.load(path), sha, self.storage, "", path=path, card=read_card(path)
+        )
 
     @staticmethod
     def _check_aliases(named: dict[str, tuple[str, ...]]) -> dict[str, str]:
@@ -242,7 +252,12 @@ class ModelRegistry:
                     scorer = unnamed.activate()
                 else:
                     scorer = Scorer(
-                        unnamed.estimator, unnamed.sha256, self.storage, key, path=unnamed.path
+                        unnamed.estimator,
+                        unnamed.sha256,
+                        self.storage,
+                        key,
+                        path=unnamed.path,
+                        card=unnamed.card,
                     ).activate()
                 self._by_key[key] = scorer
             return scorer

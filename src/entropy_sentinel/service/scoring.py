@@ -41,6 +41,7 @@ import numpy as np
 from entropy_sentinel._typing import FloatArray
 from entropy_sentinel.errors import SentinelError
 from entropy_sentinel.estimator import CorrectnessEstimator, feature_names
+from entropy_sentinel.estimator.artifact import read_card
 from entropy_sentinel.estimator.features import TraceSignature
 from entropy_sentinel.model_names import fitted_model
 from entropy_sentinel.profile import FEATURE_NAMES, entropy_profile
@@ -101,13 +102,16 @@ class Scorer:
         model: str = "",
         *,
         path: str | Path | None = None,
+        card: Mapping[str, Any] | None = None,
     ) -> None:
         self.estimator = estimator
         self.sha256 = sha256
         self.storage = storage
         self.model = model
         self.path = None if path is None else Path(path)
-        self.fitted_on = fitted_model(estimator.card_)
+        # the artifact's card (`read_card`): it records the model the training traces named
+        self.card = dict(card) if card is not None else dict(estimator.card_)
+        self.fitted_on = fitted_model(self.card)
         # the columns of X: the feature set's, then any blend members' scores
         self.names: tuple[str, ...] = tuple(
             getattr(estimator, "input_names", feature_names(estimator.features))
@@ -119,7 +123,7 @@ class Scorer:
             entropy_mode=estimator.entropy_mode,
             features=self.names,
             model_sd=float(estimator.model_sd_),
-            card=estimator.card_,
+            card=self.card,
             model=model,
         )
         self._lock = threading.Lock()
@@ -130,7 +134,8 @@ class Scorer:
     def load(cls, path: str | Path, storage: Storage, model: str = "") -> Scorer:
         """Load an artifact, register it for ``model``, and activate it (module docstring)."""
         estimator = CorrectnessEstimator.load(path)
-        return cls(estimator, file_sha256(path), storage, model, path=path).activate()
+        card = read_card(path)
+        return cls(estimator, file_sha256(path), storage, model, path=path, card=card).activate()
 
     def activate(self) -> Scorer:
         """Activate this estimator for its model unless the model's active scorer already
