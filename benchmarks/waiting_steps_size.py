@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from entropy_sentinel.collect.corpus import read_corpus
 from entropy_sentinel.service.waiting import pack_steps, unpack_steps
+from entropy_sentinel.traces.corpus import read_corpus
 from entropy_sentinel.traces.parse import Parsed
 
 __all__: list[str] = []

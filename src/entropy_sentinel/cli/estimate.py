@@ -7,16 +7,22 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 
-from entropy_sentinel.cli._io import read_traces_cli, report_rejections
+from entropy_sentinel.cli._io import (
+    TRACES_HELP,
+    check_engine,
+    check_read,
+    report_rejections,
+    stream_traces_cli,
+)
 from entropy_sentinel.cli.app import console
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.model_names import fitted_model, models_named
 
 if TYPE_CHECKING:
-    from entropy_sentinel.estimator.sentinel import SentinelEstimator
+    from collections.abc import Iterable, Iterator
+
     from entropy_sentinel.estimator.slices import SliceAccuracy
     from entropy_sentinel.traces.batch import TraceBatch
 
@@ -69,9 +75,7 @@ def slice_table(result: SliceAccuracy) -> Table:
 
 
 def estimate(
-    input: Annotated[
-        Path, typer.Argument(help="Trace file (.jsonl or .jsonl.gz).", exists=True, dir_okay=False)
-    ],
+    input: Annotated[Path, typer.Argument(help=TRACES_HELP)],
     model: Annotated[
         Path,
         typer.Option(
@@ -81,11 +85,21 @@ def estimate(
     by: Annotated[
         str, typer.Option(help="Slice dimension(s), comma-separated; 'all' for one slice.")
     ] = "domain",
+    window: Annotated[
+        str | None,
+        typer.Option(help="Also split by time window of this length (e.g. 1h, 1d)."),
+    ] = None,
     level: Annotated[float, typer.Option(help="Interval coverage, in (0, 1).")] = 0.95,
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write the records as CSV.")
     ] = None,
     plot: Annotated[Path | None, typer.Option(help="Write a plot (PNG, SVG, PDF).")] = None,
+    engine: Annotated[
+        str, typer.Option(help="local (this process, streaming) or spark (needs [spark]).")
+    ] = "local",
+    master: Annotated[
+        str | None, typer.Option(help="Spark master URL, e.g. local[2] (engine spark).")
+    ] = None,
     allow_other_model: Annotated[
         bool,
         typer.Option(
@@ -97,26 +111,51 @@ def estimate(
 ) -> None:
     """Estimate accuracy per slice with intervals, ranked worst first.
 
-    Labels in the traces, where present, add the true accuracy, the error and a
-    label-corrected (prediction-powered) estimate. Traces that name another model than
-    the estimator's (the `model` of their records) are refused unless
-    --allow-other-model.
+    Reads the input batch by batch (memory does not grow with its size). Labels in
+    the traces, where present, add the true accuracy, the error and a label-corrected
+    (prediction-powered) estimate. Traces the estimator cannot score (another top-k,
+    precomputed entropies) are rejected and listed, like unreadable records. Traces that
+    name another model than the one the estimator was fitted for (the `model` of their
+    records) are refused unless --allow-other-model (engine local).
     """
     from entropy_sentinel.estimator.artifact import load_estimator
+    from entropy_sentinel.streaming import estimate_stream
+    from entropy_sentinel.timeutil import parse_duration
 
     dims = [d.strip() for d in by.split(",") if d.strip()]
     if not dims:
         raise ConfigError(f"--by {by!r} names no slice dimension; give e.g. --by domain")
     if output is not None and output.suffix.lower() != ".csv":
         raise ConfigError(f"--output {str(output)!r}: use a .csv file name")
+    check_engine(engine)
+    seconds = None if window is None else parse_duration(window, what="--window")
     estimator = load_estimator(model)
-    batch = read_traces_cli(input, quiet=quiet)
-    report_rejections(
-        batch, input, output.with_name(output.name + ".rejected.jsonl") if output else None
-    )
-    _check_models(fitted_model(estimator.card_), batch.models, allow_other_model)
-    batch = _scorable(batch, estimator)
-    result = estimator.estimate(batch, by=None if dims == ["all"] else dims, level=level)
+    rejected_path = output.with_name(output.name + ".rejected.jsonl") if output else None
+    slices = None if dims == ["all"] else dims
+    if engine == "spark":
+        from entropy_sentinel.spark.cli import spark_estimate
+
+        if fitted_model(estimator.card_) is not None and not allow_other_model:
+            console.print(
+                "note: the spark engine does not check the traces' model against the "
+                f"estimator's ({fitted_model(estimator.card_)!r}); the local engine does",
+                highlight=False,
+            )
+        result, summary = spark_estimate(
+            input, estimator, by=slices, window=seconds, level=level, master=master
+        )
+    else:
+        batches = stream_traces_cli(input, quiet=quiet)
+        fitted = fitted_model(estimator.card_)
+        result, summary = estimate_stream(
+            _same_model(batches, fitted, allow_other_model),
+            estimator,
+            slices,
+            level,
+            window=seconds,
+        )
+    report_rejections((summary.n_traces, summary.n_tokens, summary.rejected), input, rejected_path)
+    check_read(summary.n_traces, len(summary.rejected), input)
     console.print(slice_table(result))
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -127,44 +166,41 @@ def estimate(
         console.print(f"wrote the plot to {plot}", highlight=False)
 
 
-def _check_models(fitted: str | None, models: tuple[str | None, ...], allow: bool) -> None:
-    """Refuse traces naming another model than ``fitted`` (the estimator's), unless ``allow``."""
-    if fitted is None:
-        return
-    others = [m for m in models_named(models) if m != fitted]
-    if not others:
-        return
-    n = sum(1 for m in models if m in others)
-    shown = ", ".join(repr(m) for m in others[:5]) + (" ..." if len(others) > 5 else "")
-    message = (
-        f"{n} of {len(models)} traces name the model {shown}, but the estimator was fitted on "
-        f"the traces of {fitted!r}: entropy scales differ between models, so its estimates "
-        "for them would be wrong"
-    )
-    if allow:
-        console.print(f"[yellow]warning:[/] {message} (--allow-other-model)", highlight=False)
-        return
-    raise ConfigError(
-        f"{message}. Use an estimator fitted on that model's traces (sentinel fit "
-        "--model-name), or pass --allow-other-model to estimate anyway"
-    )
+def _same_model(
+    batches: Iterable[TraceBatch], fitted: str | None, allow: bool
+) -> Iterator[TraceBatch]:
+    """The batches, refused at the first trace naming another model than ``fitted`` (the
+    estimator's) unless ``allow`` (then a warning at the end names them)."""
+    others: dict[str, int] = {}
+    for batch in batches:
+        if fitted is not None:
+            for m in models_named(batch.models):
+                if m != fitted:
+                    others[m] = others.get(m, 0) + sum(1 for x in batch.models if x == m)
+            if others and not allow:
+                raise ConfigError(
+                    _other_models(others, fitted, len(batch))
+                    + (
+                        ". Use an estimator fitted on that model's traces (sentinel fit "
+                        "--model-name), or pass --allow-other-model to estimate anyway"
+                    )
+                )
+        yield batch
+    if others:
+        console.print(
+            f"[yellow]warning:[/] {_other_models(others, fitted, None)} (--allow-other-model)",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
-def _scorable(batch: TraceBatch, estimator: SentinelEstimator) -> TraceBatch:
-    """The traces the estimator can score; the others (another entropy source, fewer
-    alternatives than its top-k) are counted and named, each refused for itself."""
-    signature = estimator.classifier_.signature_
-    if signature is None or len(batch) == 0:
-        return batch
-    refused = signature.refused(batch)
-    if not refused.any():
-        return batch
-    console.print(
-        f"[yellow]skipped {int(refused.sum())} of {len(batch)} traces:[/] "
-        + escape(signature.why(batch, refused)),
-        highlight=False,
-        soft_wrap=True,
+def _other_models(others: dict[str, int], fitted: str | None, of: int | None) -> str:
+    n = sum(others.values())
+    names = sorted(others)
+    shown = ", ".join(repr(m) for m in names[:5]) + (" ..." if len(names) > 5 else "")
+    among = f" of {of}" if of is not None else ""
+    return (
+        f"{n}{among} traces name the model {shown}, but the estimator was fitted on the "
+        f"traces of {fitted!r}: entropy scales differ between models, so its estimates for "
+        "them would be wrong"
     )
-    if refused.all():
-        raise ConfigError("no trace can be scored by this estimator (see above)")
-    return batch.subset(~refused)

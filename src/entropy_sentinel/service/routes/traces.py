@@ -13,7 +13,7 @@ from entropy_sentinel.service.auth import require, text_allowed
 from entropy_sentinel.service.routes.common import ErrorOut, errors
 from entropy_sentinel.service.state import ServiceState, service
 from entropy_sentinel.service.storage.tables import MAX_ID
-from entropy_sentinel.service.timeutil import format_instant
+from entropy_sentinel.timeutil import format_instant
 
 __all__ = ["router"]
 
