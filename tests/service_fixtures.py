@@ -112,13 +112,14 @@ HARD = ("gsm8k", "svamp", "synth_add_2x1", "asdiv")
 
 
 def corpus_traffic(
-    now: float, span: float = 12 * HOUR
+    now: float, span: float = 12 * HOUR, *, text: bool = False
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(records to ingest, graded records to fit on): the committed SmolLM2 corpus as
     per-token entropies (mode ``topk``), timestamps spread evenly over the ``span``
     seconds before ``now``, slices ``domain`` and ``customer`` (its mix shifts towards
     hard domains in the second half), the grade of one record in eight sent as its label,
-    the response text in ``meta.answer``."""
+    the response text in ``meta.answer``; with ``text``, the question as the ``prompt``
+    (one chat message) and the response as the ``answer`` too."""
     from entropy_sentinel.traces.corpus import read_corpus
 
     batch = read_corpus(CORPUS)
@@ -147,6 +148,9 @@ def corpus_traffic(
             "timestamp": ts,
             "meta": {"answer": batch.meta[i].get("response_text")},
         }
+        if text:
+            record["prompt"] = [{"role": "user", "content": batch.meta[i].get("question")}]
+            record["answer"] = batch.meta[i].get("response_text")
         if rng.random() < 0.125:
             record["correct"] = label
         ingest.append(record)

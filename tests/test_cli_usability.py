@@ -104,7 +104,7 @@ def traffic(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     if not CORPUS.exists():
         pytest.skip(f"the SmolLM2 corpus is not at {CORPUS}")
     folder = tmp_path_factory.mktemp("cli")
-    records, graded = corpus_traffic(time.time(), span=6 * HOUR)
+    records, graded = corpus_traffic(time.time(), span=6 * HOUR, text=True)
     traces = folder / "traces.jsonl"
     traces.write_text("".join(json.dumps(r) + "\n" for r in records))
     fit_on = folder / "graded.jsonl"
@@ -113,7 +113,8 @@ def traffic(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     model_path = model.save(folder / "model.skops")
     db = folder / "sentinel.db"
     storage = Storage(open_database(f"sqlite:///{db}"), 60)
-    pipeline = IngestPipeline(Settings(), storage, Scorer.load(model_path, storage), Metrics())
+    settings = Settings(store_text=True)
+    pipeline = IngestPipeline(settings, storage, Scorer.load(model_path, storage), Metrics())
     pipeline.start()
     assert pipeline.ingest_records_sync(records).accepted == len(records)
     pipeline.close()
@@ -273,7 +274,8 @@ def test_the_labelling_file_goes_out_and_comes_back(
     traffic: dict[str, Path], tmp_path: Path, sentinel: Callable[..., Run], suffix: str
 ) -> None:
     """prioritize -o FILE, an annotator fills `correct`, labels import FILE: each label
-    lands on its trace. JSONL holds real objects and a real null; CSV flat columns."""
+    lands on its trace. JSONL holds real objects, a real null and the stored prompt and
+    answer; CSV flat columns."""
     db = tmp_path / "sentinel.db"
     db.write_bytes(traffic["db"].read_bytes())  # the labels go into a copy
     url = f"sqlite:///{db}"
@@ -291,6 +293,8 @@ def test_the_labelling_file_goes_out_and_comes_back(
         assert isinstance(first["slice"], dict) and set(first["slice"]) == {"domain", "customer"}
         assert first["slice"]["domain"] == first["value"] and first["dimension"] == "domain"
         assert isinstance(first["meta"], dict) and isinstance(first["meta"]["answer"], str)
+        assert first["prompt"][0]["role"] == "user" and first["prompt"][0]["content"]
+        assert first["answer"] == first["meta"]["answer"]  # the stored text, for annotators
         for r in records:
             r["correct"] = truth[r["id"]]
         records[0]["correct"] = None  # not labelled yet

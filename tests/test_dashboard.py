@@ -78,7 +78,12 @@ def corpus_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @contextlib.contextmanager
 def _service(
-    tmp: Path, model: Path, records: list[dict[str, Any]], rules: tuple[AlertRule, ...] = ()
+    tmp: Path,
+    model: Path,
+    records: list[dict[str, Any]],
+    rules: tuple[AlertRule, ...] = (),
+    *,
+    store_text: bool = False,
 ) -> Iterator[ThreadedServer]:
     """A running service holding ``records`` (ingested over HTTP), alerts evaluated."""
     settings = Settings(
@@ -87,6 +92,7 @@ def _service(
         evaluate_every=3600.0,
         alert_rules=rules,
         sqlite_synchronous="NORMAL",
+        store_text=store_text,
     )
     with ThreadedServer(create_app(settings)) as srv:
         for k in range(0, len(records), 200):
@@ -105,7 +111,7 @@ def _service(
 def dashboard(
     corpus_model: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ThreadedServer]:
-    records, _ = corpus_traffic(time.time())
+    records, _ = corpus_traffic(time.time(), text=True)
     rules = (
         AlertRule(
             name="low-accuracy", kind="below", dimension="domain", window=HOUR,
@@ -116,7 +122,8 @@ def dashboard(
             reference=6 * HOUR, min_drop=0.02, z=2.0, min_count=20,
         ),
     )  # fmt: skip
-    with _service(tmp_path_factory.mktemp("dashboard"), corpus_model, records, rules) as srv:
+    folder = tmp_path_factory.mktemp("dashboard")
+    with _service(folder, corpus_model, records, rules, store_text=True) as srv:
         yield srv
 
 
@@ -371,6 +378,9 @@ def test_the_time_chart_adapts_to_the_span_of_the_traffic(
         width = page.evaluate("window.sentinel.chart.bbox.width / devicePixelRatio")
         assert right - left > 0.6 * width, (left, right, width)
         assert len(xs) >= 4
+        # this service keeps no text: the queue says so, and how to get it
+        assert page.is_visible("#queue-notext") and not page.is_visible(".qa")
+        assert "opt-in" in page.text_content("#queue-notext")
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / f"dashboard-chart-{request.node.callspec.id}.png"
         page.locator("#trend-card").screenshot(path=str(shot))
@@ -562,9 +572,17 @@ def test_labelling_queue_round_trip(dashboard: ThreadedServer, browser: Any) -> 
         assert [it["trace_id"] for it in queue["items"]] == [r["trace_id"] for r in requests]
         assert len(requests) == 50 and not queue["done"]
         assert "0 of 50 drawn items labelled; 50 still missing" in page.text_content("#queue-why")
-        # the records carry no prompt or response text: the page says so, and how to get it
-        assert page.is_visible("#queue-notext") and not page.is_visible(".qa")
-        assert "opt-in" in page.text_content("#queue-notext")
+        # the service stores text: the prompt (a chat message) and the answer side by side
+        first = requests[0]
+        assert first["prompt"][0]["content"] and first["answer"]
+        assert page.is_visible(".qa") and not page.is_visible("#queue-notext")
+        assert page.text_content("#queue-prompt") == "user" + first["prompt"][0]["content"]
+        assert page.text_content("#queue-answer") == first["answer"]
+        prompt = page.locator("#queue-prompt").bounding_box()
+        answer = page.locator("#queue-answer").bounding_box()
+        assert prompt is not None and answer is not None
+        assert prompt["x"] + prompt["width"] <= answer["x"] and prompt["y"] == answer["y"]
+        assert "P(correct)" not in page.text_content("#queue-card")  # nothing to anchor on
 
         # label the first item with the keyboard: its slice's label-corrected estimate moves
         item = requests[0]

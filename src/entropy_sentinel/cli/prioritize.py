@@ -28,6 +28,9 @@ def prioritize(
     ] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed (same seed, same list).")] = 0,
     level: Annotated[float, typer.Option(help="Interval level.")] = 0.95,
+    model: Annotated[
+        str | None, typer.Option(help="Model key; required when several models are served.")
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -46,7 +49,7 @@ def prioritize(
     within each slice, so label-corrected estimates stay unbiased (docs/service.md).
     """
     from entropy_sentinel.errors import ConfigError
-    from entropy_sentinel.service.label_export import write_labels_jsonl
+    from entropy_sentinel.service.label_export import with_texts, write_labels_jsonl
     from entropy_sentinel.service.prioritize import prioritize as rank
 
     end = when(until, "until") or time.time()
@@ -55,7 +58,7 @@ def prioritize(
     if output is not None and output.suffix not in (".csv", ".jsonl"):
         raise ConfigError(f"--output {str(output)!r}: use a .csv or .jsonl file")
     with open_storage(db) as storage:
-        scorer = require_scorer(storage)
+        scorer = require_scorer(storage, model)
         result = rank(
             storage.db,
             scorer,
@@ -67,6 +70,8 @@ def prioritize(
             level=level,
             seed=seed,
         )
+        if output is not None and output.suffix == ".jsonl":
+            result = with_texts(storage, result)  # prompt and answer, where stored
     rows = [
         [
             str(s.rank),
@@ -83,7 +88,8 @@ def prioritize(
     columns = [("#", "num"), ("slice", "text"), ("n", "num"), ("labels", "num")]
     columns += [("estimate (interval)", "pair"), ("gap", "num"), ("priority", "num")]
     columns += [("to label", "num")]
-    title = f"labelling priorities by {by} (target {result.target:.3f})"
+    of_model = f" of model {scorer.model}" if scorer.model else ""
+    title = f"labelling priorities{of_model} by {by} (target {result.target:.3f})"
     console.print(cli_table(title, columns, rows))
     console.print(
         f"{len(result.requests)} responses selected of a budget of {budget}", highlight=False

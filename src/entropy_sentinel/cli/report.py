@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from entropy_sentinel.cli._database import open_storage, require_scorer, when
+from entropy_sentinel.cli._database import open_storage, require_scorers, when
 from entropy_sentinel.cli._table import cli_table, interval_text
 from entropy_sentinel.cli.app import console
 
@@ -46,6 +46,13 @@ def report(
     check: Annotated[
         bool, typer.Option(help="Also verify the aggregates against a recount of the traces.")
     ] = False,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Model key (repeatable: one set of rows per model, on the same slices); "
+            "default: all models together, each trace scored by its own estimator."
+        ),
+    ] = None,
 ) -> None:
     """Estimated accuracy per slice and time window, from the monitoring database.
 
@@ -67,15 +74,20 @@ def report(
         min_count=min_count,
     )
     with open_storage(db) as storage:
-        scorer = require_scorer(storage)
-        result = estimate(storage.db, scorer, storage.bucket, query, now=time.time())
+        scorers = require_scorers(storage, model)
+        result = estimate(
+            storage.db, scorers, storage.bucket, query, now=time.time(), split=model is not None
+        )
         consistency = check_aggregates(storage.db) if check else None
-    console.print(_table(result.records, by, level, query.window))
-    console.print(
-        f"{len(result.records)} records; scorer {scorer.id} (model_sd {scorer.model_sd:.4f}"
-        f"{', recalibrated' if scorer.calibration else ''})",
-        highlight=False,
-    )
+    console.print(_table(result.records, by, level, query.window, split=model is not None))
+    for s in scorers:
+        console.print(
+            f"model {s.model!r}: scorer {s.id} (model_sd {s.model_sd:.4f}"
+            f"{', recalibrated' if s.calibration else ''}"
+            f"{f', fitted on the traces of {s.fitted_on!r}' if s.other_model else ''})",
+            highlight=False,
+        )
+    console.print(f"{len(result.records)} records", highlight=False)
     if output is not None:
         if output.suffix == ".json":
             output.write_text(json.dumps(result.to_dict(), indent=2))
@@ -95,16 +107,25 @@ def report(
             raise typer.Exit(1)
 
 
-def _table(records: Sequence[SliceEstimate], by: str, level: float, window: int | None) -> Table:
-    """Columns for references and labels only when some record has them; a window column
-    only with ``--window`` (else the one window's range is in the title), and then no
-    reference estimate (the change says how it compares; the CSV has both): the table
-    stays within 80 columns."""
+def _table(
+    records: Sequence[SliceEstimate],
+    by: str,
+    level: float,
+    window: int | None,
+    *,
+    split: bool = False,
+) -> Table:
+    """Columns for models, references and labels only when some record has them; a
+    window column only with ``--window`` (else the one window's range is in the title),
+    and then no reference estimate (the change says how it compares; the CSV has both):
+    the table stays within 80 columns. A model marked * was scored by an estimator fitted
+    on another model's traces."""
     from entropy_sentinel.timeutil import format_duration
 
     has_ref = any(r.reference_interval is not None for r in records)
     has_labels = any(r.stats.n_labelled for r in records)
     columns = [("window", "key")] if window else []
+    columns += [("model", "text")] if split else []
     columns += [("slice", "text"), ("n", "num"), ("estimate (interval)", "pair")]
     columns += ([] if window else [("ref.", "num")]) + [("change", "num")] if has_ref else []
     columns += [("labels", "num"), ("corrected (interval)", "pair")] if has_labels else []
@@ -113,6 +134,7 @@ def _table(records: Sequence[SliceEstimate], by: str, level: float, window: int 
         ref = r.reference_interval
         lc = r.label_corrected
         row = [_when(r.window_start)] if window else []
+        row += [(r.model or "(none)") + (" *" if r.other_model else "")] if split else []
         row += [
             "all" if r.dimension == "*" else r.value,
             str(r.stats.n),

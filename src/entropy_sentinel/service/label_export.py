@@ -21,10 +21,23 @@ from pathlib import Path
 from typing import Any
 
 from entropy_sentinel.service.prioritize import Priorities
+from entropy_sentinel.service.storage.store import Storage
 
-__all__ = ["label_records", "labels_jsonl", "write_labels_jsonl"]
+__all__ = ["label_records", "labels_jsonl", "with_texts", "write_labels_jsonl"]
 
 _TEXT = ("prompt", "answer")
+
+
+def with_texts(storage: Storage, result: Priorities) -> Priorities:
+    """``result`` with each request's stored prompt and answer (where text is stored)."""
+    texts = storage.texts([r.trace_id for r in result.requests])
+    requests = tuple(
+        dataclasses.replace(r, prompt=texts[r.trace_id][0], answer=texts[r.trace_id][1])
+        if r.trace_id in texts
+        else r
+        for r in result.requests
+    )
+    return dataclasses.replace(result, requests=requests)
 
 
 def label_records(result: Priorities) -> list[dict[str, Any]]:

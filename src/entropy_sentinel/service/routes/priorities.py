@@ -1,4 +1,8 @@
-"""``GET /v1/priorities``: which slices and responses to label next."""
+"""``GET /v1/priorities``: which slices and responses of one model to label next.
+
+Each label request carries ``prompt`` and ``answer`` when the service stores text
+(``store_text``) and the caller's key has the ``text`` scope; else they are null.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,11 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from entropy_sentinel.service.api_models import PrioritiesOut
-from entropy_sentinel.service.auth import require
-from entropy_sentinel.service.label_export import labels_jsonl
+from entropy_sentinel.service.auth import require, text_allowed
+from entropy_sentinel.service.label_export import labels_jsonl, with_texts
 from entropy_sentinel.service.prioritize import prioritize
 from entropy_sentinel.service.routes.common import errors, time_range
-from entropy_sentinel.service.routes.estimates import active_scorer
+from entropy_sentinel.service.routes.estimates import one_scorer
 from entropy_sentinel.service.state import ServiceState, service
 
 __all__ = ["router"]
@@ -45,14 +49,20 @@ async def get_priorities(
     ),
     seed: int = Query(0, ge=0, le=2**32 - 1, description="Sampling seed."),
     format: Literal["json", "csv", "jsonl"] = Query("json"),
+    model: str | None = Query(
+        None, max_length=256, description="Model; required when several have estimators."
+    ),
+    with_text: bool = Depends(text_allowed),
 ) -> Any:
-    """Slices ranked by priority with their share of the budget, and the responses to
-    label (uniform random within each slice; see docs/service.md for the rule)."""
+    """Slices of one model ranked by priority with their share of the budget, and the
+    responses to label (uniform random within each slice; see docs/service.md for the
+    rule), with their prompt and answer for keys with the `text` scope."""
     start, end = time_range(since, until, _WEEK)
+    scorer = one_scorer(svc, model)
     result = await run_in_threadpool(
         lambda: prioritize(
             svc.db,
-            active_scorer(svc),
+            scorer,
             by=by,
             budget=budget,
             since=start,
@@ -62,6 +72,8 @@ async def get_priorities(
             seed=seed,
         )
     )
+    if with_text and svc.settings.store_text:
+        result = await run_in_threadpool(with_texts, svc.storage, result)
     if format == "json":
         return result.to_dict()
     if format == "csv":
