@@ -14,8 +14,9 @@ through `entropy_sentinel.estimator.intervals.finish`:
   interval (``ppi_*``).
 
 Traces that lack a dimension form their own slice (value None), so nothing is
-dropped. Within a slice the contributions are summed in sorted order of P, so the
-records do not depend on the order of the traces, to the last bit.
+dropped. Within a slice the contributions are summed in sorted order (of P, then of
+every other column), so the records do not depend on the order of the traces, to the
+last bit.
 
 >>> import numpy as np
 >>> res = slice_accuracy(np.array([0.9, 0.8, 0.4]), [("a",), ("a",), ("b",)], by=("domain",))
@@ -249,7 +250,8 @@ def group_records(
     """Sum per-trace ``contributions`` (`SliceStats.contributions`) by slice key and finish
     each slice into a record, ranked worst first.
 
-    ``p`` orders the sums within a slice (order invariance); ``labels`` give the true
+    Within a slice the rows are summed in sorted order (by ``p``, then every column), so
+    the records do not depend on the order of the traces; ``labels`` give the true
     accuracy; ``finish`` turns a slice's statistics into its `SliceInterval`.
     """
     if contributions.shape[0] != len(keys) or p.shape[0] != len(keys):
@@ -263,8 +265,12 @@ def group_records(
     records = []
     for key, members in groups.items():
         idx = np.asarray(members)
-        order = np.lexsort((p[idx],) if labels is None else (labels[idx], p[idx]))
-        idx = idx[order]  # sorted by P (then label): sums independent of trace order
+        # Sorted by the whole contribution row (P first): responses that tie in P can
+        # differ in their label, design weight or features, and float sums depend on
+        # their order. Rows equal in every column are interchangeable.
+        rows = contributions[idx]
+        order = np.lexsort((*rows.T[::-1], p[idx]))
+        idx = idx[order]
         stats = SliceStats.from_flat(contributions[idx].sum(axis=0))
         y = None if labels is None else labels[idx]
         records.append(_record(key, stats, finish(stats, level), y))
