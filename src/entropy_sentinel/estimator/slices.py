@@ -105,7 +105,8 @@ class SliceRecord:
         level: the interval's nominal coverage.
         shift: shift score (0.5 = like the training traces, 1 = nothing alike) of the
             responses without calibration; NaN when all had calibration.
-        shift_word: the shift in plain words.
+        shift_word: the shift in plain words ("" from an estimator that knows nothing of
+            slices: a bare classifier or a score baseline).
         sampling_sd: Poisson-binomial sd of the realised accuracy given P.
         model_sd: the estimator's own error as one sd (calibration and transfer).
         calibration_sd: the calibration offsets' part (sd).
@@ -246,9 +247,14 @@ def group_records(
     level: float,
     finish: Finisher,
     model_sd: float = math.nan,
+    shift_words: bool = True,
 ) -> SliceAccuracy:
     """Sum per-trace ``contributions`` (`SliceStats.contributions`) by slice key and finish
     each slice into a record, ranked worst first.
+
+    ``shift_words``: whether the estimator knows which slices it saw in training and how
+    far the others are (a `SentinelEstimator`); False leaves every record's shift word
+    empty, as for an estimator that knows nothing of slices (the classic interval).
 
     Within a slice the rows are summed in sorted order (by ``p``, then every column), so
     the records do not depend on the order of the traces; ``labels`` give the true
@@ -273,7 +279,7 @@ def group_records(
         idx = idx[order]
         stats = SliceStats.from_flat(contributions[idx].sum(axis=0))
         y = None if labels is None else labels[idx]
-        records.append(_record(key, stats, finish(stats, level), y))
+        records.append(_record(key, stats, finish(stats, level), y, shift_words))
     records.sort(key=lambda r: (r.estimate, tuple("" if v is None else v for v in r.key)))
     return SliceAccuracy(tuple(by), level, tuple(records))
 
@@ -316,17 +322,23 @@ def slice_accuracy(
         by=by,
         level=level,
         finish=lambda s, lv: finish(s, lv, model_sd=model_sd),
+        shift_words=False,
     )
 
 
 def _record(
-    key: SliceKey, stats: SliceStats, iv: SliceInterval, y: FloatArray | None
+    key: SliceKey, stats: SliceStats, iv: SliceInterval, y: FloatArray | None, words: bool
 ) -> SliceRecord:
     nan = math.nan
     n_lab = 0 if y is None else int((~np.isnan(y)).sum())
     true_acc = float(np.nanmean(y)) if n_lab and y is not None else nan
     full = n_lab == stats.n and n_lab > 0
-    word = SEEN_WORD if iv.unseen_fraction == 0.0 and stats.n else shift_word(iv.shift)
+    if not words:
+        word = ""
+    elif iv.unseen_fraction == 0.0 and stats.n:
+        word = SEEN_WORD
+    else:
+        word = shift_word(iv.shift)
     return SliceRecord(
         key=key,
         n=stats.n,
