@@ -15,20 +15,10 @@ from entropy_sentinel.aggregate import SHIFT_DIM, SliceStats
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.estimator.design import draw, inclusion_probabilities
 from entropy_sentinel.estimator.intervals import finish, label_part
-from entropy_sentinel.estimator.transfer import TransferModel
+from tests.estimator_data import RELATION
 
 FloatArray = npt.NDArray[np.float64]
 Z95 = float(norm.ppf(0.975))
-
-TRANSFER = TransferModel(
-    name="test",
-    edges=(0.6, 0.8, 0.95),
-    levels=(0.5, 0.9, 0.95),
-    half_widths=((0.02, 0.05, 0.1), (0.04, 0.1, 0.2), (0.05, 0.12, 0.3)),
-    n_points=30,
-    n_domains=10,
-    source="hand-made for the tests",
-)
 
 
 def _shift_by_hand(w: FloatArray, n_reference: int) -> float:
@@ -49,7 +39,7 @@ def test_label_free_interval_by_hand() -> None:
     cal = np.where(unseen, 0.0, p * (1 - p) * 0.2)
     w = rng.normal(0.4, 1.0, size=(n, SHIFT_DIM))  # moved: a real shift
     stats = SliceStats.from_arrays(p, unseen=unseen, cal=cal, w=w)
-    iv = finish(stats, 0.95, transfer=TRANSFER, n_reference=1000)
+    iv = finish(stats, 0.95, transfer=RELATION, n_reference=1000)
     shift = _shift_by_hand(w[unseen], 1000)
     assert iv.shift == pytest.approx(shift, rel=1e-12)
     assert 0.6 < shift <= 0.8  # the relation's middle bin: h = 0.12 at 95%
@@ -70,7 +60,7 @@ def test_label_free_interval_by_hand() -> None:
     bare = finish(stats, 0.95, n_reference=1000)
     assert bare.transfer_half_width == 0.0 and bare.shift == iv.shift
     # no shift reference: the shift is unknown and the relation's widest bin applies
-    unknown = finish(stats, 0.95, transfer=TRANSFER, n_reference=0)
+    unknown = finish(stats, 0.95, transfer=RELATION, n_reference=0)
     assert math.isnan(unknown.shift) and unknown.transfer_half_width == pytest.approx(u * 0.3)
 
 
@@ -97,7 +87,7 @@ def test_a_fully_labelled_slice_gets_its_true_accuracy_with_zero_width(design: b
     p = rng.uniform(size=50)
     y = (rng.uniform(size=50) < 0.3).astype(float)  # P says nothing right
     pi = np.ones(50) if design else None
-    iv = finish(SliceStats.from_arrays(p, y, pi=pi), transfer=TRANSFER, n_reference=100)
+    iv = finish(SliceStats.from_arrays(p, y, pi=pi), transfer=RELATION, n_reference=100)
     assert iv.labels is not None and iv.labels.n_labels == 50
     assert iv.ppi_estimate == pytest.approx(y.mean(), abs=1e-12)
     assert iv.ppi_lower == iv.ppi_upper == iv.ppi_estimate
@@ -154,7 +144,7 @@ def test_every_interval_lies_in_0_1_and_lambda_in_0_1(
         cal=np.where(un, 0.0, p * (1 - p) * 0.3),
         w=rng.normal(size=(n, SHIFT_DIM)) * 2,
     )
-    iv = finish(stats, level, transfer=TRANSFER, n_reference=200)
+    iv = finish(stats, level, transfer=RELATION, n_reference=200)
     assert 0.0 <= iv.lower <= iv.estimate <= iv.upper <= 1.0
     assert math.isnan(iv.shift) or 0.5 <= iv.shift <= 1.0
     if iv.labels is None:

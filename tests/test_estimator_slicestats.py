@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -16,9 +17,10 @@ from entropy_sentinel.estimator.intervals import finish
 from entropy_sentinel.estimator.slices import group_records
 
 FloatArray = npt.NDArray[np.float64]
+Arrays = dict[str, npt.NDArray[Any]]
 
 
-def _slice(seed: int, n: int) -> dict[str, FloatArray]:
+def _slice(seed: int, n: int) -> Arrays:
     """A slice with every kind of response: plain labels, designed labels (with their
     inclusion probability), unlabelled; seen and unseen; calibration terms; features."""
     rng = np.random.default_rng(seed)
@@ -32,7 +34,7 @@ def _slice(seed: int, n: int) -> dict[str, FloatArray]:
     return {"p": p, "y": y, "pi": pi, "unseen": unseen, "cal": cal, "w": w}
 
 
-def _stats(parts: dict[str, FloatArray], idx: npt.NDArray[np.intp]) -> SliceStats:
+def _stats(parts: Arrays, idx: npt.NDArray[np.intp]) -> SliceStats:
     return SliceStats.from_arrays(
         parts["p"][idx],
         parts["y"][idx],
