@@ -28,6 +28,7 @@ expected sample size is its allocation.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -35,7 +36,7 @@ import numpy.typing as npt
 from entropy_sentinel._typing import BoolArray, FloatArray
 from entropy_sentinel.errors import ConfigError
 
-__all__ = ["MIX", "allocate", "draw", "inclusion_probabilities"]
+__all__ = ["MIX", "LabelDesign", "allocate", "draw", "inclusion_probabilities", "plan"]
 
 MIX = 0.5
 """Weight of uniform sampling in the active design."""
@@ -127,3 +128,78 @@ def allocate(
         out += give
         left -= int(give.sum())
     return [int(x) for x in out]
+
+
+@dataclass(frozen=True, eq=False)
+class LabelDesign:
+    """Which responses to label: a drawn sample with each response's inclusion probability.
+
+    Attributes:
+        ids: every candidate response's id.
+        keys: each one's slice key.
+        inclusion: its inclusion probability (0 in slices that got no budget).
+        chosen: whether it was drawn (label these).
+        allocation: expected labels per slice key.
+        seed: the seed of the draw.
+    """
+
+    ids: tuple[str, ...]
+    keys: tuple[tuple[str | None, ...], ...]
+    inclusion: FloatArray
+    chosen: BoolArray
+    allocation: dict[tuple[str | None, ...], int]
+    seed: int
+
+    def __len__(self) -> int:
+        return int(self.chosen.sum())
+
+    def inclusion_of(self, ids: Sequence[str]) -> FloatArray:
+        """The inclusion probability of each of ``ids`` if it was drawn, else NaN: what
+        `SentinelEstimator.estimate` takes as ``inclusion`` once the labels are back."""
+        where = {i: j for j, i in enumerate(self.ids)}
+        out = np.full(len(ids), np.nan)
+        for k, i in enumerate(ids):
+            j = where.get(i)
+            if j is not None and self.chosen[j]:
+                out[k] = self.inclusion[j]
+        return out
+
+
+def plan(
+    ids: Sequence[str],
+    keys: Sequence[tuple[str | None, ...]],
+    p: npt.ArrayLike,
+    half_widths: dict[tuple[str | None, ...], float],
+    budget: int,
+    *,
+    minimum: int = 5,
+    seed: int = 0,
+    mix: float = MIX,
+) -> LabelDesign:
+    """Share ``budget`` out over the slices (`allocate`, by their label-free half-widths),
+    then draw each slice's responses by active Poisson sampling (`inclusion_probabilities`
+    on their P(correct) ``p``, seeded)."""
+    pa = np.asarray(p, dtype=np.float64)
+    if len(ids) != pa.shape[0] or len(keys) != pa.shape[0]:
+        raise ConfigError("ids, keys and p need one entry per response")
+    order = sorted(half_widths, key=lambda k: tuple("" if v is None else v for v in k))
+    members = {k: [i for i, key in enumerate(keys) if tuple(key) == k] for k in order}
+    counts = allocate(
+        budget, [len(members[k]) for k in order], [half_widths[k] for k in order],
+        minimum=minimum,
+    )  # fmt: skip
+    inclusion = np.zeros(pa.shape[0])
+    for k, m in zip(order, counts, strict=True):
+        idx = np.asarray(members[k], dtype=np.intp)
+        if m and idx.size:
+            inclusion[idx] = inclusion_probabilities(pa[idx], m, mix=mix)
+    rng = np.random.default_rng(seed)
+    chosen = draw(inclusion, rng)
+    return LabelDesign(
+        ids=tuple(ids),
+        keys=tuple(tuple(k) for k in keys),
+        inclusion=inclusion,
+        chosen=chosen,
+        allocation=dict(zip(order, counts, strict=True)),
+        seed=seed,
+    )

@@ -12,7 +12,7 @@ family   model                                       default grid               
          at least 40 rows per leaf                   max_leaf_nodes {4, 8}
 =======  ==========================================  ===========================  ========
 
-The ``lr``, ``rf`` and ``mlp`` grids are the paper's (PRODUCT.md section 5; the
+The ``lr``, ``rf`` and ``mlp`` grids are the paper's (docs/definitions.md; the
 spec lists the MLP sizes as "(5,) ... (15, 8)", the three between are ours).
 ``hgb`` goes beyond the paper; its small, regularised grid was chosen by
 cross-validation on Phi-3.5 (AUROC about 0.742 against 0.730 for deeper trees with

@@ -35,7 +35,7 @@ same numbers and finish them with the same function.
 >>> clf = es.CorrectnessEstimator(family="lr", random_state=0)
 >>> est = SentinelEstimator(clf, transfer=None).fit_traces(batch)
 >>> res = est.estimate(batch, by="domain")
->>> [(r.key, r.n, r.shift_word) for r in res]
+>>> sorted((r.key, r.n, r.shift_word) for r in res)
 [(('a',), 120, 'seen in training'), (('b',), 120, 'seen in training')]
 """
 
@@ -53,6 +53,7 @@ from sklearn.exceptions import NotFittedError
 from entropy_sentinel._typing import BoolArray, FloatArray
 from entropy_sentinel.aggregate import SliceStats
 from entropy_sentinel.errors import ConfigError
+from entropy_sentinel.estimator.design import LabelDesign, plan
 from entropy_sentinel.estimator.intervals import SliceInterval, finish
 from entropy_sentinel.estimator.model import CorrectnessEstimator
 from entropy_sentinel.estimator.shiftscore import ShiftReference
@@ -261,6 +262,29 @@ class SentinelEstimator(BaseEstimator):  # type: ignore[misc]
             finish=lambda s, lv: self.finish(s, lv),
             model_sd=math.nan,
         )
+
+    def design(
+        self,
+        analysis: TraceBatch,
+        budget: int,
+        by: str | tuple[str, ...] | list[str] | None = "domain",
+        *,
+        minimum: int = 5,
+        seed: int = 0,
+    ) -> LabelDesign:
+        """Which unlabelled responses of ``analysis`` to label with ``budget`` labels: the
+        budget shared out over the slices by their label-free interval widths, each
+        slice sampled actively (`entropy_sentinel.estimator.design`). Label the chosen
+        ones, then pass ``design.inclusion_of(ids)`` to `estimate` as ``inclusion``."""
+        dims: tuple[str, ...] = () if by is None else (by,) if isinstance(by, str) else tuple(by)
+        open_ = ~analysis.has_label
+        candidates = analysis if open_.all() else analysis.subset(open_)
+        keys = slice_keys(candidates, dims)
+        result = self.estimate(candidates, by=dims)
+        half = {r.key: (r.upper - r.lower) / 2.0 for r in result}
+        scores = self.score(candidates)
+        return plan(candidates.ids, keys, scores.p_classifier, half, budget,
+                    minimum=minimum, seed=seed)  # fmt: skip
 
     # -------------------------------------------------------------- helpers
     def _check_fitted(self) -> None:
