@@ -39,14 +39,14 @@ def test_values_are_the_mean_of_the_calibrated_p_and_the_members() -> None:
     clf = sentinel_lr().classifier_
     train, test = halves()
     X = clf.featurize(test)
-    assert clf.input_names == (*feature_names("profile10"), "max_entropy", "nll_avg")
-    assert X.shape == (len(test), 12)
+    assert clf.input_names == (*feature_names("profile"), "max_entropy", "nll_avg")
+    assert X.shape == (len(test), 13)
     members = parse_blend(clf.blend)
-    values = blend_values(members, clf.blend_models_, X[:, 10:])
+    values = blend_values(members, clf.blend_models_, X[:, 11:])
     atc = clf.blend_models_[0]
     assert set(np.unique(values[:, 0])) <= {0.0, 1.0, atc.tie_weight_}
     assert clf.calibrator_ is not None
-    calibrated = clf.calibrator_.transform(clf.model_.predict_proba(X[:, :10])[:, 1])
+    calibrated = clf.calibrator_.transform(clf.model_.predict_proba(X[:, :11])[:, 1])
     p = clf.predict_proba(X)[:, 1]
     np.testing.assert_allclose(p, (calibrated + values.sum(axis=1)) / 3, atol=1e-12)
     p_alone, p_blend = clf.predict_parts(X)
@@ -56,7 +56,7 @@ def test_values_are_the_mean_of_the_calibrated_p_and_the_members() -> None:
     # On its training rows ATC reproduces the training accuracy exactly, and the isotonic
     # map of average confidence is mean-preserving.
     Xt = clf.featurize(train)
-    own = blend_values(members, clf.blend_models_, Xt[:, 10:]).mean(axis=0)
+    own = blend_values(members, clf.blend_models_, Xt[:, 11:]).mean(axis=0)
     np.testing.assert_allclose(own, train.labels.mean(), atol=1e-12)
     assert clf.card_["params"]["blend"] == ["atc:max_entropy", "ac:nll_avg"]
 
@@ -105,7 +105,7 @@ def test_blend_members_need_their_scores_and_valid_names(small: es.TraceBatch) -
     with pytest.raises(es.ConfigError, match=r"need the scores \['nll_avg'\].*sentinel-entropy"):
         preset("sentinel", family="lr").fit_traces(entropies)
     fitted = preset("sentinel-entropy", family="lr", random_state=0).fit_traces(entropies)
-    assert fitted.classifier_.featurize(entropies).shape == (300, 11)
+    assert fitted.classifier_.featurize(entropies).shape == (300, 12)
     rng = np.random.default_rng(1)
     with pytest.raises(es.ConfigError, match="blend member 'atc:h_max'"):
         es.CorrectnessEstimator(blend=("atc:h_max",)).fit(rng.normal(size=(20, 3)), [0, 1] * 10)
