@@ -7,8 +7,10 @@ Routers added later (the proxy, the dashboard) use the same object: the proxy ca
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fastapi import Request
@@ -16,8 +18,8 @@ from fastapi import Request
 from entropy_sentinel.service.alerts import AlertEngine
 from entropy_sentinel.service.auth import Authenticator
 from entropy_sentinel.service.metrics import Metrics
+from entropy_sentinel.service.model_registry import ModelRegistry
 from entropy_sentinel.service.pipeline import IngestPipeline
-from entropy_sentinel.service.scoring import Scorer
 from entropy_sentinel.service.settings import Settings
 from entropy_sentinel.service.storage.db import Database, open_database
 from entropy_sentinel.service.storage.store import Storage
@@ -34,7 +36,7 @@ class ServiceState:
     settings: Settings
     db: Database
     storage: Storage
-    scorer: Scorer
+    models: ModelRegistry
     pipeline: IngestPipeline
     alerts: AlertEngine
     auth: Authenticator
@@ -42,25 +44,39 @@ class ServiceState:
     started_at: float = field(default_factory=time.time)
     rescore_pending: int = 0  # refreshed by the maintenance loop
     closed: bool = False
+    reloader: Callable[[], Settings] | None = None
+    reload_requested: bool = False
+    wake: Callable[[], None] | None = None  # set by the app: runs maintenance now
 
     @classmethod
-    def build(cls, settings: Settings, metrics: Metrics | None = None) -> ServiceState:
-        """Open the database (migrating it), load the model, and start the writer."""
+    def build(
+        cls,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        *,
+        reloader: Callable[[], Settings] | None = None,
+    ) -> ServiceState:
+        """Open the database (migrating it), load the estimators, and start the writer.
+
+        ``reloader``: how `reload` gets new settings (``sentinel serve`` re-reads its
+        ``--config`` file and command line).
+        """
         from entropy_sentinel.errors import ConfigError
 
-        if settings.model_path is None:
+        if not settings.model_specs:
             raise ConfigError(
-                "sentinel serve needs --model PATH: an estimator artifact from `sentinel fit`"
+                "sentinel serve needs an estimator: --model PATH, or --model NAME=PATH per "
+                "model (repeatable), or [models.NAME] tables in --config (docs/service.md)"
             )
         m = metrics or Metrics()
         db = open_database(settings.db_url, synchronous=settings.sqlite_synchronous)
         try:
             storage = Storage(db, settings.bucket)
-            scorer = Scorer.load(settings.model_path, storage)
+            models = ModelRegistry(storage, settings.model_specs, settings.default_model)
         except BaseException:
             db.dispose()
             raise
-        pipeline = IngestPipeline(settings, storage, scorer, m)
+        pipeline = IngestPipeline(settings, storage, models, m)
         pipeline.start()
         engine = AlertEngine(
             settings.alert_rules,
@@ -73,12 +89,59 @@ class ServiceState:
             settings=settings,
             db=db,
             storage=storage,
-            scorer=scorer,
+            models=models,
             pipeline=pipeline,
             alerts=engine,
             auth=Authenticator(settings.api_keys, m),
             metrics=m,
+            reloader=reloader,
         )
+
+    def request_reload(self) -> None:
+        """Ask the maintenance task to `reload` now (SIGHUP; thread-safe)."""
+        self.reload_requested = True
+        if self.wake is not None:
+            self.wake()
+
+    def reload(self, settings: Settings | None = None) -> bool:
+        """Serve the models of ``settings`` (default: from the reloader) from now on.
+
+        Only ``model``, ``models`` and ``default_model`` take effect; other changed
+        options are named in the log (they need a restart). A bad new configuration
+        is logged and leaves the running one in place. Returns whether it was applied.
+        """
+        if settings is None:
+            if self.reloader is None:
+                log.warning("reload: no settings file to re-read (start with --config)")
+                return False
+            try:
+                settings = self.reloader()
+            except Exception as exc:  # the running configuration stays
+                log.error("reload failed, nothing changed: %s", exc)
+                return False
+        fields = ("model_path", "models", "default_model")
+        kept = {name: getattr(self.settings, name) for name in fields}
+        others = [
+            f.name
+            for f in dataclasses.fields(Settings)
+            if f.name not in fields and getattr(settings, f.name) != getattr(self.settings, f.name)
+        ]
+        try:
+            self.models.configure(settings.model_specs, settings.default_model)
+        except Exception as exc:
+            log.error("reload failed, nothing changed: %s", exc)
+            return False
+        self.settings = self.settings.replace(**{n: getattr(settings, n) for n in fields})
+        changed = [n for n in fields if kept[n] != getattr(settings, n)]
+        log.info(
+            "reloaded: %d models served (%s)%s",
+            len(self.models.served()),
+            ", ".join(repr(s.name) for s in self.models.served()) or "unnamed estimator only",
+            "" if changed else "; nothing changed",
+        )
+        if others:
+            log.warning("reload: restart the service to apply the changes of %s", others)
+        return True
 
     def close(self) -> None:
         """Flush queued traces, then close the database (graceful shutdown). Idempotent."""

@@ -19,10 +19,16 @@ trace reaches the database a fraction of a second later.
 
 The record of an exchange::
 
-    {"id": <the upstream's response id>, "slice": {...}, "timestamp": <received>,
-     "meta": {"proxy": {"route", "model", "stream", "client_logprobs", "request_id"},
+    {"id": <the upstream's response id>, "model": <the model the request asked for>,
+     "slice": {...}, "timestamp": <received>,
+     "meta": {"proxy": {"route", "model", "answer_model", "stream", "client_logprobs",
+                        "request_id"},
               "prompt": ..., "answer": ...},       # prompt/answer with proxy_record_text
      "logprobs": <the response> | [<stream chunks>]}
+
+``model`` is the key the service scores the trace under (the requested model: the
+answer may name a dated version, llama.cpp a file path); the answer's own ``model`` is
+kept in ``meta.proxy.answer_model``.
 
 A streamed legacy completion is first reassembled into one completion (the trace
 library reads chat chunks directly, legacy chunks only as one response).
@@ -78,6 +84,7 @@ class Exchange:
 
 class _Id(msgspec.Struct):
     id: str | None = None
+    model: str | None = None
 
 
 class _Message(msgspec.Struct):
@@ -113,12 +120,15 @@ def build_record(ex: Exchange, *, record_text: bool = False) -> bytes:
         first = ex.chunks[0] if ex.chunks else b"{}"
     head: dict[str, Any] = {}
     try:
-        rid = msgspec.json.decode(first, type=_Id).id
+        named = msgspec.json.decode(first, type=_Id)
     except msgspec.DecodeError:
-        rid = None
-    if rid:
-        head["id"] = rid
-    meta: dict[str, Any] = {"proxy": ex.meta}
+        named = _Id()
+    if named.id:
+        head["id"] = named.id
+    requested = ex.meta.get("model")
+    if isinstance(requested, str) and requested:
+        head["model"] = requested
+    meta: dict[str, Any] = {"proxy": {**ex.meta, "answer_model": named.model}}
     if record_text:
         meta["prompt"] = ex.prompt
         meta["answer"] = _answer_text(ex)
