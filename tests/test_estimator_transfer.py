@@ -93,7 +93,7 @@ def test_the_fit_follows_its_docstring(seed: int, n_bins: int) -> None:
     assert (model.n_points, model.n_domains) == (len(s), 12)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_half_widths_are_monotone_in_the_shift_and_cover_left_out_domains(seed: int) -> None:
     s, t, g = _points(seed, n_domains=10, per_domain=8)

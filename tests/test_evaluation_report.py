@@ -105,6 +105,7 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, EvalData]:
     return out, data
 
 
+@pytest.mark.slow  # fits and draws every configuration
 def test_report_on_real_results(real: tuple[Path, EvalData]) -> None:
     out, data = real
     results = load_results(out)
