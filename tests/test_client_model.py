@@ -33,7 +33,7 @@ __all__ = ["smollm2_model"]
 
 pytestmark = pytest.mark.model
 
-_SETTINGS = {"max_tokens": 12, "temperature": 0.0, "seed": 7}
+_SETTINGS: Any = {"max_tokens": 12, "temperature": 0.0, "seed": 7}  # create() keywords
 
 
 @pytest.fixture
