@@ -248,12 +248,18 @@ class _Tap:
         else:
             answer = answer_payload(call.kind, body, chunks)
             texts_body, texts_chunks = body, chunks
-        attrs = {**call.request_attrs, **response_attributes(texts_body, texts_chunks)}
+        attrs = {
+            "gen_ai.provider.name": "openai",  # the API, as the openai instrumentations say
+            **call.request_attrs,
+            **response_attributes(texts_body, texts_chunks),
+        }
+        ended = time.time()
         meta: dict[str, Any] = {
             "sdk": {
                 "route": call.kind,
                 "stream": call.prepared.stream,
                 "client_logprobs": call.prepared.client_logprobs,
+                "seconds": round(ended - call.started, 6),
             },
             "gen_ai": attrs,
         }
@@ -263,7 +269,6 @@ class _Tap:
             said = answer_text(texts_body, texts_chunks) if call.kind != "responses" else None
             text = said if isinstance(said, str) else _responses_text(answer, call.kind)
         trace_id = uuid.uuid4().hex
-        ended = time.time()
 
         def encode() -> bytes:
             return encode_record(

@@ -104,6 +104,9 @@ class IngestPipeline:
         self._lock = threading.Lock()
         self._closed = False
         self._thread: threading.Thread | None = None
+        self.on_stored: Callable[[list[tuple[Incoming, float]]], None] | None = None
+        """Called by the writer after each commit with (trace, P) of the traces it
+        stored (the OpenTelemetry export); must be quick and not raise."""
 
     # ------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -277,6 +280,7 @@ class IngestPipeline:
             members.append(idx)
             batches.append(self._scored_traces(g, job, idx, scored))
         written = self.storage.write(batches)
+        stored: list[tuple[Incoming, float]] = []
         for g, (idx, outcome) in enumerate(zip(members, written, strict=True)):
             for i in idx:
                 tid = group[g].items[i].trace.id
@@ -284,9 +288,15 @@ class IngestPipeline:
                 if tid in outcome.stored:
                     outcomes[g][i] = ("stored", p, None)
                     self.metrics.traces_stored.inc()
+                    stored.append((group[g].items[i], p))
                 else:
                     outcomes[g][i] = ("duplicate", None, None)
                     self.metrics.traces_duplicate.inc()
+        if self.on_stored is not None and stored:
+            try:
+                self.on_stored(stored)
+            except Exception:  # an exporter's failure never fails a committed write
+                log.exception("the on_stored hook failed for %d traces", len(stored))
         return outcomes
 
     def _score(

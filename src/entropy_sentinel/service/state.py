@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import Request
 
@@ -42,6 +43,7 @@ class ServiceState:
     started_at: float = field(default_factory=time.time)
     rescore_pending: int = 0  # refreshed by the maintenance loop
     closed: bool = False
+    spans: Any = None  # entropy_sentinel.otel.EvaluationSpans, with otel_endpoint
 
     @classmethod
     def build(cls, settings: Settings, metrics: Metrics | None = None) -> ServiceState:
@@ -61,6 +63,9 @@ class ServiceState:
             db.dispose()
             raise
         pipeline = IngestPipeline(settings, storage, scorer, m)
+        spans = _spans(settings)
+        if spans is not None:
+            pipeline.on_stored = spans.emit_stored
         pipeline.start()
         engine = AlertEngine(
             settings.alert_rules,
@@ -78,6 +83,7 @@ class ServiceState:
             alerts=engine,
             auth=Authenticator(settings.api_keys, m),
             metrics=m,
+            spans=spans,
         )
 
     def close(self) -> None:
@@ -90,7 +96,23 @@ class ServiceState:
             log.error("shutdown: %d queued traces were not written", left)
         else:
             log.info("shutdown: every queued trace written")
+        if self.spans is not None:
+            self.spans.shutdown()  # export the spans still queued
         self.db.dispose()
+
+
+def _spans(settings: Settings) -> Any:
+    """The OpenTelemetry exporter of scored traces, when ``otel_endpoint`` is set."""
+    if settings.otel_endpoint is None:
+        return None
+    from entropy_sentinel.otel import EvaluationSpans  # the `otel` extra
+
+    log.info("exporting one span per scored trace to %s (OTLP/HTTP)", settings.otel_endpoint)
+    return EvaluationSpans(
+        settings.otel_endpoint,
+        service_name=settings.otel_service_name,
+        max_slice_values=settings.otel_max_slice_values,
+    )
 
 
 async def service(request: Request) -> ServiceState:
