@@ -28,7 +28,7 @@ from entropy_sentinel.otel import EVALUATION_NAME, OTHER, EvaluationSpans
 from entropy_sentinel.service.app import create_app
 from entropy_sentinel.service.settings import Settings
 from entropy_sentinel.testing.replay_upstream import ReplayUpstream, load_recorded
-from entropy_sentinel.testing.service import ThreadedServer
+from entropy_sentinel.testing.service import ServiceProcess, ThreadedServer
 from tests.conftest import SMOLLM2_FIXTURES
 from tests.service_fixtures import smollm2_model
 
@@ -77,28 +77,26 @@ def _evaluation(span: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_the_service_exports_ingested_and_proxied_traces_to_phoenix(
-    phoenix: str,
-    upstream: ThreadedServer,
-    smollm2_model: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    phoenix: str, upstream: ThreadedServer, smollm2_model: Path, tmp_path: Path
 ) -> None:
+    """``sentinel serve --otel-endpoint`` (a real service process), with the cap and the
+    Phoenix annotations from its settings file."""
     project = f"sentinel-service-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", f"{PROJECT_KEY}={project}")
-    settings = Settings(
-        db_url=f"sqlite:///{tmp_path / 'sentinel.db'}",
-        model_path=smollm2_model,
-        upstream=upstream.url + "/v1",
-        evaluate_every=3600.0,
-        otel_endpoint=phoenix + "/v1/traces",
-        otel_max_slice_values=2,
-    )
+    config = tmp_path / "sentinel.toml"
+    config.write_text("otel_max_slice_values = 2\notel_phoenix_annotations = true\n")
     chat = load_recorded(SMOLLM2_FIXTURES)["chat"]
     records = [
         {"id": f"ingested-{i}", "slice": {"customer": f"c{i}"}, "model": "smol", "logprobs": r}
         for i, r in enumerate(chat[:3])
     ]
-    with ThreadedServer(create_app(settings)) as svc:
+    with ServiceProcess(
+        db_url=f"sqlite:///{tmp_path / 'sentinel.db'}",
+        model=smollm2_model,
+        config=config,
+        log_path=tmp_path / "service.log",
+        env={"OTEL_RESOURCE_ATTRIBUTES": f"{PROJECT_KEY}={project}"},
+        args=["--upstream", upstream.url + "/v1", "--otel-endpoint", phoenix + "/v1/traces"],
+    ) as svc:
         answer = httpx.post(svc.url + "/v1/traces", json={"traces": records}, timeout=60).json()
         with openai.OpenAI(base_url=svc.url + "/v1", api_key="k", max_retries=0) as client:
             proxied = client.chat.completions.create(
@@ -107,13 +105,13 @@ def test_the_service_exports_ingested_and_proxied_traces_to_phoenix(
                 max_tokens=8,
                 extra_headers={"X-Sentinel-Slice": "customer=c0"},
             )
-        time.sleep(1.0)  # the proxy records off the response path
+    # stopped: the service has written its queue and exported the spans still queued
     p_of = {t["id"]: t["p_correct"] for t in answer["traces"]}
     spans = {s["attributes"]["entropy_sentinel.trace_id"]: s for s in _spans(phoenix, project, 4)}
     assert set(spans) == {*p_of, proxied.id}
     for tid, p in p_of.items():
         span = spans[tid]
-        assert span["name"] == "chat smol" and span["span_kind"] in ("CLIENT", "LLM", "UNKNOWN")
+        assert span["name"] == "chat smol"
         assert span["attributes"]["gen_ai.request.model"] == "smol"
         assert span["attributes"]["entropy_sentinel.p_correct"] == pytest.approx(p)
         ev = _evaluation(span)
@@ -127,6 +125,34 @@ def test_the_service_exports_ingested_and_proxied_traces_to_phoenix(
     assert ev["gen_ai.response.id"] == proxied.id  # the upstream's id
     assert ev["entropy_sentinel.slice.customer"] == "c0"
     assert 0.0 <= ev["gen_ai.evaluation.score.value"] <= 1.0
+    # and as Phoenix annotations (its evaluations), one per span
+    by_span = {s["context"]["span_id"]: s for s in spans.values()}
+    notes = _annotations(phoenix, project, list(by_span), len(by_span))
+    for note in notes:
+        span = by_span[note["span_id"]]
+        assert note["name"] == EVALUATION_NAME and note["annotator_kind"] == "CODE"
+        assert note["result"]["score"] == pytest.approx(
+            span["attributes"]["entropy_sentinel.p_correct"]
+        )
+        assert note["metadata"]["trace_id"] == span["attributes"]["entropy_sentinel.trace_id"]
+
+
+def _annotations(
+    phoenix: str, project: str, span_ids: list[str], n: int, timeout: float = 60.0
+) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    got: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        r = httpx.get(
+            f"{phoenix}/v1/projects/{project}/span_annotations",
+            params={"span_ids": span_ids, "limit": 1000},
+        )
+        if r.status_code == 200:
+            got = r.json()["data"]
+            if len(got) >= n:
+                return got
+        time.sleep(0.5)
+    raise AssertionError(f"Phoenix has {len(got)} annotations, expected {n}")
 
 
 def test_the_sdk_exports_its_calls_under_the_applications_own_spans(

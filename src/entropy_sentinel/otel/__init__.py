@@ -8,6 +8,7 @@ docs/integrations.md for the attributes and what we chose where the GenAI semant
 conventions are silent.
 """
 
+from entropy_sentinel.otel.phoenix import PhoenixAnnotations
 from entropy_sentinel.otel.spans import EVALUATION_NAME, OTHER, EvaluationSpans
 
-__all__ = ["EVALUATION_NAME", "OTHER", "EvaluationSpans"]
+__all__ = ["EVALUATION_NAME", "OTHER", "EvaluationSpans", "PhoenixAnnotations"]

@@ -82,6 +82,9 @@ class EvaluationSpans:
         max_slice_values: distinct values exported per slice dimension (the rest:
             ``_OTHER``).
         max_queue: spans waiting to be exported at most.
+        phoenix: also post P(correct) as span annotations to this Arize Phoenix
+            (its base URL; `entropy_sentinel.otel.phoenix.PhoenixAnnotations`), so its UI
+            shows them as evaluations.
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class EvaluationSpans:
         service_name: str = "entropy-sentinel",
         max_slice_values: int = 100,
         max_queue: int = 2048,
+        phoenix: str | None = None,
     ) -> None:
         self._own: TracerProvider | None = None
         if tracer_provider is None:
@@ -107,6 +111,11 @@ class EvaluationSpans:
             self._own = TracerProvider(resource=Resource.create({"service.name": service_name}))
             self._own.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=max_queue))
             tracer_provider = self._own
+        if phoenix:
+            from entropy_sentinel.otel.phoenix import PhoenixAnnotations
+
+            annotations = BatchSpanProcessor(PhoenixAnnotations(phoenix), max_queue_size=max_queue)
+            tracer_provider.add_span_processor(annotations)
         from entropy_sentinel import __version__
 
         self.tracer = tracer_provider.get_tracer("entropy_sentinel", __version__)

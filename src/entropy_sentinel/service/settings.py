@@ -139,6 +139,8 @@ class Settings:
         otel_service_name: ``service.name`` of the exported spans.
         otel_max_slice_values: distinct values exported per slice dimension; further
             values are exported as ``_OTHER``.
+        otel_phoenix_annotations: the endpoint is Arize Phoenix's: also post each
+            P(correct) as a Phoenix span annotation (shown as an evaluation in its UI).
     """
 
     db_url: str = "sqlite:///sentinel.db"
@@ -171,6 +173,7 @@ class Settings:
     otel_endpoint: str | None = None
     otel_service_name: str = "entropy-sentinel"
     otel_max_slice_values: int = 100
+    otel_phoenix_annotations: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:

@@ -108,10 +108,12 @@ def _spans(settings: Settings) -> Any:
     from entropy_sentinel.otel import EvaluationSpans  # the `otel` extra
 
     log.info("exporting one span per scored trace to %s (OTLP/HTTP)", settings.otel_endpoint)
+    base = settings.otel_endpoint.removesuffix("/").removesuffix("/v1/traces")
     return EvaluationSpans(
         settings.otel_endpoint,
         service_name=settings.otel_service_name,
         max_slice_values=settings.otel_max_slice_values,
+        phoenix=base if settings.otel_phoenix_annotations else None,
     )
 
 
