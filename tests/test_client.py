@@ -22,12 +22,14 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletio
 
 from entropy_sentinel.client import AsyncSentinel, Sentinel, wrap_openai
 from entropy_sentinel.client.delivery import Delivery, Outbox, Pending
+from entropy_sentinel.client.sentinel import SentinelBase
 from entropy_sentinel.service.app import create_app
 from entropy_sentinel.service.settings import Settings
 from entropy_sentinel.service.state import ServiceState
 from entropy_sentinel.service.storage.tables import traces
 from entropy_sentinel.testing.replay_upstream import ReplayUpstream, load_recorded
 from entropy_sentinel.testing.service import ThreadedServer, free_port
+from entropy_sentinel.traces import decode_record
 from tests.conftest import SMOLLM2_FIXTURES
 from tests.service_fixtures import smollm2_model
 
@@ -325,3 +327,32 @@ def test_a_full_queue_drops_and_counts_without_blocking() -> None:
 def test_wrapping_something_else_is_a_clear_error() -> None:
     with Sentinel("http://127.0.0.1:9") as s, pytest.raises(TypeError, match=r"openai\.OpenAI"):
         wrap_openai(httpx.Client(), s)
+
+
+def test_record_text_keeps_the_prompt_and_the_answer(
+    upstream: tuple[ReplayUpstream, ThreadedServer],
+) -> None:
+    """The record follows the ingest contract: top-level model, k, prompt and answer."""
+    queue_only = SentinelBase("http://127.0.0.1:9")  # records are queued, never sent
+    direct = openai.OpenAI(base_url=upstream[1].url + "/v1", api_key="k", max_retries=0)
+    client = wrap_openai(direct, queue_only, record_text=True, slice={"domain": "math"})
+    got = client.chat.completions.create(model="smol", messages=CHAT, max_tokens=8)
+    chunks = list(
+        client.chat.completions.create(model="smol", messages=CHAT, max_tokens=8, stream=True)
+    )
+    direct.close()
+    with queue_only.outbox.lock:
+        pending = queue_only.outbox.take(10, 1 << 30)
+    records = [json.loads(p.payload()) for p in pending]
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert [r["answer"] for r in records] == [got.choices[0].message.content, streamed]
+    for r in records:
+        assert (r["prompt"], r["model"], r["k"], r["slice"]) == (
+            CHAT,
+            "smol",
+            20,
+            {"domain": "math"},
+        )
+    parsed = decode_record(pending[0].payload(), 0)[0]  # the trace library reads it so
+    assert (parsed.answer, parsed.model, parsed.k) == (got.choices[0].message.content, "smol", 20)
+    assert parsed.n_steps == got.usage.completion_tokens  # type: ignore[union-attr]

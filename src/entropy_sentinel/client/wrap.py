@@ -238,53 +238,68 @@ class _Tap:
             self.sentinel.outbox.invalid(f"{type(exc).__name__}: {exc}")
 
     def _finish(self, call: _Call, body: bytes | None, chunks: tuple[bytes, ...]) -> None:
-        if call.kind == "responses":
-            answer = body if body is not None else _completed_response(chunks)
-            if answer is None:
-                self.sentinel.outbox.invalid("a Responses API stream ended without its response")
-                return
-            texts_body: bytes | None = answer
-            texts_chunks: tuple[bytes, ...] = ()
-        else:
-            answer = answer_payload(call.kind, body, chunks)
-            texts_body, texts_chunks = body, chunks
-        attrs = {
-            "gen_ai.provider.name": "openai",  # the API, as the openai instrumentations say
-            **call.request_attrs,
-            **response_attributes(texts_body, texts_chunks),
-        }
+        """Queue the record; reading the answer (attributes, text) is left to the sender,
+        so the application's thread only pays for queueing."""
         ended = time.time()
-        meta: dict[str, Any] = {
-            "sdk": {
-                "route": call.kind,
-                "stream": call.prepared.stream,
-                "client_logprobs": call.prepared.client_logprobs,
-                "seconds": round(ended - call.started, 6),
-            },
-            "gen_ai": attrs,
-        }
-        prompt = text = None
-        if self.record_text:
-            prompt = _prompt(call.payload)
-            said = answer_text(texts_body, texts_chunks) if call.kind != "responses" else None
-            text = said if isinstance(said, str) else _responses_text(answer, call.kind)
         trace_id = uuid.uuid4().hex
+        record_text = self.record_text
 
         def encode() -> bytes:
-            return encode_record(
-                answer,
-                id=trace_id,
-                slice=call.slice,
-                model=call.model,
-                k=call.k,
-                meta=meta,
-                prompt=prompt,
-                answer=text,
-                timestamp=call.started,
-            )
+            return _encode(call, body, chunks, trace_id, ended, record_text)
 
         times = CallTimes(start=call.started, end=ended, context=call.context)
         self.sentinel.submit(Pending(trace_id, encode, times))
+
+
+def _encode(
+    call: _Call,
+    body: bytes | None,
+    chunks: tuple[bytes, ...],
+    trace_id: str,
+    ended: float,
+    record_text: bool,
+) -> bytes:
+    """The trace record of one answer (run by the sender; raises TypeError when the
+    answer cannot be read, which the sender counts as invalid)."""
+    if call.kind == "responses":
+        answer = body if body is not None else _completed_response(chunks)
+        if answer is None:
+            raise TypeError("a Responses API stream ended without its response")
+        texts_body: bytes | None = answer
+        texts_chunks: tuple[bytes, ...] = ()
+    else:
+        answer = answer_payload(call.kind, body, chunks)
+        texts_body, texts_chunks = body, chunks
+    attrs = {
+        "gen_ai.provider.name": "openai",  # the API, as the openai instrumentations say
+        **call.request_attrs,
+        **response_attributes(texts_body, texts_chunks),
+    }
+    meta: dict[str, Any] = {
+        "sdk": {
+            "route": call.kind,
+            "stream": call.prepared.stream,
+            "client_logprobs": call.prepared.client_logprobs,
+            "seconds": round(ended - call.started, 6),
+        },
+        "gen_ai": attrs,
+    }
+    prompt = text = None
+    if record_text:
+        prompt = _prompt(call.payload)
+        said = answer_text(texts_body, texts_chunks) if call.kind != "responses" else None
+        text = said if isinstance(said, str) else _responses_text(answer, call.kind)
+    return encode_record(
+        answer,
+        id=trace_id,
+        slice=call.slice,
+        model=call.model,
+        k=call.k,
+        meta=meta,
+        prompt=prompt,
+        answer=text,
+        timestamp=call.started,
+    )
 
 
 def _kind(request: httpx.Request) -> ApiKind | None:
