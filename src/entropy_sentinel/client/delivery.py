@@ -43,8 +43,8 @@ class Pending:
         id: the record's trace id.
         encode: the record's JSON bytes, or a function that makes them (run by the
             sender, so the caller never pays for encoding a large response).
-        call: what the OTel export needs of the call (`entropy_sentinel.otel.CallInfo`),
-            or None.
+        call: when the call ran and in which OpenTelemetry context
+            (`entropy_sentinel.wire.genai.CallTimes`), for the span the SDK may export.
     """
 
     id: str
@@ -138,11 +138,8 @@ class Outbox:
         return len(self._items) + self._in_flight
 
     def take(self, max_records: int, max_bytes: int) -> list[Pending]:
-        """Up to ``max_records`` queued records (and about ``max_bytes``), marked in flight.
-
-        Call with ``lock`` held. Records whose payload cannot be made are counted
-        ``invalid`` and skipped.
-        """
+        """Up to ``max_records`` queued records (and about ``max_bytes`` of those already
+        encoded), marked in flight. Call with ``lock`` held."""
         out: list[Pending] = []
         size = 0
         while self._items and len(out) < max_records and size < max_bytes:

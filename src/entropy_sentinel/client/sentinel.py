@@ -39,6 +39,7 @@ import httpx
 
 from entropy_sentinel.client.delivery import Delivery, Outbox, Pending, SenderStats
 from entropy_sentinel.client.record import encode_record
+from entropy_sentinel.wire.genai import CallTimes
 
 __all__ = ["Sentinel", "SentinelBase"]
 
@@ -149,11 +150,22 @@ class SentinelBase:
                 timestamp=ts,
             )
 
-        return trace_id if self.submit(Pending(trace_id, encode)) else None
+        times = CallTimes(start=ts, end=ts, context=self.otel_context())
+        return trace_id if self.submit(Pending(trace_id, encode, times)) else None
 
     def submit(self, item: Pending) -> bool:
         """Queue a ready `Pending` record (never blocks); False when dropped."""
         return self.outbox.put(item)
+
+    def otel_context(self) -> Any:
+        """The caller's OpenTelemetry context, when spans are exported (their parent)."""
+        if self.otel is None:
+            return None
+        try:
+            from opentelemetry import context
+        except ImportError:
+            return None
+        return context.get_current()
 
     def _take(self) -> list[Pending]:
         return self.outbox.take(self.batch_size, self.max_batch_bytes)

@@ -188,7 +188,7 @@ class _Tap:
             slice=self._slice(payload),
             k=_requested_k(kind, payload),
             started=time.time(),
-            context=self._context(),
+            context=self.sentinel.otel_context(),
             request_attrs=request_attributes(kind, payload),
         )
 
@@ -200,15 +200,6 @@ class _Tap:
         except Exception as exc:  # the application's function: never raise into its call
             self.sentinel.outbox.invalid(f"the slice function raised {type(exc).__name__}: {exc}")
             return {}
-
-    def _context(self) -> Any:
-        if getattr(self.sentinel, "otel", None) is None:
-            return None
-        try:
-            from opentelemetry import context
-        except ImportError:
-            return None
-        return context.get_current()
 
     def refused(self, call: _Call, status: int) -> _Call:
         """The upstream refused logprobs: remember the model; the request as sent."""

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -64,6 +65,7 @@ class _Head(msgspec.Struct):
     slice: dict[str, str] = {}
     model: str | None = None
     meta: dict[str, Any] = {}
+    timestamp: float | None = None
 
 
 _HEAD = msgspec.json.Decoder(_Head)
@@ -186,13 +188,14 @@ class EvaluationSpans:
                 continue  # a duplicate: exported when it was stored
             head = _HEAD.decode(pending.payload())
             times = pending.call
+            start = times.start if times is not None else head.timestamp
             self.emit(
                 trace_id=key,
                 p=prob,
                 slice=head.slice,
                 model=head.model,
                 meta=head.meta,
-                start=times.start if times is not None else 0.0,
+                start=start if start is not None else time.time(),
                 end=times.end if times is not None else None,
                 context=times.context if times is not None else None,
             )
