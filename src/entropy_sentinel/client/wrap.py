@@ -39,6 +39,7 @@ Any other request (embeddings, files, models...) passes through untouched.
 
 from __future__ import annotations
 
+import http.cookiejar
 import logging
 import time
 import uuid
@@ -124,11 +125,16 @@ def wrap_openai(
             f"{type(client).__name__}"
         )
     tap = _Tap(sentinel, slice, (top_logprobs, legacy_top_logprobs), record_text)
+    # the outer client only hands requests to the application's own, which keeps the
+    # cookies, follows redirects and times out as it always did
+    jar = http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     outer: httpx.Client | httpx.AsyncClient
     if hasattr(inner, "aclose"):  # httpx.AsyncClient / httpx2.AsyncClient
-        outer = httpx.AsyncClient(transport=_AsyncTapTransport(inner, tap), timeout=None)
+        outer = httpx.AsyncClient(
+            transport=_AsyncTapTransport(inner, tap), timeout=None, cookies=jar
+        )
     else:
-        outer = httpx.Client(transport=_TapTransport(inner, tap), timeout=None)
+        outer = httpx.Client(transport=_TapTransport(inner, tap), timeout=None, cookies=jar)
     wrapped: ClientT = copy(http_client=outer)
     return wrapped
 
