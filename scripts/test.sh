@@ -4,7 +4,7 @@
 # Starts (or finds) PostgreSQL (scripts/postgres.sh) and Phoenix (scripts/phoenix.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh model,collect,service,client,otel,dev
+bash scripts/install.sh model,collect,service,spark,client,otel,dev
 echo "==> ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
