@@ -576,6 +576,7 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
             by=dims,
             level=level,
             finish=lambda s, lv: finish(s, lv, model_sd=model_sd),
+            shift_words=False,
         )
 
     # ------------------------------------------------------------ artifacts
