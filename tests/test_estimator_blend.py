@@ -95,6 +95,13 @@ def test_fit_with_a_blend_needs_named_inputs(small: es.TraceBatch) -> None:
         named.predict_proba(traced.featurize(test)), traced.predict_proba(traced.featurize(test))
     )
     assert named.card_["features"]["names"] == list(template.input_names)
+    # predicting on a frame checks its names too
+    np.testing.assert_array_equal(
+        named.predict_proba(traced.featurize(test, frame=True)),
+        named.predict_proba(traced.featurize(test)),
+    )
+    with pytest.raises(es.ConfigError, match="was fitted on"):
+        named.predict_proba(traced.featurize(test, frame=True).iloc[:, ::-1])
     # without a blend, a bare matrix is fine (scikit-learn's contract)
     plain = es.CorrectnessEstimator(family="lr", features="profile10", random_state=0)
     plain.fit(featurize(small, "profile10"), small.labels)
