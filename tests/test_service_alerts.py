@@ -26,9 +26,9 @@ from entropy_sentinel.service.settings import Settings
 from entropy_sentinel.service.storage.db import open_database
 from entropy_sentinel.service.storage.store import Storage
 from entropy_sentinel.testing.service import ThreadedServer
-from tests.service_fixtures import T0, db_url, phi35_model, phi35_records, scored_traces
+from tests.service_fixtures import T0, corpus_model, corpus_records, db_url, scored_traces
 
-__all__ = ["db_url", "phi35_model", "phi35_records"]
+__all__ = ["corpus_model", "corpus_records", "db_url"]
 
 NOW = T0 + 3600.0
 
@@ -250,7 +250,7 @@ def test_upper_bound_rule_waits_for_confidence() -> None:
 
 
 def test_service_posts_an_alert_for_real_traffic(
-    phi35_model: Path, phi35_records: list[dict[str, Any]], tmp_path: Path, receiver: Receiver
+    corpus_model: Path, corpus_records: list[dict[str, Any]], tmp_path: Path, receiver: Receiver
 ) -> None:
     rule = AlertRule.from_mapping(
         {
@@ -264,14 +264,14 @@ def test_service_posts_an_alert_for_real_traffic(
     )
     settings = Settings(
         db_url=f"sqlite:///{tmp_path / 'alerts.db'}",
-        model_path=phi35_model,
+        model_path=corpus_model,
         alert_rules=(rule,),
         webhook_url=receiver.url,
         evaluate_every=0.2,
     )
     records = [
         {"id": f"r{i}", "token_entropy": r["token_entropy"], "slice": {"domain": "gsm8k"}}
-        for i, r in enumerate(phi35_records[:20])
+        for i, r in enumerate(corpus_records[:20])
     ]
     with ThreadedServer(create_app(settings)) as srv:
         assert httpx.post(srv.url + "/v1/traces", json={"traces": records}).status_code == 200
