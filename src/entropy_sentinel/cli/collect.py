@@ -12,6 +12,7 @@ from rich.table import Table
 from entropy_sentinel.cli.app import console
 from entropy_sentinel.cli.model import sigterm_as_interrupt  # (also registers `sentinel model`)
 from entropy_sentinel.errors import ConfigError
+from entropy_sentinel.redact import redact_url
 
 if TYPE_CHECKING:
     from entropy_sentinel.collect.judge import LLMJudge
@@ -134,7 +135,8 @@ def collect(
         if model is None:
             raise ConfigError("--model is required with --base-url")
         console.print(
-            f"collecting {len(items)} items from {base_url} (model {model!r}) into {output}",
+            f"collecting {len(items)} items from {redact_url(base_url)} (model {model!r}) into "
+            f"{output}",
             highlight=False,
         )
         summary = run_collect(

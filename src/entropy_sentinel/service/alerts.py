@@ -40,6 +40,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from entropy_sentinel.aggregate import SliceStats
+from entropy_sentinel.redact import redact_text
 from entropy_sentinel.service.alert_rules import AlertRule, judge
 from entropy_sentinel.service.estimates import slice_stats
 from entropy_sentinel.service.metrics import Metrics
@@ -271,7 +272,7 @@ class AlertEngine:
         try:
             response = await http.post(self.webhook_url, json=payload)
         except httpx.HTTPError as exc:
-            return f"{type(exc).__name__}: {exc}"
+            return redact_text(f"{type(exc).__name__}: {exc}")
         if response.is_success:
             return None
         return f"HTTP {response.status_code}: {response.text[:200]}"
@@ -332,7 +333,7 @@ def list_alerts(db: Database, *, status: str = "all", limit: int = 100) -> list[
             "evidence": json.loads(r.evidence),
             "last_evidence": json.loads(r.last_evidence),
             "notified": r.notified_at is not None,
-            "notify_error": r.notify_error,
+            "notify_error": None if r.notify_error is None else redact_text(r.notify_error),
         }
         for r in rows
     ]

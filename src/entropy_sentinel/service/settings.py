@@ -24,7 +24,8 @@ plus two arrays of tables::
     threshold = 0.6
     window = "1h"
 
-Secrets never show in ``repr`` (keys print as their name and scopes only).
+Secrets never show in ``repr``: keys print as their name and scopes only, URLs
+(``db``, ``upstream``, ``webhook_url``) without user info or secret query values.
 
 >>> s = Settings(bucket=300)
 >>> s.db_url, s.bucket, s.loopback_only
@@ -44,6 +45,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from entropy_sentinel.errors import ConfigError
+from entropy_sentinel.redact import redact_url
 from entropy_sentinel.service.alert_rules import AlertRule
 from entropy_sentinel.service.timeutil import parse_duration
 
@@ -180,7 +182,8 @@ class Settings:
             raise ConfigError(f"level={self.level!r} must be in (0, 1), e.g. 0.95")
         if self.upstream is not None and not re.match(r"^https?://[^/\s]+", self.upstream):
             raise ConfigError(
-                f"upstream={self.upstream!r} must be an http:// or https:// base URL, e.g. "
+                f"upstream={redact_url(self.upstream)!r} must be an http:// or https:// base "
+                "URL, e.g. "
                 "http://127.0.0.1:8080/v1 (what an OpenAI client takes as base_url)"
             )
         if not 1 <= self.proxy_top_logprobs <= 100:
@@ -209,6 +212,15 @@ class Settings:
         if len(set(keys)) != len(keys):
             raise ConfigError(f"API key names must be unique, got {keys}")
 
+    def __repr__(self) -> str:
+        shown = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in _URLS and isinstance(value, str):
+                value = redact_url(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
     @property
     def loopback_only(self) -> bool:
         """True when no API key is configured: only loopback clients are served."""
@@ -219,6 +231,7 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+_URLS = ("db_url", "upstream", "webhook_url")
 _DURATIONS = ("bucket", "max_future_skew", "reference", "metrics_window")
 _SECONDS = ("evaluate_every", "webhook_timeout", "shutdown_timeout", "upstream_timeout")
 _RENAMES = {"db": "db_url", "model": "model_path"}

@@ -1,0 +1,125 @@
+"""Hostile-client and operator probes of the service (issue 11), each kept as a regression test.
+
+Every probe runs against the real service: a ``sentinel serve`` subprocess or the real
+app under uvicorn in a thread, a real SQLite (or PostgreSQL) database, real HTTP.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from entropy_sentinel.service.app import create_app
+from entropy_sentinel.service.settings import Settings
+from entropy_sentinel.testing.service import ServiceProcess, ThreadedServer, free_port
+from tests.service_fixtures import corpus_model, corpus_records
+
+__all__ = ["corpus_model", "corpus_records"]
+
+PASSWORD = "S3CRET-pw-4711"
+API_KEY = "QUERYKEY-0815"
+
+
+@pytest.fixture(scope="module")
+def server(
+    corpus_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ThreadedServer]:
+    db = tmp_path_factory.mktemp("security") / "sentinel.db"
+    settings = Settings(db_url=f"sqlite:///{db}", model_path=corpus_model, evaluate_every=3600.0)
+    with ThreadedServer(create_app(settings)) as srv:
+        yield srv
+
+
+@pytest.fixture
+def client(server: ThreadedServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        yield c
+
+
+def _record(rec: dict[str, Any], rid: str, **extra: Any) -> dict[str, Any]:
+    return {"id": rid, "slice": rec["slice"], "token_entropy": rec["token_entropy"], **extra}
+
+
+# ------------------------------------------------------------- 1. credentials
+def test_upstream_credentials_never_reach_a_response_or_the_log(
+    corpus_model: Path, tmp_path: Path
+) -> None:
+    # the reproduction of issue 11: an upstream URL with user info and a key in its
+    # query, the upstream down; the 502, /v1/model, the dashboard facts and every log
+    # line (start-up, failure) must show it redacted
+    dead = free_port()
+    upstream = f"http://admin:{PASSWORD}@127.0.0.1:{dead}/v1?api_key={API_KEY}"
+    log = tmp_path / "serve.log"
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    with ServiceProcess(
+        db_url=db, model=corpus_model, log_path=log, args=["--upstream", upstream]
+    ) as svc:
+        r = httpx.post(
+            svc.url + "/v1/chat/completions",
+            json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+            timeout=30,
+        )
+        assert r.status_code == 502
+        message = r.json()["error"]["message"]
+        assert f"http://***@127.0.0.1:{dead}/v1?api_key=***" in message
+        bodies = [r.text]
+        for path in ("/v1/model", "/dashboard/config.json", "/healthz", "/openapi.json"):
+            bodies.append(httpx.get(svc.url + path, timeout=30).text)
+    text = log.read_text()
+    assert "***@127.0.0.1" in text  # the start-up line and the failure line name it...
+    for out in [*bodies, text]:
+        assert PASSWORD not in out and API_KEY not in out  # ...never its secrets
+
+
+def test_settings_and_database_reprs_hide_url_secrets(tmp_path: Path) -> None:
+    from entropy_sentinel.service.storage.db import open_database
+
+    s = Settings(
+        db_url=f"postgresql+psycopg://sentinel:{PASSWORD}@db.internal:5432/s?sslpassword=x",
+        upstream=f"https://{API_KEY}@api.example.com/v1?key={API_KEY}",
+        webhook_url=f"https://hooks.example.com/h?token={API_KEY}",
+    )
+    assert PASSWORD not in repr(s) and API_KEY not in repr(s)
+    assert "db.internal:5432/s" in repr(s) and "api.example.com/v1" in repr(s)
+    db = open_database(f"sqlite:///{tmp_path / 'r.db'}")
+    try:
+        assert repr(db) == f"Database('sqlite:///{tmp_path / 'r.db'}')"
+    finally:
+        db.dispose()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://admin:pw@h:8080/v1?api_key=k&model=m", "http://***@h:8080/v1?api_key=***&model=m"),
+        ("https://tok@h/p?access_token=a&X-Amz-Signature=b&sig=c", "https://***@h/p?access_token=***&X-Amz-Signature=***&sig=***"),
+        ("admin:pw@h:5432/db?password=p", "***@h:5432/db?password=***"),
+        ("sqlite:////var/lib/sentinel.db", "sqlite:////var/lib/sentinel.db"),
+        ("http://h/v1?secret=&key", "http://h/v1?secret=***&key"),
+    ],
+)  # fmt: skip
+def test_redact_url_keeps_host_port_path_and_hides_the_rest(url: str, shown: str) -> None:
+    from entropy_sentinel.redact import redact_url
+
+    assert redact_url(url) == shown
+
+
+def test_log_lines_redact_urls_quoted_by_any_library() -> None:
+    from entropy_sentinel.service.logs import configure_logging
+
+    for fmt in ("json", "text"):
+        stream = io.StringIO()
+        logger = configure_logging(fmt, "info", stream=stream, name=f"redact-{fmt}")
+        url = f"http://u:{PASSWORD}@h/v1?token={API_KEY}"
+        logger.warning("failed: %s", url, extra={"upstream": url})
+        try:
+            raise RuntimeError(f"cannot reach {url}")
+        except RuntimeError:
+            logger.exception("boom")
+        assert PASSWORD not in stream.getvalue() and API_KEY not in stream.getvalue()
+        assert "http://***@h/v1?token=***" in stream.getvalue()
