@@ -7,6 +7,7 @@ app under uvicorn in a thread, a real SQLite (or PostgreSQL) database, real HTTP
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -123,3 +124,74 @@ def test_log_lines_redact_urls_quoted_by_any_library() -> None:
             logger.exception("boom")
         assert PASSWORD not in stream.getvalue() and API_KEY not in stream.getvalue()
         assert "http://***@h/v1?token=***" in stream.getvalue()
+
+
+# ------------------------------------------------------------------ 2. nesting
+def _nested(levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"leaf": 1}
+    for _ in range(levels - 1):
+        value = {"x": value}
+    return value
+
+
+def test_ingest_refuses_deeply_nested_stored_values_record_by_record(
+    client: httpx.Client, corpus_records: list[dict[str, Any]]
+) -> None:
+    ok = _record(corpus_records[0], "nest-ok", meta=_nested(32))
+    deep = _record(corpus_records[1], "nest-deep", meta=_nested(400))
+    r = client.post("/v1/traces", json={"traces": [ok, deep]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [t["id"] for t in body["traces"]] == ["nest-ok"]
+    (rej,) = body["rejections"]
+    assert rej["id"] == "nest-deep" and rej["field"] == "$.meta"
+    assert "nested more than 32 levels" in rej["reason"]
+
+
+def test_no_answer_fails_because_of_a_deep_value_stored_by_an_older_version(
+    server: ThreadedServer,
+    client: httpx.Client,
+    corpus_records: list[dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    import sqlalchemy as sa
+
+    from entropy_sentinel.service.storage.tables import traces
+
+    recs = [_record(r, f"old-{i}", meta={"i": i}) for i, r in enumerate(corpus_records[:6])]
+    assert client.post("/v1/traces", json={"traces": recs}).json()["accepted"] == 6
+    # what an older version stored: meta nested 330 and 900 levels deep (the first
+    # made dataclasses.asdict fail, the second even json.loads), straight into SQL
+    db = server.app.state.service.db
+    with db.write.begin() as conn:
+        for rid, levels in (("old-0", 330), ("old-1", 900)):
+            conn.execute(
+                sa.update(traces)
+                .where(traces.c.trace_id == rid)
+                .values(meta=json.dumps(_nested(levels)))
+            )
+    query: dict[str, str | int] = {"budget": 10000, "by": "domain", "since": "0"}
+    r = client.get("/v1/priorities", params=query)
+    assert r.status_code == 200, r.text[:300]
+    metas = {q["trace_id"]: q["meta"] for q in r.json()["requests"]}
+    assert "nested more than 32 levels" in metas["old-0"]["sentinel_note"]
+    assert "nested more than 32 levels" in metas["old-1"]["sentinel_note"]
+    assert metas["old-2"] == {"i": 2}
+    for fmt in ("csv", "jsonl"):
+        r = client.get("/v1/priorities", params={**query, "format": fmt})
+        assert r.status_code == 200 and "old-1" in r.text
+    for path in ("/v1/estimates", "/v1/slices", "/v1/alerts", "/v1/model", "/healthz"):
+        assert client.get(path).status_code == 200, path
+    # the CLI export reads the same rows
+    from typer.testing import CliRunner
+
+    from entropy_sentinel.cli import app
+
+    out = tmp_path / "to_label.jsonl"
+    url = server.app.state.service.settings.db_url
+    result = CliRunner().invoke(
+        app, ["prioritize", "--db", url, "--budget", "10000", "--since", "0", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert any("sentinel_note" in json.loads(row["meta"]) for row in rows)

@@ -15,7 +15,8 @@ accepted and the error messages are exactly the library's. The service adds:
   ``max_future_skew`` seconds in the future.
 * limits that keep the database sane: ids of at most 256 characters, at most 32
   slice dimensions of at most 64 characters, values of at most 256, no NUL
-  characters, and ``*`` is reserved (it names all traffic).
+  characters, ``*`` is reserved (it names all traffic), and ``meta`` and ``prompt``
+  nested at most `MAX_JSON_DEPTH` (32) levels deep.
 * records without an ``id`` get a random one (returned in the answer). Give ids to
   make retries idempotent: an id that is already stored is answered ``duplicate``
   and counted once.
@@ -36,6 +37,7 @@ from typing import Any
 import msgspec
 
 from entropy_sentinel.errors import ConfigError, TraceError
+from entropy_sentinel.service.json_limits import check_depth
 from entropy_sentinel.service.storage.tables import ALL, MAX_DIMENSION, MAX_ID, MAX_VALUE
 from entropy_sentinel.service.timeutil import format_instant, parse_instant
 from entropy_sentinel.traces import Rejection, decode_record
@@ -317,12 +319,15 @@ def _check_trace(trace: Parsed) -> None:
         _check_text(dim, MAX_DIMENSION, "$.slice", "slice dimension", rid)
         _check_text(value, MAX_VALUE, f"$.slice.{dim}", "slice value", rid)
     if trace.meta:
+        check_depth(trace.meta, "$.meta", rid)
         try:
             msgspec.json.encode(trace.meta)
         except (TypeError, UnicodeEncodeError, OverflowError) as exc:
             raise TraceError(
                 f"meta cannot be stored as JSON ({exc})", record_id=rid, field="$.meta"
             ) from None
+    if trace.prompt is not None:
+        check_depth(trace.prompt, "$.prompt", rid)
 
 
 def _check_text(text: str, limit: int, field: str, what: str, rid: str) -> None:

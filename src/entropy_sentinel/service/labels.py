@@ -126,7 +126,7 @@ def _json_rows(text: str) -> Iterable[tuple[int, Any]]:
         if raw.strip():
             try:
                 yield line, json.loads(raw)
-            except json.JSONDecodeError as exc:
+            except (json.JSONDecodeError, RecursionError) as exc:
                 yield line, f"not JSON: {exc}"
 
 
