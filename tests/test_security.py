@@ -6,6 +6,7 @@ app under uvicorn in a thread, a real SQLite (or PostgreSQL) database, real HTTP
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from collections.abc import Iterator
@@ -195,3 +196,96 @@ def test_no_answer_fails_because_of_a_deep_value_stored_by_an_older_version(
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert any("sentinel_note" in json.loads(row["meta"]) for row in rows)
+
+
+# ------------------------------------------------------------ 3. CSV formulas
+HOSTILE = ['=HYPERLINK("http://evil.example","x")', "+1+1", "-2+3", "@SUM(1)", "\t=1", "'=q"]
+
+
+def _cells(text: str) -> list[str]:
+    return [cell for row in csv.reader(io.StringIO(text)) for cell in row]
+
+
+def _formula_free(text: str) -> None:
+    from entropy_sentinel.csv_safety import FORMULA_TRIGGERS
+
+    for cell in _cells(text):
+        try:
+            float(cell)  # a number (-2.0) is not a formula
+        except ValueError:
+            assert not cell or cell[0] not in FORMULA_TRIGGERS, cell
+
+
+def test_csv_exports_neutralise_formulas_and_labels_come_back_exactly(
+    server: ThreadedServer,
+    client: httpx.Client,
+    corpus_records: list[dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    import sqlalchemy as sa
+    from typer.testing import CliRunner
+
+    from entropy_sentinel.cli import app
+    from entropy_sentinel.service.storage.tables import traces
+
+    recs = [
+        _record(r, f"{h}#{i}", meta={"note": h}) | {"slice": {"domain": h}}
+        for i, (h, r) in enumerate(zip(HOSTILE, corpus_records[20:], strict=False))
+    ]
+    assert client.post("/v1/traces", json={"traces": recs}).json()["accepted"] == len(HOSTILE)
+    query: dict[str, str | int] = {"budget": 10000, "by": "domain", "since": "0", "format": "csv"}
+    served = client.get("/v1/priorities", params=query)
+    assert served.status_code == 200
+    _formula_free(served.text)
+    ids = {row["id"] for row in csv.DictReader(io.StringIO(served.text))}
+    assert '\'=HYPERLINK("http://evil.example","x")#0' in ids and "''=q#5" in ids
+
+    url = server.app.state.service.settings.db_url
+    runner = CliRunner()
+    out = tmp_path / "to_label.csv"
+    args = ["prioritize", "--db", url, "--budget", "10000", "--since", "0", "-o", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    _formula_free(out.read_text())
+    report = tmp_path / "report.csv"
+    args = ["report", "--db", url, "--by", "domain", "--since", "0", "-o", str(report)]
+    assert runner.invoke(app, args).exit_code == 0
+    _formula_free(report.read_text())
+    # the annotator fills `correct` and brings the file back: every id is found as sent
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    for row in rows:
+        row["correct"] = "yes"
+    with (tmp_path / "labelled.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = runner.invoke(
+        app, ["labels", "import", str(tmp_path / "labelled.csv"), "--db", url, "--strict"]
+    )
+    assert result.exit_code == 0, result.output
+    with server.app.state.service.db.read.connect() as conn:
+        labels = dict(
+            conn.execute(
+                sa.select(traces.c.trace_id, traces.c.label).where(
+                    traces.c.trace_id.in_([r["id"] for r in recs])
+                )
+            ).all()
+        )
+    assert labels == {r["id"]: 1.0 for r in recs}
+
+
+def test_features_csv_neutralises_ids_and_slice_names(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from entropy_sentinel.cli import app
+
+    src = tmp_path / "traces.jsonl"
+    src.write_text(
+        "".join(
+            json.dumps({"id": h, "slice": {"=dim": h}, "token_entropy": [0.1, 0.5]}) + "\n"
+            for h in HOSTILE
+        )
+    )
+    out = tmp_path / "features.csv"
+    result = CliRunner().invoke(app, ["features", str(src), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    _formula_free(out.read_text())

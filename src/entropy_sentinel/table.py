@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from entropy_sentinel.csv_safety import write_csv
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.profile import FEATURE_NAMES, entropy_profile
 from entropy_sentinel.scores import SCORES, baseline_scores
@@ -52,11 +53,15 @@ def feature_frame(
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
-    """Write ``frame`` as CSV or Parquet (zstd), chosen by the file suffix."""
+    """Write ``frame`` as CSV or Parquet (zstd), chosen by the file suffix.
+
+    CSV text cells that could start a spreadsheet formula are neutralised
+    (`entropy_sentinel.csv_safety`): ids and slice values come from the input records.
+    """
     suffix = path.suffix.lower()
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".csv":
-        frame.to_csv(path, index=False)
+        write_csv(frame, path)
     elif suffix == ".parquet":
         frame.to_parquet(path, index=False, compression="zstd")
     else:

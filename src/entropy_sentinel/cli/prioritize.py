@@ -11,6 +11,7 @@ from rich.table import Table
 
 from entropy_sentinel.cli._database import open_storage, require_scorer, when
 from entropy_sentinel.cli.app import console
+from entropy_sentinel.csv_safety import write_csv
 
 __all__ = ["prioritize"]
 
@@ -96,7 +97,7 @@ def prioritize(
     if output is not None:
         frame = result.requests_frame()
         if output.suffix == ".csv":
-            frame.to_csv(output, index=False)
+            write_csv(frame, output)
         else:
             frame.to_json(output, orient="records", lines=True, force_ascii=False)
         console.print(

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from entropy_sentinel.cli._database import open_storage, require_scorer, when
 from entropy_sentinel.cli.app import console
+from entropy_sentinel.csv_safety import write_csv
 
 if TYPE_CHECKING:
     from entropy_sentinel.service.estimates import SliceEstimate
@@ -78,7 +79,7 @@ def report(
         if output.suffix == ".json":
             output.write_text(json.dumps(result.to_dict(), indent=2))
         else:
-            result.to_frame().to_csv(output, index=False)
+            write_csv(result.to_frame(), output)
         console.print(f"wrote {output}", highlight=False)
     if consistency is not None:
         if consistency.ok:

@@ -1,7 +1,8 @@
 """Labels coming back from annotators, and the recalibration they make possible.
 
 `read_labels` reads a CSV or JSON Lines file (the `sentinel prioritize` export, with
-the ``correct`` column filled in, or any file with ``id`` and ``correct``): ``correct``
+the ``correct`` column filled in, or any file with ``id`` and ``correct``; CSV ids are
+read back as they were before the export neutralised spreadsheet formulas): ``correct``
 may be true/false, 1/0, yes/no, correct/wrong (any case); an empty value means "not
 labelled yet" and is skipped (counted). Anything else is a rejection naming the line
 and the value. An optional ``source`` column names who labelled (default: the
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from entropy_sentinel.csv_safety import restore
 from entropy_sentinel.errors import ConfigError, StorageError
 from entropy_sentinel.service.recalibration import (
     Recalibration,
@@ -83,7 +85,7 @@ def read_labels(path: Path) -> LabelFile:
         raise ConfigError(f"label file {str(path)!r} does not exist")
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".csv":
-        rows: Iterable[tuple[int, Any]] = enumerate(csv.DictReader(io.StringIO(text)), start=2)
+        rows: Iterable[tuple[int, Any]] = enumerate(_csv_rows(text), start=2)
     elif path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
         rows = _json_rows(text)
     else:
@@ -119,6 +121,15 @@ def parse_rows(rows: Iterable[tuple[int, Any]]) -> LabelFile:
         source = row.get("source") or row.get("grader")
         labels.append((rid, y, None if source in (None, "") else str(source)[:128]))
     return LabelFile(tuple(labels), blank, tuple(rejections))
+
+
+def _csv_rows(text: str) -> Iterable[dict[str, Any]]:
+    """Rows of a CSV file, ids as they were before the export neutralised them."""
+    for row in csv.DictReader(io.StringIO(text)):
+        for key in ("id", "trace_id"):
+            if isinstance(row.get(key), str):
+                row[key] = restore(row[key])
+        yield row
 
 
 def _json_rows(text: str) -> Iterable[tuple[int, Any]]:
