@@ -289,3 +289,31 @@ def test_features_csv_neutralises_ids_and_slice_names(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["features", str(src), "-o", str(out)])
     assert result.exit_code == 0, result.output
     _formula_free(out.read_text())
+
+
+# ------------------------------------------------------ 4. duplicates in a batch
+def _metric(client: httpx.Client, name: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no {name}")
+
+
+def test_an_id_repeated_in_one_batch_is_stored_once_and_reported_as_duplicate(
+    client: httpx.Client, corpus_records: list[dict[str, Any]]
+) -> None:
+    first = _record(corpus_records[40], "dup-1")
+    second = _record(corpus_records[41], "dup-1")  # same id, other trace: not stored
+    stored = _metric(client, "sentinel_traces_stored_total")
+    dups = _metric(client, "sentinel_traces_duplicate_total")
+    r = client.post("/v1/traces", json={"traces": [first, second, first]}).json()
+    assert (r["accepted"], r["duplicates"]) == (1, 2)
+    assert [(t["index"], t["status"]) for t in r["traces"]] == [
+        (0, "stored"),
+        (1, "duplicate"),
+        (2, "duplicate"),
+    ]
+    alone = client.post("/v1/traces", json=_record(corpus_records[40], "dup-probe")).json()
+    assert r["traces"][0]["p_correct"] == alone["traces"][0]["p_correct"]  # the first's P
+    assert _metric(client, "sentinel_traces_stored_total") == stored + 2  # dup-1, dup-probe
+    assert _metric(client, "sentinel_traces_duplicate_total") == dups + 2

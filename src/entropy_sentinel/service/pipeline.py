@@ -277,11 +277,15 @@ class IngestPipeline:
             members.append(idx)
             batches.append(self._scored_traces(g, job, idx, scored))
         written = self.storage.write(batches)
+        # `write` stores the first occurrence of an id (in this order) and no other:
+        # a repeat later in the group (same request or another) is a duplicate
+        reported: set[str] = set()
         for g, (idx, outcome) in enumerate(zip(members, written, strict=True)):
             for i in idx:
                 tid = group[g].items[i].trace.id
                 p = scored[(g, i)][0]
-                if tid in outcome.stored:
+                if tid in outcome.stored and tid not in reported:
+                    reported.add(tid)
                     outcomes[g][i] = ("stored", p, None)
                     self.metrics.traces_stored.inc()
                 else:
