@@ -317,3 +317,47 @@ def test_an_id_repeated_in_one_batch_is_stored_once_and_reported_as_duplicate(
     assert r["traces"][0]["p_correct"] == alone["traces"][0]["p_correct"]  # the first's P
     assert _metric(client, "sentinel_traces_stored_total") == stored + 2  # dup-1, dup-probe
     assert _metric(client, "sentinel_traces_duplicate_total") == dups + 2
+
+
+# ------------------------------------------------------------ 5. NaN, Infinity
+def _strict_json(text: str) -> Any:
+    def refuse(token: str) -> Any:
+        raise AssertionError(f"{token} in an answer")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_nan_and_infinity_in_any_validated_body_or_query_are_a_clean_422(
+    server: ThreadedServer, client: httpx.Client
+) -> None:
+    from fastapi.routing import APIRoute
+
+    from entropy_sentinel.service.routes import ROUTERS
+
+    routes = [r for router in ROUTERS for r in router.routes if isinstance(r, APIRoute)]
+    with_body = [r for r in routes if r.body_field is not None]
+    assert {r.path for r in with_body} >= {"/v1/labels", "/v1/recalibrate"}
+    for route in with_body:
+        assert route.body_field is not None
+        model: Any = route.body_field.field_info.annotation
+        for field in model.model_fields:
+            for token in ("NaN", "Infinity", "-Infinity"):
+                for body in (f'{{"{field}": {token}}}', f'{{"{field}": [{token}]}}'):
+                    r = client.post(
+                        route.path, content=body, headers={"content-type": "application/json"}
+                    )
+                    assert r.status_code in (400, 422), (route.path, body, r.status_code)
+                    _strict_json(r.text)
+    r = client.post("/v1/labels", content='{"labels": [{"id": "a", "correct": NaN}]}',
+                    headers={"content-type": "application/json"})  # fmt: skip
+    assert r.status_code == 422
+    (error,) = _strict_json(r.text)["detail"][:1]
+    assert error["input"] == "NaN" and "NaN and Infinity are not JSON" in error["msg"]
+    for route in routes:
+        if "GET" not in (route.methods or ()):
+            continue
+        for param in route.dependant.query_params:
+            if param.field_info.annotation in (float, int, float | None, int | None):
+                r = client.get(route.path, params={"budget": 1, param.name: "nan"})
+                assert r.status_code in (400, 422), (route.path, param.name, r.status_code)
+                _strict_json(r.text)

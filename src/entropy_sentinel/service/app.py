@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -47,6 +48,7 @@ from entropy_sentinel.service.routes.ingest import record_schemas
 from entropy_sentinel.service.settings import Settings
 from entropy_sentinel.service.state import ServiceState
 from entropy_sentinel.service.timeutil import bucket_of
+from entropy_sentinel.service.validation import validation_body
 
 __all__ = ["create_app", "maintain_once"]
 
@@ -135,6 +137,12 @@ def _install_errors(app: FastAPI) -> None:
     classes: list[type[Exception]] = [AuthError, BodyError, *_ERRORS]
     for cls in classes:
         app.add_exception_handler(cls, handle)
+
+    async def invalid(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return JSONResponse(validation_body(exc.errors()), status_code=422)
+
+    app.add_exception_handler(RequestValidationError, invalid)
 
 
 def _announce(state: ServiceState) -> None:
