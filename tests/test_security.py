@@ -361,3 +361,55 @@ def test_nan_and_infinity_in_any_validated_body_or_query_are_a_clean_422(
                 r = client.get(route.path, params={"budget": 1, param.name: "nan"})
                 assert r.status_code in (400, 422), (route.path, param.name, r.status_code)
                 _strict_json(r.text)
+
+
+# --------------------------------------------- 6. Host (DNS rebinding), Content-Type
+def test_host_and_content_type_keep_web_pages_out(corpus_model: Path, tmp_path: Path) -> None:
+    settings = Settings(
+        db_url=f"sqlite:///{tmp_path / 'h.db'}",
+        model_path=corpus_model,
+        upstream=f"http://127.0.0.1:{free_port()}/v1",
+        allowed_hosts=(".example.com",),
+        evaluate_every=3600.0,
+    )
+    chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    with ThreadedServer(create_app(settings)) as srv, httpx.Client(base_url=srv.url) as c:
+        port = srv.port
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "api.example.com", "[::1]"):
+            assert c.get("/v1/slices", headers={"host": host}).status_code == 200, host
+        # a rebinding page: its own name in Host, whatever address it resolved to
+        for host in ("evil.example", f"evil.example:{port}", "example.com.evil.example"):
+            r = c.get("/v1/slices", headers={"host": host})
+            assert r.status_code == 400 and "allowed_hosts" in r.json()["detail"], host
+            assert c.get("/", headers={"host": host}).status_code == 400
+            r = c.post("/v1/chat/completions", json=chat, headers={"host": host})
+            assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_host"
+        # a cross-site form or fetch without preflight: text/plain, or no type at all
+        text = json.dumps(chat)
+        for headers in ({"content-type": "text/plain"}, {}):
+            r = c.post("/v1/chat/completions", content=text, headers=headers)
+            assert r.status_code == 415, r.text  # refused before forwarding (else 502)
+            assert r.json()["error"]["code"] == "unsupported_media_type"
+            r = c.post("/v1/labels", content='{"labels": []}', headers=headers)
+            assert r.status_code == 415 and "application/json" in r.json()["detail"]
+            r = c.post("/v1/traces", content='{"token_entropy": [0.1]}', headers=headers)
+            assert r.status_code == 415
+        ndjson = {"content-type": "application/x-ndjson"}
+        assert c.post("/v1/traces", content='{"token_entropy": [0.1]}\n', headers=ndjson).is_success
+        assert c.post("/v1/labels", content='{"labels": []}', headers=ndjson).status_code == 415
+        assert c.post("/v1/labels", json={"labels": []}).status_code == 200
+        metrics = c.get("/metrics").text
+        assert 'sentinel_auth_failures_total{reason="host"} 9.0' in metrics
+        assert 'sentinel_auth_failures_total{reason="content_type"} 7.0' in metrics
+
+
+def test_allowed_hosts_come_from_the_config_and_the_command_line(tmp_path: Path) -> None:
+    from entropy_sentinel.errors import ConfigError
+    from entropy_sentinel.service.settings import load_settings
+
+    config = tmp_path / "sentinel.toml"
+    config.write_text('allowed_hosts = ["sentinel.internal"]\n')
+    s = load_settings(config, environ={}, extra_hosts=(".example.com",))
+    assert s.allowed_hosts == ("sentinel.internal", ".example.com")
+    with pytest.raises(ConfigError, match="no scheme or port"):
+        Settings(allowed_hosts=("https://sentinel.internal:8000",))

@@ -210,13 +210,16 @@ def test_limits_and_bad_bodies_get_clear_4xx(client: httpx.Client) -> None:
     assert r.status_code == 413 and "max_batch=500" in r.json()["detail"]
     r = client.post("/v1/traces", content=b"{}", headers={"content-type": "text/plain"})
     assert r.status_code == 415
-    r = client.post("/v1/traces", content=b"{}", headers={"content-encoding": "br"})
+    json_type = {"content-type": "application/json"}
+    r = client.post("/v1/traces", content=b"{}", headers={"content-encoding": "br", **json_type})
     assert r.status_code == 415
-    r = client.post("/v1/traces", content=b"\x1f\x8b garbage", headers={"content-encoding": "gzip"})
+    r = client.post(
+        "/v1/traces", content=b"\x1f\x8b garbage", headers={"content-encoding": "gzip", **json_type}
+    )
     assert r.status_code == 422
     r = client.post("/v1/traces", json={"traces": 5})
     assert r.status_code == 422 and "$.traces" in r.json()["detail"]
-    r = client.post("/v1/traces", content=b"not json")
+    r = client.post("/v1/traces", content=b"not json", headers=json_type)
     assert r.status_code == 422 and "not valid JSON" in r.json()["rejections"][0]["reason"]
     assert client.post("/v1/traces", json={"traces": []}).json()["records"] == 0
 

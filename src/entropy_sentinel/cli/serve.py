@@ -30,6 +30,14 @@ def serve(
     ] = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on [127.0.0.1].")] = None,
     port: Annotated[int | None, typer.Option(help="Port [8000].")] = None,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A Host name requests may carry besides IP addresses and the bound names "
+            "(repeatable; .example.com for a domain and its subdomains; added to the "
+            "config's allowed_hosts).",
+        ),
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -51,6 +59,7 @@ def serve(
 
     settings = load_settings(
         config,
+        extra_hosts=tuple(allow_host or ()),
         db_url=db,
         model_path=model,
         upstream=upstream,

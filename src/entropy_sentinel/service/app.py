@@ -39,6 +39,7 @@ from entropy_sentinel.errors import (
 )
 from entropy_sentinel.service.auth import AuthError, is_loopback
 from entropy_sentinel.service.estimates import slice_stats, slice_values
+from entropy_sentinel.service.guard import RequestGuard
 from entropy_sentinel.service.ingest import BodyError
 from entropy_sentinel.service.metrics import Metrics
 from entropy_sentinel.service.middleware import RequestMiddleware
@@ -102,6 +103,9 @@ def create_app(settings: Settings, *, state: ServiceState | None = None) -> Fast
     for router in ROUTERS:
         app.include_router(router)
     _install_errors(app)
+    app.add_middleware(  # inner: runs after the request id, size limit and access log
+        RequestGuard, metrics=m, host=settings.host, allowed_hosts=settings.allowed_hosts
+    )
     app.add_middleware(RequestMiddleware, metrics=m, max_body_bytes=settings.max_body_bytes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -55,6 +55,7 @@ SCOPES: tuple[str, ...] = ("ingest", "read")
 """``ingest``: post traces and labels, recalibrate; ``read``: estimates, alerts, metrics."""
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HOST_PATTERN = re.compile(r"^(\*|\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?)$")
 _MiB = 1 << 20
 
 
@@ -113,6 +114,10 @@ class Settings:
         proxy_record_text: keep the prompt and the answer text of proxied requests in the
             trace's ``meta`` (what annotators need to label them); off by default.
         host, port: where to listen.
+        allowed_hosts: names (besides IP addresses and the names ``host`` stands for)
+            that requests may carry in ``Host``: ``sentinel.example.com``,
+            ``.example.com`` (the domain and its subdomains) or ``*`` (any; only behind
+            a proxy that checks Host itself). Others are refused (DNS rebinding).
         api_keys: keys and their scopes; none means loopback clients only.
         max_body_bytes: largest request body accepted (after gzip decoding).
         max_batch: most records in one ingest request.
@@ -143,6 +148,7 @@ class Settings:
     proxy_record_text: bool = False
     host: str = "127.0.0.1"
     port: int = 8000
+    allowed_hosts: tuple[str, ...] = ()
     api_keys: tuple[ApiKey, ...] = ()
     max_body_bytes: int = 32 * _MiB
     max_batch: int = 10_000
@@ -166,6 +172,15 @@ class Settings:
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise ConfigError(f"port={self.port!r} must be in 1..65535")
+        hosts: Any = self.allowed_hosts  # a TOML list, or a str by mistake
+        if not isinstance(hosts, list | tuple) or not all(
+            isinstance(h, str) and _HOST_PATTERN.match(h) for h in hosts
+        ):
+            raise ConfigError(
+                f"allowed_hosts={self.allowed_hosts!r} must be a list of host names (no scheme "
+                "or port): 'sentinel.example.com', '.example.com' (and subdomains) or '*'"
+            )
+        object.__setattr__(self, "allowed_hosts", tuple(hosts))
         if not 0 < self.bucket <= 3600 or 86_400 % self.bucket:
             raise ConfigError(
                 f"bucket={self.bucket!r} seconds must divide a day and be at most 1h, "
@@ -241,16 +256,20 @@ def load_settings(
     config: Path | None = None,
     *,
     environ: Mapping[str, str] | None = None,
+    extra_hosts: tuple[str, ...] = (),
     **overrides: Any,
 ) -> Settings:
     """Settings from the defaults, a TOML file, the environment and ``overrides``.
 
     ``overrides`` use `Settings` field names; a value of None leaves the option unset
     (so command-line options that were not given do not override the file).
+    ``extra_hosts`` are added to the file's ``allowed_hosts``.
     """
     values: dict[str, Any] = {}
     if config is not None:
         values.update(_from_toml(config))
+    if extra_hosts:
+        values["allowed_hosts"] = (*values.get("allowed_hosts", ()), *extra_hosts)
     env = os.environ if environ is None else environ
     env_keys = _keys_from_env(env)
     if env_keys:
