@@ -198,6 +198,18 @@ async def maintain_once(state: ServiceState) -> None:
     await run_in_threadpool(state.alerts.evaluate)
     await state.alerts.deliver()
     await run_in_threadpool(_refresh_gauges, state)
+    await run_in_threadpool(_watch_storage, state)
+
+
+def _watch_storage(state: ServiceState) -> None:
+    """Log storage problems and warnings when they appear, and when they clear."""
+    report = state.storage_health.check(fresh=True)
+    now = {*report.problems, *report.warnings}
+    for text in sorted(now - state.storage_said):
+        log.warning("storage: %s", text, extra={"storage": report.facts})
+    if state.storage_said and not now:
+        log.info("storage: the problems above have cleared", extra={"storage": report.facts})
+    state.storage_said = now
 
 
 def _refresh_gauges(state: ServiceState) -> None:

@@ -45,6 +45,7 @@ from entropy_sentinel.service.metrics import Metrics
 from entropy_sentinel.service.records import ScoredTraces
 from entropy_sentinel.service.scoring import Scorer, trace_k
 from entropy_sentinel.service.settings import Settings
+from entropy_sentinel.service.storage.health import StorageMonitor
 from entropy_sentinel.service.storage.store import Storage
 from entropy_sentinel.traces import Rejection
 
@@ -83,6 +84,7 @@ class IngestPipeline:
         scorer: the loaded estimator.
         metrics: where to count.
         clock: epoch seconds now (tests may pin it).
+        monitor: told of each write's outcome (``/healthz`` reports a failing writer).
     """
 
     def __init__(
@@ -93,8 +95,10 @@ class IngestPipeline:
         metrics: Metrics,
         *,
         clock: Callable[[], float] = time.time,
+        monitor: StorageMonitor | None = None,
     ) -> None:
         self.settings = settings
+        self.monitor = monitor
         self.storage = storage
         self.scorer = scorer
         self.metrics = metrics
@@ -241,9 +245,13 @@ class IngestPipeline:
             else:
                 log.exception("write of %d traces failed", n)
                 error = UnavailableError(f"internal error while storing traces: {exc!r}", 2)
+            if self.monitor is not None:
+                self.monitor.write_failed(str(exc))
             for job in group:
                 job.future.set_exception(error)
         else:
+            if self.monitor is not None:
+                self.monitor.write_succeeded()
             for job, result in zip(group, results, strict=True):
                 job.future.set_result(result)
         finally:

@@ -126,6 +126,10 @@ class Settings:
         store_raw: also keep each record's raw JSON (compressed), e.g. to rescore later.
         sqlite_synchronous: ``FULL`` (an acknowledged trace survives power loss) or
             ``NORMAL`` (survives a crash of the service, not of the machine; faster).
+        min_free_disk: bytes that must stay free where the SQLite database lives;
+            below it ``/healthz`` reports "degraded".
+        wal_warn_bytes: WAL frames (bytes) a checkpoint cannot copy back above which
+            ``/healthz`` and the log warn that the WAL keeps growing.
         max_future_skew: how far (seconds) a trace's timestamp may lie in the future.
         level: interval level of estimates.
         reference: default reference window of estimates (the seconds before each window).
@@ -156,6 +160,8 @@ class Settings:
     bucket: int = 60
     store_raw: bool = False
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    min_free_disk: int = 64 * _MiB
+    wal_warn_bytes: int = 16 * _MiB
     max_future_skew: int = 300
     level: float = 0.95
     reference: int = 86_400
@@ -186,7 +192,14 @@ class Settings:
                 f"bucket={self.bucket!r} seconds must divide a day and be at most 1h, "
                 "e.g. 60 ('1m') or 300 ('5m')"
             )
-        for name in ("max_body_bytes", "max_batch", "max_pending", "metrics_max_slices"):
+        for name in (
+            "max_body_bytes",
+            "max_batch",
+            "max_pending",
+            "metrics_max_slices",
+            "min_free_disk",
+            "wal_warn_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be >= 1")
         if self.sqlite_synchronous not in ("FULL", "NORMAL"):

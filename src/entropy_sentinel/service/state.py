@@ -20,6 +20,7 @@ from entropy_sentinel.service.pipeline import IngestPipeline
 from entropy_sentinel.service.scoring import Scorer
 from entropy_sentinel.service.settings import Settings
 from entropy_sentinel.service.storage.db import Database, open_database
+from entropy_sentinel.service.storage.health import StorageMonitor
 from entropy_sentinel.service.storage.store import Storage
 
 __all__ = ["ServiceState", "service"]
@@ -39,8 +40,10 @@ class ServiceState:
     alerts: AlertEngine
     auth: Authenticator
     metrics: Metrics
+    storage_health: StorageMonitor
     started_at: float = field(default_factory=time.time)
     rescore_pending: int = 0  # refreshed by the maintenance loop
+    storage_said: set[str] = field(default_factory=set)  # storage problems already logged
     closed: bool = False
 
     @classmethod
@@ -60,7 +63,10 @@ class ServiceState:
         except BaseException:
             db.dispose()
             raise
-        pipeline = IngestPipeline(settings, storage, scorer, m)
+        monitor = StorageMonitor(
+            db, min_free_disk=settings.min_free_disk, wal_warn_bytes=settings.wal_warn_bytes
+        )
+        pipeline = IngestPipeline(settings, storage, scorer, m, monitor=monitor)
         pipeline.start()
         engine = AlertEngine(
             settings.alert_rules,
@@ -78,6 +84,7 @@ class ServiceState:
             alerts=engine,
             auth=Authenticator(settings.api_keys, m),
             metrics=m,
+            storage_health=monitor,
         )
 
     def close(self) -> None:
