@@ -413,3 +413,63 @@ def test_allowed_hosts_come_from_the_config_and_the_command_line(tmp_path: Path)
     assert s.allowed_hosts == ("sentinel.internal", ".example.com")
     with pytest.raises(ConfigError, match="no scheme or port"):
         Settings(allowed_hosts=("https://sentinel.internal:8000",))
+
+
+# ---------------------------------------------------------- 11. clearer errors
+def test_nan_in_a_batch_rejects_only_its_record_and_says_why(client: httpx.Client) -> None:
+    body = (
+        '{"traces": [{"id": "nan-ok", "token_entropy": [0.1, 0.2]},'
+        ' {"id": "nan-bad", "token_entropy": [0.1, NaN]},'
+        ' {"id": "inf-bad", "token_entropy": [-Infinity]}]}'
+    )
+    r = client.post("/v1/traces", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert [t["id"] for t in out["traces"]] == ["nan-ok"]
+    reasons = {x["id"]: (x["index"], x["field"], x["reason"]) for x in out["rejections"]}
+    assert reasons["nan-bad"][:2] == (1, "$.token_entropy[1]")
+    assert reasons["inf-bad"][:2] == (2, "$.token_entropy[0]")
+    assert all("is not JSON" in reason for _, _, reason in reasons.values())
+    # one record, and NDJSON lines: the record is named too
+    r = client.post(
+        "/v1/traces",
+        content='{"id": "nd-1", "token_entropy": [NaN]}\n{"id": "nd-2", "token_entropy": [0.1]}\n',
+        headers={"content-type": "application/x-ndjson"},
+    ).json()
+    assert r["accepted"] == 1 and r["rejections"][0]["id"] == "nd-1"
+    assert r["rejections"][0]["reason"].startswith("NaN is not JSON")
+
+
+def test_a_top_level_array_of_records_is_read_as_records(
+    client: httpx.Client, corpus_records: list[dict[str, Any]]
+) -> None:
+    recs = [_record(r, f"arr-{i}") for i, r in enumerate(corpus_records[50:53])]
+    r = client.post("/v1/traces", json=recs)
+    assert r.status_code == 200, r.text
+    assert [t["id"] for t in r.json()["traces"]] == ["arr-0", "arr-1", "arr-2"]
+    # an array of stream chunks is still one streamed answer
+    from tests.conftest import SMOLLM2_FIXTURES
+
+    chunks = json.loads((SMOLLM2_FIXTURES / "chat_stream.json").read_text())[0]
+    out = client.post("/v1/traces", json=chunks).json()
+    assert out["records"] == 1  # (this estimator scores precomputed entropies: refused)
+    assert "carry logprobs" in out["rejections"][0]["reason"]
+
+
+def test_label_rejections_count_from_one(client: httpx.Client) -> None:
+    r = client.post(
+        "/v1/labels",
+        json={"labels": [{"id": "x", "correct": "perhaps"}, {"id": "", "correct": True}]},
+    )
+    assert [x.split(":")[0] for x in r.json()["rejections"]] == ["label 1 (id 'x')", "label 2"]
+
+
+def test_integer_ids_and_slice_values_are_stored_as_text(
+    server: ThreadedServer, client: httpx.Client
+) -> None:
+    r = client.post(
+        "/v1/traces", json={"id": 4711, "slice": {"shard": 7, "beta": True}, "token_entropy": [0.1]}
+    )
+    assert r.json()["traces"][0]["id"] == "4711"
+    dims = client.get("/v1/slices", params={"since": "0"}).json()["dimensions"]
+    assert dims["shard"] == {"7": 1} and dims["beta"] == {"true": 1}

@@ -93,27 +93,31 @@ def read_labels(path: Path) -> LabelFile:
     return parse_rows(rows)
 
 
-def parse_rows(rows: Iterable[tuple[int, Any]]) -> LabelFile:
-    """Labels from ``(line, mapping)`` pairs (the parsing behind `read_labels` and the API)."""
+def parse_rows(rows: Iterable[tuple[int, Any]], *, unit: str = "line") -> LabelFile:
+    """Labels from ``(number, mapping)`` pairs (the parsing behind `read_labels` and the API).
+
+    Rejections name each row as ``f"{unit} {number}"``: file lines, or the labels of an
+    API request counted from 1 (``label 1``).
+    """
     labels: list[tuple[str, float, str | None]] = []
     rejections: list[str] = []
     blank = 0
     for line, row in rows:
         if not isinstance(row, dict):
-            rejections.append(f"line {line}: expected an object with `id` and `correct`")
+            rejections.append(f"{unit} {line}: expected an object with `id` and `correct`")
             continue
         rid = row.get("id", row.get("trace_id"))
         if rid is None or str(rid).strip() == "":
-            rejections.append(f"line {line}: no `id`")
+            rejections.append(f"{unit} {line}: no `id`")
             continue
         rid = str(rid)
         if len(rid) > MAX_ID:
-            rejections.append(f"line {line}: id is longer than {MAX_ID} characters")
+            rejections.append(f"{unit} {line}: id is longer than {MAX_ID} characters")
             continue
         try:
             y = parse_label(row.get("correct"))
         except ConfigError as exc:
-            rejections.append(f"line {line} (id {rid!r}): {exc}")
+            rejections.append(f"{unit} {line} (id {rid!r}): {exc}")
             continue
         if y is None:
             blank += 1
