@@ -2,7 +2,7 @@
 
 Accepted bodies (``POST /v1/traces``):
 
-* ``application/json``: one trace record (PRODUCT.md section 2: a canonical record,
+* ``application/json``: one trace record (docs/formats.md: a canonical record,
   a bare OpenAI/vLLM/llama.cpp response, or a JSON array of stream chunks), a batch
   ``{"traces": [record, ...]}`` (an object with a ``traces`` array is a batch), or a
   JSON array of records (an array whose items all have ``logprobs`` or

@@ -308,7 +308,7 @@ class TraceBatch:
         return batch
 
     def validate(self) -> None:
-        """Check the numeric input rules of PRODUCT.md section 2, raising `TraceError`.
+        """Check the numeric input rules of docs/formats.md, raising `TraceError`.
 
         Logprobs must be finite (except ``-inf`` padding of the top-k matrix) and
         ``<= 0``; precomputed entropies must be finite and ``>= 0``; labels 0, 1 or NaN.
