@@ -4,7 +4,8 @@ Sources, later ones winning: the defaults below, a TOML file (``sentinel serve
 --config FILE``), the environment (API keys only: ``SENTINEL_INGEST_KEYS`` and
 ``SENTINEL_READ_KEYS``, comma-separated), then command-line options.
 
-A TOML file uses the field names of `Settings` (durations as ``"5m"`` text or seconds),
+A TOML file uses the field names of `Settings` (durations as ``"5m"`` or ``"0.5s"`` text,
+or seconds),
 plus two arrays of tables::
 
     db = "postgresql+psycopg://sentinel@db.internal/sentinel"
@@ -47,7 +48,7 @@ from typing import Any, Literal
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.redact import redact_url
 from entropy_sentinel.service.alert_rules import AlertRule
-from entropy_sentinel.service.timeutil import parse_duration
+from entropy_sentinel.service.timeutil import parse_duration, parse_seconds
 
 __all__ = ["SCOPES", "ApiKey", "Settings", "load_settings"]
 
@@ -319,7 +320,7 @@ def _from_toml(path: Path) -> dict[str, Any]:
         elif name in _DURATIONS:
             out[name] = parse_duration(value, what=key)
         elif name in _SECONDS:
-            out[name] = float(parse_duration(value, what=key)) if isinstance(value, str) else value
+            out[name] = parse_seconds(value, what=key) if isinstance(value, str) else value
         elif name == "model_path":
             out[name] = (path.parent / value) if not Path(value).is_absolute() else Path(value)
         else:
