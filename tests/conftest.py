@@ -18,6 +18,19 @@ PHI35_TRACES = SHARED_DATA / "phi35-gsm8k" / "traces.jsonl.gz"
 BENCHMARKS_DIR = SHARED_DATA / "benchmarks"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cli_console_width() -> Iterator[None]:
+    """The CLI's tables laid out alike at any terminal width: Rich reads COLUMNS when the
+    console is made, and tests read the rows (messages never wrap: they soft-wrap).
+    Session-wide, so that module fixtures that run the CLI see it too."""
+    from entropy_sentinel.cli.app import console, err_console
+
+    widths = [c.width for c in (console, err_console)]
+    console.width = err_console.width = 160
+    yield
+    console.width, err_console.width = widths
+
+
 @pytest.fixture(scope="session")
 def phi35_path() -> Path:
     """The real Phi-3.5-mini GSM8K traces (token_entropy records), or skip."""

@@ -36,7 +36,9 @@ def features(
     frame = feature_frame(batch, mode, precision=precision)
     write_table(frame, output)
     console.print(
-        f"wrote {len(frame)} rows x {frame.shape[1]} columns to {output}", highlight=False
+        f"wrote {len(frame)} rows x {frame.shape[1]} columns to {output}",
+        highlight=False,
+        soft_wrap=True,
     )
     if strict and batch.rejected:
         raise typer.Exit(1)

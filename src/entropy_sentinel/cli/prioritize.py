@@ -92,7 +92,9 @@ def prioritize(
         )
     console.print(table)
     console.print(
-        f"{len(result.requests)} responses selected of a budget of {budget}", highlight=False
+        f"{len(result.requests)} responses selected of a budget of {budget}",
+        highlight=False,
+        soft_wrap=True,
     )
     if output is not None:
         frame = result.requests_frame()
@@ -103,4 +105,5 @@ def prioritize(
         console.print(
             f"wrote {output}: fill in `correct`, then `sentinel labels import {output} --db ...`",
             highlight=False,
+            soft_wrap=True,
         )

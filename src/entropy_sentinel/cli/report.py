@@ -74,23 +74,25 @@ def report(
         f"{len(result.records)} records; scorer {scorer.id} (model_sd {scorer.model_sd:.4f}"
         f"{', recalibrated' if scorer.calibration else ''})",
         highlight=False,
+        soft_wrap=True,
     )
     if output is not None:
         if output.suffix == ".json":
             output.write_text(json.dumps(result.to_dict(), indent=2))
         else:
             write_csv(result.to_frame(), output)
-        console.print(f"wrote {output}", highlight=False)
+        console.print(f"wrote {output}", highlight=False, soft_wrap=True)
     if consistency is not None:
         if consistency.ok:
             console.print(
                 f"aggregates consistent: {consistency.rows} rows match a recount of "
                 f"{consistency.traces} traces",
                 highlight=False,
+                soft_wrap=True,
             )
         else:
             for problem in consistency.problems[:20]:
-                console.print(f"  [red]{problem}[/]", highlight=False)
+                console.print(f"  [red]{problem}[/]", highlight=False, soft_wrap=True)
             raise typer.Exit(1)
 
 
