@@ -13,7 +13,7 @@ import entropy_sentinel.service as service_pkg
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.service.auth import is_loopback
 from entropy_sentinel.service.settings import ApiKey, Settings, load_settings
-from entropy_sentinel.service.timeutil import (
+from entropy_sentinel.timeutil import (
     bucket_of,
     format_duration,
     format_instant,
@@ -172,7 +172,7 @@ def test_public_names_are_exactly_the_exported_ones() -> None:
 
 def test_fractional_durations_wherever_seconds_are_taken(tmp_path: Path) -> None:
     from entropy_sentinel.service.settings import load_settings
-    from entropy_sentinel.service.timeutil import parse_seconds
+    from entropy_sentinel.timeutil import parse_seconds
 
     assert [parse_seconds(x) for x in ("0.5s", "1.5m", 0.25, "2h")] == [0.5, 90.0, 0.25, 7200.0]
     assert parse_duration("1.5h") == 5400 and parse_when("0.5m", now=100.0) == 70.0

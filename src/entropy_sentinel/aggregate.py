@@ -43,7 +43,7 @@ from scipy.stats import t as student_t
 from entropy_sentinel._typing import FloatArray
 from entropy_sentinel.errors import ConfigError
 
-__all__ = ["FLAT_FIELDS", "SHIFT_DIM", "Interval", "SliceStats"]
+__all__ = ["COUNT_FIELDS", "FLAT_FIELDS", "SHIFT_DIM", "Interval", "SliceStats"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +348,9 @@ def _flat_fields() -> tuple[str, ...]:
 FLAT_FIELDS: tuple[str, ...] = _flat_fields()
 """Names of the flat statistics (`SliceStats.flat`): every field, ``sum_w`` spread into
 ``sum_w_0`` .. ``sum_w_10``. Storage columns and Spark aggregates use these names."""
+
+COUNT_FIELDS: frozenset[str] = frozenset({"n", "n_labelled", "n_unseen", "n_design"})
+"""The flat statistics that are counts (integers); the others are float sums."""
 
 _COLUMN: dict[str, int] = {name: j for j, name in enumerate(FLAT_FIELDS)}
 _COLUMN["sum_w"] = _COLUMN["sum_w_0"]

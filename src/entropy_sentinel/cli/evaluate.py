@@ -85,9 +85,8 @@ def evaluate(
     corpus: Annotated[
         Path,
         typer.Argument(
-            help="Labelled corpus: a corpus .parquet (sentinel pack) or a .jsonl(.gz) trace file.",
-            exists=True,
-            dir_okay=False,
+            help="Labelled traces: .jsonl, .jsonl.gz, .parquet (a corpus of sentinel pack, "
+            "or the trace format), or a directory or quoted glob of Parquet files.",
         ),
     ],
     output: Annotated[Path, typer.Option("-o", "--output", help="Results folder.")],

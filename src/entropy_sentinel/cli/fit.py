@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from entropy_sentinel.cli._io import read_traces_cli, report_rejections
+from entropy_sentinel.cli._io import TRACES_HELP, read_traces_cli, report_rejections
 from entropy_sentinel.cli.app import console
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.estimator import presets
@@ -29,9 +29,7 @@ def card_paths(model: Path) -> tuple[Path, Path]:
 def fit(
     input: Annotated[
         Path,
-        typer.Argument(
-            help="Labelled trace file (.jsonl or .jsonl.gz).", exists=True, dir_okay=False
-        ),
+        typer.Argument(help="Labelled " + TRACES_HELP[0].lower() + TRACES_HELP[1:]),
     ],
     output: Annotated[
         Path, typer.Option("-o", "--output", help="Artifact to write, e.g. model.skops.")

@@ -89,6 +89,11 @@ def _labels(y: npt.ArrayLike, n: int) -> FloatArray:
     return ya
 
 
+def _var(r: FloatArray) -> float:
+    """Sample variance (ddof=1, as `CorrectnessEstimator.model_sd_`); 0 for one value."""
+    return float(r.var(ddof=1)) if r.shape[0] > 1 else 0.0
+
+
 def _check_unit(s: FloatArray, who: str) -> None:
     if s.min() < 0.0 or s.max() > 1.0:
         raise ConfigError(
@@ -140,7 +145,7 @@ class AverageConfidence(_ConfidenceBaseline):
 
     def _fit_model_sd(self, conf: FloatArray, y: FloatArray) -> None:
         r = y - conf
-        self.model_sd_ = float(math.sqrt(r.mean() ** 2 + r.var() / r.shape[0]))
+        self.model_sd_ = float(math.sqrt(r.mean() ** 2 + _var(r) / r.shape[0]))
 
     def estimate(self, scores: npt.ArrayLike) -> float:
         """Estimated accuracy of the responses with these scores."""
@@ -160,7 +165,7 @@ class DoC(_ConfidenceBaseline):
 
     def _fit_model_sd(self, conf: FloatArray, y: FloatArray) -> None:
         r = y - conf
-        self.model_sd_ = float(math.sqrt(r.var() / r.shape[0]))
+        self.model_sd_ = float(math.sqrt(_var(r) / r.shape[0]))
 
     def estimate(self, scores: npt.ArrayLike) -> float:
         """Estimated accuracy, clipped to [0, 1]."""

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -54,7 +54,9 @@ __all__ = [
     "SEEN_WORD",
     "SliceAccuracy",
     "SliceRecord",
+    "accuracy_from_stats",
     "estimate_accuracy",
+    "finisher_of",
     "group_records",
     "slice_accuracy",
     "slice_keys",
@@ -272,6 +274,43 @@ def group_records(
     return SliceAccuracy(tuple(by), level, tuple(records))
 
 
+def accuracy_from_stats(
+    stats: Mapping[SliceKey, SliceStats],
+    *,
+    by: Sequence[str] = (),
+    level: float = 0.95,
+    finish: Finisher,
+) -> SliceAccuracy:
+    """Per-slice estimates from each slice's summed `SliceStats` (the finishing step shared
+    by streaming estimates and the Spark engine, which sum the statistics batch by batch or
+    partition by partition first; `finisher_of` gives an estimator's ``finish``). The true
+    accuracy comes from the plain labels in the statistics.
+
+    >>> s = {("a",): SliceStats.from_arrays(np.array([0.9, 0.8]))}
+    >>> [(r.key, r.n) for r in accuracy_from_stats(s, by=("domain",), finish=finish_classic)]
+    [(('a',), 2)]
+    """
+    records = [_record(tuple(k), s, finish(s, level), None) for k, s in stats.items() if s.n]
+    records.sort(key=lambda r: (r.estimate, tuple("" if v is None else v for v in r.key)))
+    return SliceAccuracy(tuple(by), level, tuple(records))
+
+
+def finish_classic(stats: SliceStats, level: float) -> SliceInterval:
+    """The classic interval of an estimator that knows nothing of the slices: sampling
+    error only (see `slice_accuracy` for a constant estimator error)."""
+    return finish(stats, level)
+
+
+def finisher_of(estimator: Any) -> Finisher:
+    """How ``estimator`` turns a slice's statistics into its interval: its own ``finish``
+    (`SentinelEstimator`), else the classic interval with its ``model_sd_``."""
+    own = getattr(estimator, "finish", None)
+    if callable(own):
+        return own  # type: ignore[no-any-return]
+    model_sd = float(getattr(estimator, "model_sd_", 0.0))
+    return lambda s, lv: finish(s, lv, model_sd=model_sd)
+
+
 def slice_accuracy(
     p: npt.ArrayLike,
     keys: Sequence[SliceKey],
@@ -317,8 +356,13 @@ def _record(
     key: SliceKey, stats: SliceStats, iv: SliceInterval, y: FloatArray | None
 ) -> SliceRecord:
     nan = math.nan
-    n_lab = 0 if y is None else int((~np.isnan(y)).sum())
-    true_acc = float(np.nanmean(y)) if n_lab and y is not None else nan
+    if y is not None:
+        n_lab = int((~np.isnan(y)).sum())
+        true_acc = float(np.nanmean(y)) if n_lab else nan
+    else:  # from the statistics alone: the plain labels (designed ones are weighted)
+        n_lab = stats.n_labelled + stats.n_design
+        plain_only = stats.n_labelled and not stats.n_design
+        true_acc = stats.sum_y / stats.n_labelled if plain_only else nan
     full = n_lab == stats.n and n_lab > 0
     word = SEEN_WORD if iv.unseen_fraction == 0.0 and stats.n else shift_word(iv.shift)
     return SliceRecord(

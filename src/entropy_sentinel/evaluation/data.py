@@ -36,18 +36,9 @@ __all__ = ["EvalData", "load_traces"]
 
 
 def load_traces(path: str | os.PathLike[str]) -> TraceBatch:
-    """A corpus Parquet file (`entropy_sentinel.collect.corpus`) or a JSONL trace file.
-
-    JSONL is read in bulk mode: rejected records are kept in ``batch.rejected``.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"corpus {str(p)!r} does not exist")
-    if p.suffix == ".parquet":
-        from entropy_sentinel.collect.corpus import read_corpus
-
-        return read_corpus(p)
-    return read_traces(p, errors="collect")
+    """Traces from any path `read_traces` takes (a corpus Parquet file, JSONL, a Parquet
+    dataset), read in bulk mode: rejected records are kept in ``batch.rejected``."""
+    return read_traces(path, errors="collect")
 
 
 @dataclass(eq=False)
@@ -112,8 +103,8 @@ class EvalData:
         """`load_traces` then `from_batch`, named after the file (with the corpus
         file's run description as ``metadata``)."""
         data = cls.from_batch(load_traces(path), by=by, name=Path(path).name)
-        if Path(path).suffix == ".parquet":
-            from entropy_sentinel.collect.corpus import corpus_metadata
+        if Path(path).is_file() and Path(path).suffix == ".parquet":
+            from entropy_sentinel.traces.corpus import corpus_metadata
 
             data.metadata = corpus_metadata(path)
         return data

@@ -44,7 +44,7 @@ import msgspec
 from entropy_sentinel.errors import ConfigError, TraceError
 from entropy_sentinel.service.json_limits import check_depth
 from entropy_sentinel.service.storage.tables import ALL, MAX_DIMENSION, MAX_ID, MAX_VALUE
-from entropy_sentinel.service.timeutil import format_instant, parse_instant
+from entropy_sentinel.timeutil import format_instant, parse_instant
 from entropy_sentinel.traces import Rejection, decode_record
 from entropy_sentinel.traces.parse import Parsed
 

@@ -48,7 +48,7 @@ from typing import Any, Literal
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.redact import redact_url
 from entropy_sentinel.service.alert_rules import AlertRule
-from entropy_sentinel.service.timeutil import parse_duration, parse_seconds
+from entropy_sentinel.timeutil import parse_duration, parse_seconds
 
 __all__ = ["SCOPES", "ApiKey", "Settings", "load_settings"]
 

@@ -94,6 +94,7 @@ class Record(Node, gc=False):
     k: int | None = None
     prompt: str | list[dict[str, Any]] | None = None
     answer: str | None = None
+    timestamp: str | float | None = None
 
 
 TopLevel = Record | list[Step]
