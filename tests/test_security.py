@@ -217,6 +217,16 @@ def _formula_free(text: str) -> None:
 
 
 def test_csv_exports_neutralise_formulas_and_labels_come_back_exactly(
+    corpus_model: Path, corpus_records: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    settings = Settings(
+        db_url=f"sqlite:///{tmp_path / 'csv.db'}", model_path=corpus_model, evaluate_every=3600.0
+    )
+    with ThreadedServer(create_app(settings)) as server, httpx.Client(base_url=server.url) as c:
+        _csv_round_trip(server, c, corpus_records, tmp_path)
+
+
+def _csv_round_trip(
     server: ThreadedServer,
     client: httpx.Client,
     corpus_records: list[dict[str, Any]],
@@ -238,7 +248,7 @@ def test_csv_exports_neutralise_formulas_and_labels_come_back_exactly(
     assert served.status_code == 200
     _formula_free(served.text)
     ids = {row["id"] for row in csv.DictReader(io.StringIO(served.text))}
-    assert '\'=HYPERLINK("http://evil.example","x")#0' in ids and "''=q#5" in ids
+    assert '\'=HYPERLINK("http://evil.example","x")#0' in ids and "''=q#5" in ids, served.text
 
     url = server.app.state.service.settings.db_url
     runner = CliRunner()
