@@ -171,7 +171,6 @@ def test_public_names_are_exactly_the_exported_ones() -> None:
 
 
 def test_fractional_durations_wherever_seconds_are_taken(tmp_path: Path) -> None:
-    from entropy_sentinel.service.settings import load_settings
     from entropy_sentinel.timeutil import parse_seconds
 
     assert [parse_seconds(x) for x in ("0.5s", "1.5m", 0.25, "2h")] == [0.5, 90.0, 0.25, 7200.0]
@@ -185,3 +184,16 @@ def test_fractional_durations_wherever_seconds_are_taken(tmp_path: Path) -> None
     config.write_text('evaluate_every = "0.5s"\nwebhook_timeout = "2.5s"\n')
     s = load_settings(config, environ={})
     assert (s.evaluate_every, s.webhook_timeout) == (0.5, 2.5)
+
+
+def test_otel_endpoint_from_file_environment_and_option(tmp_path: Path) -> None:
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('otel_endpoint = "http://collector:4318/v1/traces"\notel_max_slice_values = 5\n')
+    s = load_settings(cfg, environ={})
+    assert (s.otel_endpoint, s.otel_max_slice_values) == ("http://collector:4318/v1/traces", 5)
+    env = {"SENTINEL_OTEL_ENDPOINT": "http://127.0.0.1:6006/v1/traces"}
+    assert load_settings(cfg, environ=env).otel_endpoint == "http://127.0.0.1:6006/v1/traces"
+    s = load_settings(cfg, environ=env, otel_endpoint="https://otlp.example/v1/traces")
+    assert s.otel_endpoint == "https://otlp.example/v1/traces"
+    with pytest.raises(ConfigError, match="otel_endpoint='collector:4318'"):
+        Settings(otel_endpoint="collector:4318")

@@ -73,7 +73,8 @@ class SlicePriority:
 
 @dataclass(frozen=True)
 class LabelRequest:
-    """One response to label."""
+    """One response to label: its trace, slice, P(correct), and, where the service
+    stores text and the caller may see it, its prompt and answer."""
 
     trace_id: str
     slice_rank: int
@@ -83,6 +84,9 @@ class LabelRequest:
     p_correct: float
     slice: dict[str, str]
     meta: dict[str, Any]
+    model: str = ""
+    prompt: Any = None
+    answer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,7 @@ class Priorities:
             {
                 "id": r.trace_id,
                 "correct": "",
+                "model": r.model,
                 "slice_rank": r.slice_rank,
                 "dimension": r.dimension,
                 "value": r.value,
@@ -133,6 +138,7 @@ class Priorities:
         columns = [
             "id",
             "correct",
+            "model",
             "slice_rank",
             "dimension",
             "value",
@@ -279,6 +285,7 @@ def _sample(
             p_correct=float(r.p),
             slice=load_stored(r.slice, {}),
             meta=load_stored(r.meta, {}),
+            model=scorer.model,
         )
         for r in rows
     ]

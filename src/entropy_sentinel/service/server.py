@@ -13,6 +13,7 @@ from __future__ import annotations
 import faulthandler
 import logging
 import sys
+from collections.abc import Callable
 
 from entropy_sentinel.service.settings import Settings
 
@@ -21,8 +22,9 @@ __all__ = ["run"]
 log = logging.getLogger("entropy_sentinel.service")
 
 
-def run(settings: Settings) -> None:
-    """Serve ``settings`` until stopped (see the module docstring)."""
+def run(settings: Settings, *, reloader: Callable[[], Settings] | None = None) -> None:
+    """Serve ``settings`` until stopped (see the module docstring); ``reloader`` gives the
+    settings again on SIGHUP (`ServiceState.reload`)."""
     import uvicorn
 
     from entropy_sentinel.service.app import create_app
@@ -37,7 +39,7 @@ def run(settings: Settings) -> None:
     # long stretches of numpy/scikit-learn work. A 1 ms switch interval (default 5 ms)
     # keeps requests moving while a group is scored.
     sys.setswitchinterval(0.001)
-    state = ServiceState.build(settings)
+    state = ServiceState.build(settings, reloader=reloader)
     app = create_app(settings, state=state)
     config = uvicorn.Config(
         app,

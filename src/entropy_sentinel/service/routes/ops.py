@@ -43,7 +43,8 @@ async def healthz(svc: ServiceState = Depends(service)) -> JSONResponse:
         problems.append("the writer thread is not running")
     report = await run_in_threadpool(svc.storage_health.check)
     problems.extend(report.problems)
-    scorer = svc.scorer.refresh()
+    default = svc.models.default_scorer()
+    scorer = None if default is None else default.refresh()
     body: dict[str, Any] = {
         "status": "ok" if not problems else "degraded",
         "version": __version__,
@@ -51,7 +52,7 @@ async def healthz(svc: ServiceState = Depends(service)) -> JSONResponse:
         "writer": writer,
         "pending_traces": svc.pipeline.pending,
         "rescore_pending": svc.rescore_pending,
-        "scorer_id": scorer.id,
+        "scorer_id": None if scorer is None else scorer.id,
         "problems": problems,
         "warnings": list(report.warnings),
         "storage": report.facts,

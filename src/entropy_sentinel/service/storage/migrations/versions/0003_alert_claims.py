@@ -5,7 +5,7 @@ An instance that is POSTing an alert's event marks it in flight until this time
 instances leave the event alone until then, so two instances never POST it at once.
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-12-05
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
