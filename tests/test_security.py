@@ -183,6 +183,9 @@ def test_no_answer_fails_because_of_a_deep_value_stored_by_an_older_version(
         assert r.status_code == 200 and "old-1" in r.text
     for path in ("/v1/estimates", "/v1/slices", "/v1/alerts", "/v1/model", "/healthz"):
         assert client.get(path).status_code == 200, path
+    for rid in ("old-0", "old-1"):  # one trace, as GET /v1/traces/{id} shows it
+        r = client.get(f"/v1/traces/{rid}")
+        assert r.status_code == 200 and "sentinel_note" in r.json()["meta"], r.text[:300]
     # the CLI export reads the same rows
     from typer.testing import CliRunner
 

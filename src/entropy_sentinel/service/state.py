@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import Request
 
+from entropy_sentinel.redact import redact_url
 from entropy_sentinel.service.alerts import AlertEngine
 from entropy_sentinel.service.auth import Authenticator
 from entropy_sentinel.service.metrics import Metrics
@@ -177,7 +178,10 @@ def _spans(settings: Settings) -> Any:
         return None
     from entropy_sentinel.otel import EvaluationSpans  # the `otel` extra
 
-    log.info("exporting one span per scored trace to %s (OTLP/HTTP)", settings.otel_endpoint)
+    log.info(
+        "exporting one span per scored trace to %s (OTLP/HTTP)",
+        redact_url(settings.otel_endpoint or ""),
+    )
     base = settings.otel_endpoint.removesuffix("/").removesuffix("/v1/traces")
     return EvaluationSpans(
         settings.otel_endpoint,
