@@ -62,7 +62,7 @@ WIDTHS = (1280, 390)
 
 
 @pytest.fixture(scope="module")
-def corpus_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def dashboard_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random forest (the default family, a small grid) fitted on the graded corpus."""
     if not CORPUS.exists():
         pytest.skip(f"the SmolLM2 corpus is not at {CORPUS}")
@@ -109,7 +109,7 @@ def _service(
 
 @pytest.fixture(scope="module")
 def dashboard(
-    corpus_model: Path, tmp_path_factory: pytest.TempPathFactory
+    dashboard_model: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ThreadedServer]:
     records, _ = corpus_traffic(time.time(), text=True)
     rules = (
@@ -123,7 +123,7 @@ def dashboard(
         ),
     )  # fmt: skip
     folder = tmp_path_factory.mktemp("dashboard")
-    with _service(folder, corpus_model, records, rules, store_text=True) as srv:
+    with _service(folder, dashboard_model, records, rules, store_text=True) as srv:
         yield srv
 
 
@@ -299,7 +299,7 @@ def test_labels_api_records_skips_and_refuses_a_skip_with_a_label(
     out = r.json()
     assert (out["labelled"], out["skipped"], out["unknown"]) == (0, 0, ["no-such-trace"])
     assert out["rejections"] == [
-        f"line 0 (id {trace_id!r}): `skipped` and `correct` together; send one of them"
+        f"label 1 (id {trace_id!r}): `skipped` and `correct` together; send one of them"
     ]
     assert _stored_label(dashboard, trace_id) == (None, None)  # nothing stored
 
@@ -353,7 +353,7 @@ def test_the_dashboard_reads_well_at_any_width(
     ids=["minutes", "months"],
 )
 def test_the_time_chart_adapts_to_the_span_of_the_traffic(
-    corpus_model: Path,
+    dashboard_model: Path,
     browser: Any,
     tmp_path: Path,
     request: pytest.FixtureRequest,
@@ -363,7 +363,7 @@ def test_the_time_chart_adapts_to_the_span_of_the_traffic(
 ) -> None:
     now = time.time()
     records, _ = corpus_traffic(now, span=span)
-    with _service(tmp_path, corpus_model, records[::3]) as srv, _page(browser, srv.url) as page:
+    with _service(tmp_path, dashboard_model, records[::3]) as srv, _page(browser, srv.url) as page:
         page.goto(srv.url + "/#range=all")
         data = _wait_render(page, 0)
         assert windows[0] <= data["window"] <= windows[1]

@@ -11,6 +11,7 @@ import typer
 from entropy_sentinel.cli._database import open_storage, require_scorer, when
 from entropy_sentinel.cli._table import cli_table, interval_text
 from entropy_sentinel.cli.app import console
+from entropy_sentinel.csv_safety import write_csv
 
 __all__ = ["prioritize"]
 
@@ -92,14 +93,17 @@ def prioritize(
     title = f"labelling priorities{of_model} by {by} (target {result.target:.3f})"
     console.print(cli_table(title, columns, rows))
     console.print(
-        f"{len(result.requests)} responses selected of a budget of {budget}", highlight=False
+        f"{len(result.requests)} responses selected of a budget of {budget}",
+        highlight=False,
+        soft_wrap=True,
     )
     if output is not None:
         if output.suffix == ".csv":
-            result.requests_frame().to_csv(output, index=False)
+            write_csv(result.requests_frame(), output)
         else:
             write_labels_jsonl(result, output)
         console.print(
             f"wrote {output}: fill in `correct`, then `sentinel labels import {output} --db ...`",
             highlight=False,
+            soft_wrap=True,
         )

@@ -27,17 +27,20 @@ async def post_labels(body: LabelsIn, svc: ServiceState = Depends(service)) -> d
     keeps its label)."""
     rejections: list[str] = []
     skips: list[str] = []
-    for i, lab in enumerate(body.labels):
+    for i, lab in enumerate(body.labels, start=1):
         if lab.skipped and lab.correct not in (None, ""):
             rejections.append(
-                f"line {i} (id {lab.id!r}): `skipped` and `correct` together; send one of them"
+                f"label {i} (id {lab.id!r}): `skipped` and `correct` together; send one of them"
             )
         elif lab.skipped:
             skips.append(lab.id)
     parsed = parse_rows(
-        (i, {"id": lab.id, "correct": lab.correct, "source": lab.source})
-        for i, lab in enumerate(body.labels)
-        if not lab.skipped
+        (
+            (i, {"id": lab.id, "correct": lab.correct, "source": lab.source})
+            for i, lab in enumerate(body.labels, start=1)
+            if not lab.skipped
+        ),
+        unit="label",
     )
     by_source: dict[str, list[tuple[str, float]]] = {}
     for rid, y, source in parsed.labels:

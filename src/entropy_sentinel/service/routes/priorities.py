@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from entropy_sentinel.csv_safety import write_csv
 from entropy_sentinel.service.api_models import PrioritiesOut
 from entropy_sentinel.service.auth import require, text_allowed
 from entropy_sentinel.service.label_export import labels_jsonl, with_texts
@@ -77,5 +78,5 @@ async def get_priorities(
     if format == "json":
         return result.to_dict()
     if format == "csv":
-        return Response(result.requests_frame().to_csv(index=False), media_type="text/csv")
+        return Response(write_csv(result.requests_frame()), media_type="text/csv")
     return Response(labels_jsonl(result), media_type="application/x-ndjson")
