@@ -92,6 +92,7 @@ from entropy_sentinel.estimator.calibration import (
     fit_calibrator,
     reliability_bins,
 )
+from entropy_sentinel.estimator.fastpredict import fast_predict_proba
 from entropy_sentinel.estimator.features import (
     TraceSignature,
     check_feature_set,
@@ -373,6 +374,9 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
     # -------------------------------------------------------------- predict
     def predict_proba(self, X: npt.ArrayLike) -> FloatArray:
         """``(n, 2)`` probabilities of ``classes_[0]`` and ``classes_[1]`` (correct)."""
+        fast = fast_predict_proba(self, X)  # same values without scikit-learn's per-call cost
+        if fast is not None:
+            return fast
         check_is_fitted(self)
         X_arr = validate_data(self, X, reset=False, dtype=np.float64)
         members = getattr(self, "blend_models_", [])  # absent in pre-blend artifacts
