@@ -109,7 +109,19 @@ class Settings:
             the client did not ask for logprobs (``top_logprobs`` in chat, ``logprobs``
             in legacy completions).
         proxy_record_text: keep the prompt and the answer text of proxied requests in the
-            trace's ``meta`` (what annotators need to label them); off by default.
+            trace record's ``prompt`` and ``answer`` (what annotators need to label them);
+            off by default.
+        proxy_record_queue: most proxied answers waiting to be recorded; a request that
+            finds the queue full waits (at most ``proxy_record_wait`` seconds) before it
+            is forwarded.
+        proxy_record_wait: longest such wait; past it the answer is relayed unrecorded
+            (counted ``dropped``).
+        proxy_max_answer_bytes: largest upstream answer the proxy relays (a non-streamed
+            body, or a whole stream); larger ones are an error for the client.
+        proxy_answer_deadline: longest time for a whole non-streamed answer, from
+            forwarding the request to its last byte.
+        proxy_stream_idle_timeout: longest wait for a stream's next bytes.
+        proxy_stream_max_seconds: longest time for a whole stream.
         host, port: where to listen.
         api_keys: keys and their scopes; none means loopback clients only.
         max_body_bytes: largest request body accepted (after gzip decoding).
@@ -139,6 +151,12 @@ class Settings:
     upstream_timeout: float = 600.0
     proxy_top_logprobs: int = 20
     proxy_record_text: bool = False
+    proxy_record_queue: int = 2000
+    proxy_record_wait: float = 10.0
+    proxy_max_answer_bytes: int = 64 * _MiB
+    proxy_answer_deadline: float = 600.0
+    proxy_stream_idle_timeout: float = 120.0
+    proxy_stream_max_seconds: float = 1800.0
     host: str = "127.0.0.1"
     port: int = 8000
     api_keys: tuple[ApiKey, ...] = ()
@@ -169,7 +187,14 @@ class Settings:
                 f"bucket={self.bucket!r} seconds must divide a day and be at most 1h, "
                 "e.g. 60 ('1m') or 300 ('5m')"
             )
-        for name in ("max_body_bytes", "max_batch", "max_pending", "metrics_max_slices"):
+        for name in (
+            "max_body_bytes",
+            "max_batch",
+            "max_pending",
+            "metrics_max_slices",
+            "proxy_record_queue",
+            "proxy_max_answer_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be >= 1")
         if self.sqlite_synchronous not in ("FULL", "NORMAL"):
@@ -188,7 +213,7 @@ class Settings:
                 f"proxy_top_logprobs={self.proxy_top_logprobs!r} must be in 1..100 (OpenAI "
                 "allows up to 20 in chat completions and 5 in legacy completions)"
             )
-        for name in ("evaluate_every", "webhook_timeout", "shutdown_timeout", "upstream_timeout"):
+        for name in _SECONDS:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be > 0 seconds")
         if self.log_format not in ("json", "text"):
@@ -220,7 +245,16 @@ class Settings:
 
 
 _DURATIONS = ("bucket", "max_future_skew", "reference", "metrics_window")
-_SECONDS = ("evaluate_every", "webhook_timeout", "shutdown_timeout", "upstream_timeout")
+_SECONDS = (
+    "evaluate_every",
+    "webhook_timeout",
+    "shutdown_timeout",
+    "upstream_timeout",
+    "proxy_record_wait",
+    "proxy_answer_deadline",
+    "proxy_stream_idle_timeout",
+    "proxy_stream_max_seconds",
+)
 _RENAMES = {"db": "db_url", "model": "model_path"}
 
 

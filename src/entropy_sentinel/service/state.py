@@ -22,7 +22,7 @@ from entropy_sentinel.service.settings import Settings
 from entropy_sentinel.service.storage.db import Database, open_database
 from entropy_sentinel.service.storage.store import Storage
 
-__all__ = ["ServiceState", "service"]
+__all__ = ["ServiceState", "open_pipeline", "service"]
 
 log = logging.getLogger("entropy_sentinel.service")
 
@@ -46,25 +46,11 @@ class ServiceState:
     @classmethod
     def build(cls, settings: Settings, metrics: Metrics | None = None) -> ServiceState:
         """Open the database (migrating it), load the model, and start the writer."""
-        from entropy_sentinel.errors import ConfigError
-
-        if settings.model_path is None:
-            raise ConfigError(
-                "sentinel serve needs --model PATH: an estimator artifact from `sentinel fit`"
-            )
         m = metrics or Metrics()
-        db = open_database(settings.db_url, synchronous=settings.sqlite_synchronous)
-        try:
-            storage = Storage(db, settings.bucket)
-            scorer = Scorer.load(settings.model_path, storage)
-        except BaseException:
-            db.dispose()
-            raise
-        pipeline = IngestPipeline(settings, storage, scorer, m)
-        pipeline.start()
+        db, pipeline = open_pipeline(settings, m)
         engine = AlertEngine(
             settings.alert_rules,
-            storage,
+            pipeline.storage,
             m,
             webhook_url=settings.webhook_url,
             webhook_timeout=settings.webhook_timeout,
@@ -72,8 +58,8 @@ class ServiceState:
         return cls(
             settings=settings,
             db=db,
-            storage=storage,
-            scorer=scorer,
+            storage=pipeline.storage,
+            scorer=pipeline.scorer,
             pipeline=pipeline,
             alerts=engine,
             auth=Authenticator(settings.api_keys, m),
@@ -91,6 +77,30 @@ class ServiceState:
         else:
             log.info("shutdown: every queued trace written")
         self.db.dispose()
+
+
+def open_pipeline(settings: Settings, metrics: Metrics) -> tuple[Database, IngestPipeline]:
+    """Open the database (migrating it), load the model and start an `IngestPipeline`.
+
+    What every process that stores traces needs: the service, and the proxy's recorder
+    process (`entropy_sentinel.service.proxy.record_worker`).
+    """
+    from entropy_sentinel.errors import ConfigError
+
+    if settings.model_path is None:
+        raise ConfigError(
+            "sentinel serve needs --model PATH: an estimator artifact from `sentinel fit`"
+        )
+    db = open_database(settings.db_url, synchronous=settings.sqlite_synchronous)
+    try:
+        storage = Storage(db, settings.bucket)
+        scorer = Scorer.load(settings.model_path, storage)
+    except BaseException:
+        db.dispose()
+        raise
+    pipeline = IngestPipeline(settings, storage, scorer, metrics)
+    pipeline.start()
+    return db, pipeline
 
 
 async def service(request: Request) -> ServiceState:
