@@ -5,9 +5,11 @@ Started by `entropy_sentinel.service.proxy.record.Recorder` as
 length-prefixed messages: first the service's `Settings` (pickled, from the parent
 process), then one `Exchange` each (msgpack); its standard output carries one `Outcome`
 per batch recorded. It opens the service's database and estimator like the service
-(`entropy_sentinel.service.state.open_pipeline`), takes every exchange that has arrived
-(at most ``_BATCH``) as one batch, builds the records (`build_record`) and ingests them
-in-process (validation, scoring and group commit, as ``POST /v1/traces`` would). When its
+(`entropy_sentinel.service.state.open_pipeline`), takes the exchanges that arrive within
+``_LINGER`` (50 ms) of the first (at most ``_BATCH``) as one batch, so that the
+estimator's call and the commit are paid per batch, not per answer, builds the records
+(`build_record`) and ingests them in-process (validation, scoring and group commit, as
+``POST /v1/traces`` would). When its
 input ends (the service is stopping), it records what it has, flushes, and exits 0.
 Logs go to standard error, in the service's format.
 """
@@ -39,6 +41,7 @@ __all__ = ["main", "record_batch"]
 log = logging.getLogger("entropy_sentinel.service.proxy.recorder")
 
 _BATCH = 256  # exchanges per ingest call
+_LINGER = 0.05  # seconds to wait for more exchanges after the first of a batch
 _RETRY_DELAYS = (0.5, 1.0, 2.0)  # after an UnavailableError (queue full, database busy)
 
 
@@ -124,9 +127,10 @@ def main() -> int:
             if first is None:
                 break
             batch = [first]
+            until = time.monotonic() + _LINGER
             while len(batch) < _BATCH:
                 try:
-                    item = inbox.get_nowait()
+                    item = inbox.get(timeout=max(0.0, until - time.monotonic()))
                 except queue.Empty:
                     break
                 if item is None:

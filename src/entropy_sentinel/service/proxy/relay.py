@@ -212,6 +212,9 @@ class Proxy:
         )
         self._refusing: set[str] = set()  # models the upstream gives no logprobs for
         timeout = settings.upstream_timeout
+        self._stream_timeout = httpx.Timeout(
+            settings.proxy_stream_idle_timeout, connect=min(10.0, timeout)
+        )
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
             limits=httpx.Limits(
@@ -257,13 +260,13 @@ class Proxy:
         early: bytes | None = None  # an answer already read (a refusal passed back)
         try:
             with anyio.fail_after(self.limits.answer_deadline):
-                resp = await self._send(url, prepared.body, headers_out)
+                resp = await self._send(url, prepared.body, headers_out, prepared.stream)
                 if prepared.strip and resp.status_code in (400, 422):
                     early = await self._read(resp)
                     if b"logprob" in early.lower():  # this model cannot give logprobs
                         self._refuses(model, resp.status_code)
                         prepared = prepared.without_logprobs(_REFUSES)
-                        resp = await self._send(url, prepared.body, headers_out)
+                        resp = await self._send(url, prepared.body, headers_out, prepared.stream)
                         early = None
         except httpx.HTTPError as exc:
             return self._gateway_error(route, exc)
@@ -342,9 +345,14 @@ class Proxy:
         return b"".join(parts)
 
     async def _send(
-        self, url: str, body: bytes, headers: list[tuple[bytes, bytes]]
+        self, url: str, body: bytes, headers: list[tuple[bytes, bytes]], stream: bool
     ) -> httpx.Response:
-        request = self.client.build_request("POST", url, content=body, headers=headers)
+        # a stream's reads wait at most proxy_stream_idle_timeout each (its first bytes
+        # included); a non-streamed answer's, upstream_timeout
+        timeout = self._stream_timeout if stream else None
+        request = self.client.build_request(
+            "POST", url, content=body, headers=headers, timeout=timeout or httpx.USE_CLIENT_DEFAULT
+        )
         return await self.client.send(request, stream=True)
 
     def _refuses(self, model: str, status: int) -> None:
@@ -578,27 +586,17 @@ class _SSERelay(Response):
         strip = self.prepared.strip
         limits = self.proxy.limits
         framer = SSEFramer()
-        pieces = self.upstream.aiter_bytes()
         ends = anyio.current_time() + limits.stream_max
         size = 0
         try:
-            while True:
-                left = ends - anyio.current_time()
-                try:
-                    with anyio.fail_after(max(0.0, min(limits.stream_idle, left))):
-                        piece = await pieces.__anext__()
-                except StopAsyncIteration:
-                    break
-                except TimeoutError:
-                    idle = left > limits.stream_idle
+            # each read waits at most proxy_stream_idle_timeout (the request's read timeout)
+            async for piece in self.upstream.aiter_bytes():
+                if anyio.current_time() > ends:
                     return await self._fail(
                         send,
                         "timeout",
-                        "stream_idle_timeout" if idle else "stream_deadline",
-                        f"the upstream sent nothing for proxy_stream_idle_timeout = "
-                        f"{limits.stream_idle:g} s"
-                        if idle
-                        else f"the stream lasted longer than proxy_stream_max_seconds = "
+                        "stream_deadline",
+                        f"the stream lasted longer than proxy_stream_max_seconds = "
                         f"{limits.stream_max:g} s",
                     )
                 size += len(piece)
@@ -635,6 +633,14 @@ class _SSERelay(Response):
                 except UnstrippableError as exc:
                     return await self._fail(send, "unstrippable", "unstrippable_answer", str(exc))
                 await send({"type": "http.response.body", "body": rest, "more_body": True})
+        except httpx.ReadTimeout:
+            return await self._fail(
+                send,
+                "timeout",
+                "stream_idle_timeout",
+                "the upstream sent nothing for proxy_stream_idle_timeout = "
+                f"{limits.stream_idle:g} s",
+            )
         except httpx.HTTPError as exc:
             log.warning("proxy: the upstream stream broke off: %s: %s", type(exc).__name__, exc)
             return "broken"
