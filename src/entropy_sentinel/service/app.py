@@ -4,8 +4,9 @@ Lifespan: at start, the database is opened and migrated, the model loaded and
 registered, the writer thread started (`ServiceState.build`), and a maintenance task
 runs every ``evaluate_every`` seconds: rescoring traces left by an older model or
 calibration, evaluating alert rules, delivering webhooks, refreshing the per-slice
-gauges. At shutdown (SIGTERM/SIGINT: uvicorn first stops accepting connections and
-lets in-flight requests finish), the task is cancelled and every queued trace is
+gauges (with ``--workers N``, in one worker only: `entropy_sentinel.service.duties`).
+At shutdown (SIGTERM/SIGINT: uvicorn first stops accepting connections and lets
+in-flight requests finish), the task is cancelled and every queued trace is
 written before the database is closed.
 
 Errors map to HTTP statuses in one place (`_ERRORS`); bodies are ``{"detail": ...}``.
@@ -17,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -37,6 +39,7 @@ from entropy_sentinel.errors import (
     UpstreamError,
 )
 from entropy_sentinel.service.auth import AuthError, is_loopback
+from entropy_sentinel.service.duties import DUTY_LOCK_ENV, Duties
 from entropy_sentinel.service.estimates import slice_stats, slice_values
 from entropy_sentinel.service.ingest import BodyError
 from entropy_sentinel.service.metrics import Metrics
@@ -166,14 +169,19 @@ def _announce(state: ServiceState) -> None:
 
 
 async def _maintain(state: ServiceState) -> None:
-    while True:
-        try:
-            await maintain_once(state)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the loop must survive a bad cycle; the next one retries
-            log.exception("maintenance cycle failed")
-        await asyncio.sleep(state.settings.evaluate_every)
+    duties = Duties(os.environ.get(DUTY_LOCK_ENV))  # one worker of several runs them
+    try:
+        while True:
+            try:
+                if duties.mine():
+                    await maintain_once(state)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the loop must survive a bad cycle; the next one retries
+                log.exception("maintenance cycle failed")
+            await asyncio.sleep(state.settings.evaluate_every)
+    finally:
+        duties.release()
 
 
 async def maintain_once(state: ServiceState) -> None:

@@ -123,6 +123,8 @@ class Settings:
         proxy_stream_idle_timeout: longest wait for a stream's next bytes.
         proxy_stream_max_seconds: longest time for a whole stream.
         host, port: where to listen.
+        workers: service processes sharing the port and the database
+            (``sentinel serve --workers N``); background duties run in one of them.
         api_keys: keys and their scopes; none means loopback clients only.
         max_body_bytes: largest request body accepted (after gzip decoding).
         max_batch: most records in one ingest request.
@@ -159,6 +161,7 @@ class Settings:
     proxy_stream_max_seconds: float = 1800.0
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = 1
     api_keys: tuple[ApiKey, ...] = ()
     max_body_bytes: int = 32 * _MiB
     max_batch: int = 10_000
@@ -192,6 +195,7 @@ class Settings:
             "max_batch",
             "max_pending",
             "metrics_max_slices",
+            "workers",
             "proxy_record_queue",
             "proxy_max_answer_bytes",
         ):
