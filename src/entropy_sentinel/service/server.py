@@ -50,8 +50,19 @@ def run(settings: Settings) -> None:
         state.close()  # the settings, model and database are good: hand over to workers
         _run_workers(settings)
         return
-    app = create_app(settings, state=state)
-    config = uvicorn.Config(
+    server = uvicorn.Server(_config(settings, create_app(settings, state=state)))
+    try:
+        server.run()
+    finally:
+        state.close()  # a no-op after the app's shutdown; closes it if the app never started
+    log.info("stopped")
+
+
+def _config(settings: Settings, app: Any, **extra: Any) -> Any:
+    """uvicorn's configuration for ``app`` (an app, or a factory's import string)."""
+    import uvicorn
+
+    return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -60,17 +71,11 @@ def run(settings: Settings) -> None:
         server_header=False,
         timeout_graceful_shutdown=int(settings.shutdown_timeout),
         lifespan="on",
+        **extra,
     )
-    server = uvicorn.Server(config)
-    try:
-        server.run()
-    finally:
-        state.close()  # a no-op after the app's shutdown; closes it if the app never started
-    log.info("stopped")
 
 
 def _run_workers(settings: Settings) -> None:
-    import uvicorn
     from uvicorn.supervisors import Multiprocess
 
     from entropy_sentinel.service.duties import DUTY_LOCK_ENV
@@ -81,17 +86,11 @@ def _run_workers(settings: Settings) -> None:
         path.write_bytes(pickle.dumps(settings))
         os.environ[_SETTINGS_ENV] = str(path)
         os.environ[DUTY_LOCK_ENV] = str(Path(tmp) / "duties.lock")
-        config = uvicorn.Config(
+        config = _config(
+            settings,
             "entropy_sentinel.service.server:worker_app",
             factory=True,
             workers=settings.workers,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=False,
-            server_header=False,
-            timeout_graceful_shutdown=int(settings.shutdown_timeout),
-            lifespan="on",
         )
         log.info("starting %d workers", settings.workers)
         Multiprocess(config, sockets=[config.bind_socket()]).run()
