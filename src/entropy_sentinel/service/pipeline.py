@@ -43,7 +43,7 @@ from entropy_sentinel.service.ingest import (
 )
 from entropy_sentinel.service.metrics import Metrics
 from entropy_sentinel.service.records import ScoredTraces
-from entropy_sentinel.service.scoring import Scorer, trace_k
+from entropy_sentinel.service.scoring import Scorer
 from entropy_sentinel.service.settings import Settings
 from entropy_sentinel.service.storage.store import Storage
 from entropy_sentinel.traces import Rejection
@@ -261,9 +261,13 @@ class IngestPipeline:
             [("rejected", None, None)] * len(j.items) for j in group
         ]
         accepted: list[tuple[int, int]] = []
+        whys, ks = self.scorer.check([item.trace for job in group for item in job.items])
+        k_of: dict[tuple[int, int], int] = {}
+        at = 0
         for g, job in enumerate(group):
-            for i, item in enumerate(job.items):
-                why = self.scorer.mismatch(item.trace)
+            for i, _item in enumerate(job.items):
+                why, k_of[(g, i)] = whys[at], ks[at]
+                at += 1
                 if why is None:
                     accepted.append((g, i))
                 else:
@@ -272,10 +276,13 @@ class IngestPipeline:
         scored = self._score(group, accepted, outcomes)
         batches = []
         members: list[list[int]] = []
+        scored_in: list[list[int]] = [[] for _ in group]
+        for g, i in scored:  # in order of (g, i)
+            scored_in[g].append(i)
         for g, job in enumerate(group):
-            idx = [i for (gg, i) in scored if gg == g]
+            idx = scored_in[g]
             members.append(idx)
-            batches.append(self._scored_traces(g, job, idx, scored))
+            batches.append(self._scored_traces(g, job, idx, scored, [k_of[(g, i)] for i in idx]))
         written = self.storage.write(batches)
         for g, (idx, outcome) in enumerate(zip(members, written, strict=True)):
             for i in idx:
@@ -331,6 +338,7 @@ class IngestPipeline:
         job: _Job,
         idx: list[int],
         scored: dict[tuple[int, int], tuple[float, float, np.ndarray, Any, int, str]],
+        ks: list[int],
     ) -> ScoredTraces:
         rows = [scored[(g, i)] for i in idx]
         items = [job.items[i] for i in idx]
@@ -340,7 +348,7 @@ class IngestPipeline:
             received_at=self.clock(),
             slices=[it.trace.slice for it in items],
             n_tokens=np.array([it.trace.n_steps for it in items], dtype=np.int64),
-            k=np.array([trace_k(it.trace) for it in items], dtype=np.int64),
+            k=np.array(ks, dtype=np.int64),
             entropy_mode=rows[0][5] if rows else "",
             features=np.array([r[2] for r in rows], dtype=np.float64).reshape(len(rows), 11),
             extra_features=[r[3] for r in rows],

@@ -152,6 +152,18 @@ class Scorer:
             return None
         return sig.why(assemble([trace])) or None
 
+    def check(self, traces: Sequence[Parsed]) -> tuple[list[str | None], list[int]]:
+        """`mismatch` and `trace_k` of many traces at once (one batch, not one per trace)."""
+        if not traces:
+            return [], []
+        batch = assemble(list(traces))
+        ks = batch.trace_k.tolist()
+        sig = self.signature
+        if sig is None:
+            return [None] * len(traces), ks
+        refused = sig.refused(batch).tolist()
+        return [self.mismatch(t) if r else None for t, r in zip(traces, refused, strict=True)], ks
+
     def score(self, traces: Sequence[Parsed], counted_in: ScorerInfo | None = None) -> Scores:
         """Features and P(correct) of ``traces`` (each accepted by `mismatch`).
 
