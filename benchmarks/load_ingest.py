@@ -149,7 +149,7 @@ def fit_model(traffic: str, estimator: str, workdir: Path) -> Path:
         batch = read_traces(PHI35)
         dim: str | None = None
     elif CORPUS.exists():
-        from entropy_sentinel.collect import read_corpus
+        from entropy_sentinel.traces.corpus import read_corpus
 
         batch, dim = read_corpus(CORPUS), "domain"
     else:

@@ -9,9 +9,12 @@
 3. fits the correctness estimator on the committed SmolLM2 corpus plus that fresh
    set, and writes the artifact and its model card;
 4. collects new traffic from the same domains and estimates its accuracy per domain
-   without looking at its labels: a ranked table with intervals, a CSV and a plot.
-   The traffic was graded too, so the table also shows the true accuracy and the
-   error, which a real deployment would not have;
+   without looking at its labels: a ranked table with intervals and how unlike the
+   training data each domain looks, a CSV and a plot. The traffic was graded too, so the
+   table also shows the true accuracy and whether the interval held, which a real
+   deployment would not know; then it plays the annotator: the labelling design of
+   ``sentinel prioritize`` picks 10 responses per domain, their grades are revealed, and
+   the label-corrected estimates are printed;
 5. starts the monitoring service with that estimator and the model server as its
    upstream, sends a stream of mixed-domain chat requests (some streamed) through
    its OpenAI-compatible proxy, with slices in ``X-Sentinel-Slice``, and prints the
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import shutil
 import signal
 import time
@@ -35,12 +39,12 @@ from types import FrameType
 from typing import Any
 
 import httpx
+import numpy as np
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
 import entropy_sentinel as es
-from entropy_sentinel.cli.estimate import slice_table
 from entropy_sentinel.collect import collect, load_benchmarks, read_corpus
 from entropy_sentinel.collect.benchmarks import Item
 from entropy_sentinel.collect.model_server import LocalModelServer
@@ -66,7 +70,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "demo-output")
     parser.add_argument("--labelled", type=int, default=12, help="fresh labelled items/domain")
-    parser.add_argument("--traffic", type=int, default=12, help="new traffic items/domain")
+    parser.add_argument("--traffic", type=int, default=20, help="new traffic items/domain")
+    parser.add_argument("--labels", type=int, default=10, help="labels per domain to reveal")
     parser.add_argument("--proxy", type=int, default=16, help="proxied requests/domain")
     parser.add_argument("--max-tokens", type=int, default=160)
     parser.add_argument("--no-wait", action="store_true", help="stop after printing the URL")
@@ -132,17 +137,38 @@ def main() -> None:
             model=server.alias,
             max_tokens=args.max_tokens,
         )
-        traffic = es.read_traces(out / "traffic.jsonl")
-        result = estimate_accuracy(traffic, estimator, by="domain")
-        console.print(slice_table(result))
+        graded = es.read_traces(out / "traffic.jsonl")
+        unlabelled = dataclasses.replace(graded, labels=np.full(len(graded), np.nan))
+        result = estimate_accuracy(unlabelled, estimator, by="domain")
+        truth = estimate_accuracy(graded, estimator, by="domain")
+        console.print(_held_table(result, truth))
         console.print(
-            "estimate = mean P(correct), no labels used; true/error come from "
-            "grading the same answers, which production traffic would not have",
+            "estimate = mean P(correct), no labels used; 'true' and 'held' come from grading "
+            "the same answers, which production traffic would not have",
             style="dim",
         )
-        result.to_df().to_csv(out / "estimates.csv", index=False)
-        result.plot(out / "estimates.png")
+        truth.to_df().to_csv(out / "estimates.csv", index=False)
+        truth.plot(out / "estimates.png")
         console.print(f"wrote {out / 'estimates.csv'} and {out / 'estimates.png'}", highlight=False)
+
+        n_domains = len(result)
+        design = estimator.design(
+            unlabelled, args.labels * n_domains, by="domain", minimum=args.labels, seed=0
+        )
+        console.print(
+            f"\nplaying the annotator: {len(design)} responses chosen by the labelling design "
+            "of `sentinel prioritize` (about "
+            f"{args.labels} per domain, more likely where P is uncertain), their grades revealed",
+            highlight=False,
+        )
+        chosen = set(np.asarray(design.ids)[design.chosen].tolist())
+        revealed = np.array([y if i in chosen else np.nan for i, y in
+                             zip(graded.ids, graded.labels, strict=True)])  # fmt: skip
+        labelled = dataclasses.replace(graded, labels=revealed)
+        corrected = estimate_accuracy(
+            labelled, estimator, by="domain", inclusion=design.inclusion_of(labelled.ids)
+        )
+        console.print(_corrected_table(corrected, truth))
 
         step(5, "monitor: traffic through the proxy of the monitoring service")
         service = ServiceProcess(
@@ -263,3 +289,32 @@ def _handling(handler: Callable[[int, FrameType | None], None]) -> Iterator[None
 
 if __name__ == "__main__":
     main()
+
+
+def _held_table(result: es.SliceAccuracy, truth: es.SliceAccuracy) -> Table:
+    """Per domain: the label-free estimate, its interval and shift word, then the truth."""
+    true = {r.key: r.true_accuracy for r in truth}
+    table = Table(title="label-free estimates of new traffic (95% intervals)", box=box.SIMPLE_HEAD)
+    for name in ("domain", "n", "estimate", "interval", "shift", "true", "held"):
+        table.add_column(name, justify="left" if name in ("domain", "shift") else "right")
+    for r in result:
+        t = true[r.key]
+        held = r.lower <= t <= r.upper
+        table.add_row(r.label, str(r.n), f"{r.estimate:.3f}", f"{r.lower:.3f}–{r.upper:.3f}",
+                      r.shift_word, f"{t:.3f}", "yes" if held else "[red]no[/]")  # fmt: skip
+    return table
+
+
+def _corrected_table(result: es.SliceAccuracy, truth: es.SliceAccuracy) -> Table:
+    """Per domain: labels revealed, the label-corrected estimate and interval, the truth."""
+    true = {r.key: r.true_accuracy for r in truth}
+    table = Table(title="label-corrected estimates (95% intervals)", box=box.SIMPLE_HEAD)
+    for name in ("domain", "labels", "label-free", "corrected", "interval", "true", "held"):
+        table.add_column(name, justify="left" if name == "domain" else "right")
+    for r in result:
+        t = true[r.key]
+        held = r.ppi_lower <= t <= r.ppi_upper
+        table.add_row(r.label, str(r.n_labelled), f"{r.estimate:.3f}", f"{r.ppi_estimate:.3f}",
+                      f"{r.ppi_lower:.3f}–{r.ppi_upper:.3f}", f"{t:.3f}",
+                      "yes" if held else "[red]no[/]")  # fmt: skip
+    return table

@@ -3,7 +3,7 @@
 #   bash scripts/test.sh [pytest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh model,collect,service,dev
+bash scripts/install.sh model,collect,service,spark,dev
 echo "==> ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -55,7 +55,7 @@ _corpus_cache: list[object] = []
 def load_corpus_batch() -> object:
     """The committed corpus as one `TraceBatch`, read once per test session."""
     if not _corpus_cache:
-        from entropy_sentinel.collect.corpus import read_corpus
+        from entropy_sentinel.traces.corpus import read_corpus
 
         _corpus_cache.append(read_corpus(CORPUS))
     return _corpus_cache[0]

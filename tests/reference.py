@@ -1,6 +1,6 @@
 """A deliberately simple reference implementation, one trace at a time.
 
-Written straight from PRODUCT.md sections 3 and 4 with plain numpy/scipy and
+Written straight from docs/definitions.md with plain numpy/scipy and
 stdlib ``json`` dict walking, sharing no code with the package. The vectorised
 implementation must match it (tests) and beat it (benchmarks).
 """
@@ -63,7 +63,7 @@ def profile(h: Sequence[float] | FloatArray) -> FloatArray:
 def scores(
     sampled: FloatArray, in_topk: npt.NDArray[np.bool_], alts: FloatArray, h: FloatArray
 ) -> dict[str, float]:
-    """The baseline scores of one trace (PRODUCT.md section 4)."""
+    """The baseline scores of one trace (docs/definitions.md)."""
     n = sampled.shape[0]
     p = np.exp(alts)
     ps = np.exp(sampled)

@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import entropy_sentinel as es
-from entropy_sentinel.collect.corpus import (
+from entropy_sentinel.errors import ConfigError
+from entropy_sentinel.traces.corpus import (
     SCALAR_COLUMNS,
     corpus_frame,
     corpus_metadata,
@@ -19,7 +20,6 @@ from entropy_sentinel.collect.corpus import (
     read_corpus,
     write_corpus,
 )
-from entropy_sentinel.errors import ConfigError
 from tests.conftest import REPO, SMOLLM2_FIXTURES
 
 CORPUS = REPO / "data" / "corpus" / "smollm2" / "corpus.parquet"

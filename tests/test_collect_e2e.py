@@ -29,7 +29,7 @@ from entropy_sentinel.collect import (
     read_done_ids,
 )
 from entropy_sentinel.collect.collector import failed_path
-from entropy_sentinel.collect.corpus import read_corpus
+from entropy_sentinel.traces.corpus import read_corpus
 
 pytestmark = pytest.mark.model
 

@@ -57,7 +57,7 @@ HARD = ("gsm8k", "svamp", "synth_add_2x1", "asdiv")
 # ------------------------------------------------------------------------ data
 def _corpus_records(now: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(records to ingest, graded records to fit on): the corpus as per-token entropies."""
-    from entropy_sentinel.collect import read_corpus
+    from entropy_sentinel.traces.corpus import read_corpus
 
     batch = read_corpus(CORPUS)
     entropy = StepStats(batch, "topk").entropy
@@ -378,6 +378,6 @@ def _check_filters(page: Any, server: ThreadedServer) -> None:
 
 
 def _epoch(text: str) -> float:
-    from entropy_sentinel.service.timeutil import parse_instant
+    from entropy_sentinel.timeutil import parse_instant
 
     return parse_instant(text)

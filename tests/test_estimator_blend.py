@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 import entropy_sentinel as es
-from entropy_sentinel.collect import read_corpus
 from entropy_sentinel.estimator import PRESETS, SliceEnsemble, preset
 from entropy_sentinel.estimator.blend import blend_values, parse_blend
 from entropy_sentinel.service.app import create_app
 from entropy_sentinel.service.settings import Settings
 from entropy_sentinel.testing.service import ThreadedServer
+from entropy_sentinel.traces.corpus import read_corpus
 from tests.conftest import REPO, SMOLLM2_FIXTURES
 
 CORPUS = REPO / "data" / "corpus" / "smollm2" / "corpus.parquet"

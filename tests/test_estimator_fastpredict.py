@@ -46,7 +46,7 @@ def corpus() -> TraceBatch:
 def _sklearn(est: CorrectnessEstimator, X: np.ndarray) -> np.ndarray:
     """scikit-learn's own predict_proba: the estimator with the fast path switched off."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(model_module, "fast_predict_proba", lambda _e, _x: None)
+        mp.setattr(model_module, "fast_predict_parts", lambda _e, _x: None)
         return np.asarray(est.predict_proba(X))
 
 
@@ -75,6 +75,10 @@ def test_the_fast_path_gives_scikit_learns_predictions(
         assert fast is not None
         np.testing.assert_allclose(fast, expected[rows], rtol=0, atol=1e-9)
         np.testing.assert_allclose(est.predict_proba(X[rows]), expected[rows], rtol=0, atol=1e-9)
+    with pytest.MonkeyPatch.context() as mp:  # the classifier's own P too
+        mp.setattr(model_module, "fast_predict_parts", lambda _e, _x: None)
+        p_sklearn = est.predict_parts(X)[0]
+    np.testing.assert_allclose(est.predict_parts(X)[0], p_sklearn, rtol=0, atol=1e-9)
     # inputs beyond the training range (clipped by the scalers and calibration maps)
     wide = X[:50] * np.linspace(-3.0, 3.0, 50)[:, None]
     fast = fast_predict_proba(est, wide)

@@ -198,7 +198,7 @@ def test_fit_then_estimate_on_output_of_the_same_collector() -> None:
     domains = corpus.slice_values("domain")
     train = corpus.subset(np.isin(domains, ["synth_mul_1d", "gsm8k"]))
     est = preset("paper", family="lr", random_state=0).fit_traces(train)
-    assert est.signature_ == TraceSignature("logprobs", 20)
+    assert est.classifier_.signature_ == TraceSignature("logprobs", 20)
     narrow_only = corpus.subset(np.flatnonzero(wide <= 20)[:50])
     with_wide = corpus.subset(np.flatnonzero(wide == 21)[:5])
     alone = est.predict_traces(narrow_only)

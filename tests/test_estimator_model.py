@@ -74,7 +74,7 @@ def test_few_positives_reduce_the_folds() -> None:
 @pytest.mark.parametrize(
     ("param", "value", "message"),
     [
-        ("family", "svm", r"use one of \['lr', 'rf', 'mlp', 'hgb'\]"),
+        ("family", "svm", r"use one of \['lr', 'rf', 'mlp', 'hgb', 'auto'\]"),
         ("calibration", "platt", "use 'isotonic', 'sigmoid' or None"),
         ("features", "profile11", "use one of"),
         ("entropy_mode", "full", "use one of"),

@@ -270,8 +270,9 @@ def test_corpus_labels_are_what_the_graders_say_today(benchmarks_dir: Path) -> N
     A grader change that would alter labels fails here: regrade the corpus
     (scripts/make_corpus.sh) and bump the grader's version.
     """
-    from entropy_sentinel.collect import corpus_frame, load_benchmark
+    from entropy_sentinel.collect import load_benchmark
     from entropy_sentinel.collect.synthetic import SYNTHETIC_DOMAINS
+    from entropy_sentinel.traces.corpus import corpus_frame
 
     frame = corpus_frame(CORPUS)
     items: dict[str, Item] = {}

@@ -13,7 +13,7 @@ import entropy_sentinel.service as service_pkg
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.service.auth import is_loopback
 from entropy_sentinel.service.settings import ApiKey, Settings, load_settings
-from entropy_sentinel.service.timeutil import (
+from entropy_sentinel.timeutil import (
     bucket_of,
     format_duration,
     format_instant,

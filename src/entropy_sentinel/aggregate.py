@@ -40,9 +40,10 @@ import numpy.typing as npt
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
+from entropy_sentinel._typing import FloatArray
 from entropy_sentinel.errors import ConfigError
 
-__all__ = ["Interval", "SliceStats"]
+__all__ = ["COUNT_FIELDS", "FLAT_FIELDS", "SHIFT_DIM", "Interval", "SliceStats"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,17 +77,34 @@ class Interval:
         return cls(estimate, max(0.0, estimate - half), min(1.0, estimate + half), level)
 
 
+SHIFT_DIM = 11
+"""Length of the whitened feature vectors whose sums give a slice's shift score (the
+11 entropy-profile features, `entropy_sentinel.estimator.shiftscore`)."""
+
+
 @dataclass(frozen=True, slots=True)
 class SliceStats:
-    """Sufficient statistics of one slice (see the module docstring).
+    """Sufficient statistics of one slice (see the module docstring); ``a + b`` merges.
 
-    Attributes:
+    Attributes (sums over the slice's responses; ``p`` is each response's estimated
+    P(correct), the value whose mean is the slice's label-free estimate):
         n: responses with a prediction.
         sum_p, sum_p2: sums of p and p^2 over them.
         sum_pq: sum of p (1 - p) (the Poisson-binomial variance numerator).
-        n_labelled: responses that also have a label.
-        sum_y: sum of labels (1 = correct).
-        sum_r, sum_r2: sums of the residual r = y - p and of r^2 over labelled responses.
+        n_labelled: responses with a label outside any sampling design ("plain" labels).
+        sum_y: sum of their labels (1 = correct).
+        sum_r, sum_r2: sums of the residual r = y - p and of r^2 over them.
+        sum_lp2: sum of p^2 over them (with the above, every second moment of (y, p)).
+        n_unseen: responses whose slice value (in the estimator's calibration dimension)
+            was not in its training data: their p carries transfer error.
+        sum_cal: sum over the other responses of p (1 - p) sd(b), the first-order
+            effect on p of the uncertainty ``sd(b)`` of their value's calibration offset.
+        sum_w, sum_w2: over the unseen responses, the sums of their whitened feature
+            vectors (`SHIFT_DIM` numbers) and of those vectors' squared norms: what the
+            shift score of the unseen part needs.
+        n_design: responses labelled within a sampling design (inclusion probability pi).
+        dw, dwy, dwp, dwyp, dwp2: sums of w = 1/pi times 1, y, p, y p, p^2 over them.
+        da, day, dap, dayp, dap2: sums of a = (1 - pi)/pi^2 times 1, y, p, y p, p^2.
     """
 
     n: int = 0
@@ -97,48 +115,164 @@ class SliceStats:
     sum_y: float = 0.0
     sum_r: float = 0.0
     sum_r2: float = 0.0
+    sum_lp2: float = 0.0
+    n_unseen: int = 0
+    sum_cal: float = 0.0
+    sum_w: tuple[float, ...] = (0.0,) * SHIFT_DIM
+    sum_w2: float = 0.0
+    n_design: int = 0
+    dw: float = 0.0
+    dwy: float = 0.0
+    dwp: float = 0.0
+    dwyp: float = 0.0
+    dwp2: float = 0.0
+    da: float = 0.0
+    day: float = 0.0
+    dap: float = 0.0
+    dayp: float = 0.0
+    dap2: float = 0.0
 
     @classmethod
-    def from_arrays(cls, p: npt.ArrayLike, y: npt.ArrayLike | None = None) -> SliceStats:
-        """Statistics of predictions ``p`` and optional labels ``y`` (NaN = unlabelled)."""
+    def from_arrays(
+        cls,
+        p: npt.ArrayLike,
+        y: npt.ArrayLike | None = None,
+        *,
+        pi: npt.ArrayLike | None = None,
+        unseen: npt.ArrayLike | None = None,
+        cal: npt.ArrayLike | None = None,
+        w: npt.ArrayLike | None = None,
+    ) -> SliceStats:
+        """Statistics of one slice from per-response arrays (`contributions`, summed)."""
+        return cls.from_flat(cls.contributions(p, y, pi=pi, unseen=unseen, cal=cal, w=w).sum(0))
+
+    @staticmethod
+    def contributions(
+        p: npt.ArrayLike,
+        y: npt.ArrayLike | None = None,
+        *,
+        pi: npt.ArrayLike | None = None,
+        unseen: npt.ArrayLike | None = None,
+        cal: npt.ArrayLike | None = None,
+        w: npt.ArrayLike | None = None,
+    ) -> FloatArray:
+        """Each response's contribution ``(n, len(FLAT_FIELDS))`` to the sums, in
+        `FLAT_FIELDS` order: summing rows (in any grouping, on any machine) gives the
+        flat statistics of the group (`from_flat`). The service and the Spark engine
+        store and sum exactly these columns.
+
+        Args:
+            p: float ``(n,)`` estimated P(correct) in [0, 1].
+            y: labels: 1 correct, 0 wrong, NaN unlabelled (None: no labels).
+            pi: inclusion probability in (0, 1] of each label drawn by a sampling design
+                (`entropy_sentinel.estimator.design`), NaN for plain labels (None: all
+                labels are plain).
+            unseen: bool, whether the response's slice value was absent from the
+                estimator's training data (None: all seen).
+            cal: each seen response's ``p (1 - p) sd(b)`` (None: zeros).
+            w: ``(n, SHIFT_DIM)`` whitened features (needed where ``unseen``).
+        """
         pa = np.asarray(p, dtype=np.float64)
         if pa.ndim != 1:
             raise ConfigError(f"p must be 1-D, got shape {pa.shape}")
-        if pa.size and (np.isnan(pa).any() or pa.min() < 0.0 or pa.max() > 1.0):
+        n = pa.shape[0]
+        if n and (np.isnan(pa).any() or pa.min() < 0.0 or pa.max() > 1.0):
             raise ConfigError("probabilities p must lie in [0, 1] and not be NaN")
-        stats = cls(
-            n=int(pa.shape[0]),
-            sum_p=float(pa.sum()),
-            sum_p2=float(np.dot(pa, pa)),
-            sum_pq=float(np.dot(pa, 1.0 - pa)),
-        )
-        if y is None:
-            return stats
-        ya = np.asarray(y, dtype=np.float64)
-        if ya.shape != pa.shape:
-            raise ConfigError(f"labels y must have the shape of p {pa.shape}, got {ya.shape}")
-        lab = ~np.isnan(ya)
-        yl = ya[lab]
-        if yl.size and not np.isin(yl, (0.0, 1.0)).all():
-            raise ConfigError("labels y must be 0, 1 or NaN")
-        r = yl - pa[lab]
-        return cls(
-            n=stats.n,
-            sum_p=stats.sum_p,
-            sum_p2=stats.sum_p2,
-            sum_pq=stats.sum_pq,
-            n_labelled=int(lab.sum()),
-            sum_y=float(yl.sum()),
-            sum_r=float(r.sum()),
-            sum_r2=float(np.dot(r, r)),
-        )
+        out = np.zeros((n, len(FLAT_FIELDS)))
+        col = _COLUMN
+        out[:, col["n"]] = 1.0
+        out[:, col["sum_p"]] = pa
+        out[:, col["sum_p2"]] = pa * pa
+        out[:, col["sum_pq"]] = pa * (1.0 - pa)
+        if y is not None:
+            ya = np.asarray(y, dtype=np.float64)
+            if ya.shape != pa.shape:
+                raise ConfigError(f"labels y must have the shape of p {pa.shape}, got {ya.shape}")
+            lab = ~np.isnan(ya)
+            if lab.any() and not np.isin(ya[lab], (0.0, 1.0)).all():
+                raise ConfigError("labels y must be 0, 1 or NaN")
+            pia = np.full(n, np.nan) if pi is None else np.asarray(pi, dtype=np.float64)
+            if pia.shape != pa.shape:
+                raise ConfigError(f"pi must have the shape of p {pa.shape}, got {pia.shape}")
+            designed = lab & ~np.isnan(pia)
+            if designed.any() and not ((pia[designed] > 0.0) & (pia[designed] <= 1.0)).all():
+                raise ConfigError("inclusion probabilities pi must lie in (0, 1]")
+            plain = lab & ~designed
+            yz, pz = np.where(lab, ya, 0.0), np.where(lab, pa, 0.0)
+            r = yz - pz
+            out[:, col["n_labelled"]] = plain
+            out[:, col["sum_y"]] = np.where(plain, yz, 0.0)
+            out[:, col["sum_r"]] = np.where(plain, r, 0.0)
+            out[:, col["sum_r2"]] = np.where(plain, r * r, 0.0)
+            out[:, col["sum_lp2"]] = np.where(plain, pz * pz, 0.0)
+            wgt = np.where(designed, 1.0 / np.where(designed, pia, 1.0), 0.0)
+            a = np.where(designed, (1.0 - np.where(designed, pia, 1.0)) * wgt * wgt, 0.0)
+            out[:, col["n_design"]] = designed
+            for prefix, weight in (("d" + "w", wgt), ("d" + "a", a)):
+                out[:, col[prefix]] = weight
+                out[:, col[prefix + "y"]] = weight * yz
+                out[:, col[prefix + "p"]] = weight * pz
+                out[:, col[prefix + "yp"]] = weight * yz * pz
+                out[:, col[prefix + "p2"]] = weight * pz * pz
+        if unseen is not None:
+            un = np.asarray(unseen, dtype=bool)
+            if un.shape != pa.shape:
+                raise ConfigError(f"unseen must have the shape of p {pa.shape}, got {un.shape}")
+            out[:, col["n_unseen"]] = un
+            if un.any():
+                if w is None:
+                    raise ConfigError("unseen responses need their whitened features w")
+                wa = np.asarray(w, dtype=np.float64)
+                if wa.shape != (n, SHIFT_DIM):
+                    raise ConfigError(f"w must have shape ({n}, {SHIFT_DIM}), got {wa.shape}")
+                wu = np.where(un[:, None], wa, 0.0)
+                out[:, col["sum_w"] : col["sum_w"] + SHIFT_DIM] = wu
+                out[:, col["sum_w2"]] = (wu * wu).sum(axis=1)
+        if cal is not None:
+            ca = np.asarray(cal, dtype=np.float64)
+            if ca.shape != pa.shape:
+                raise ConfigError(f"cal must have the shape of p {pa.shape}, got {ca.shape}")
+            out[:, col["sum_cal"]] = ca
+        return out
+
+    def flat(self) -> FloatArray:
+        """The statistics as one vector in `FLAT_FIELDS` order (``sum_w`` spread out)."""
+        values: list[float] = []
+        for f in fields(SliceStats):
+            v = getattr(self, f.name)
+            values.extend(v if f.name == "sum_w" else (v,))
+        return np.asarray(values, dtype=np.float64)
+
+    @classmethod
+    def from_flat(cls, values: npt.ArrayLike) -> SliceStats:
+        """The inverse of `flat` (counts rounded to integers; sums that cannot be negative
+        clipped at 0 against float drift)."""
+        v = np.asarray(values, dtype=np.float64)
+        if v.shape != (len(FLAT_FIELDS),):
+            raise ConfigError(f"flat statistics need {len(FLAT_FIELDS)} values, got {v.shape}")
+        kw: dict[str, object] = {}
+        for f in fields(SliceStats):
+            j = _COLUMN[f.name]
+            if f.name == "sum_w":
+                kw[f.name] = tuple(float(x) for x in v[j : j + SHIFT_DIM])
+            elif f.type in ("int", int):
+                kw[f.name] = round(float(v[j]))
+            elif f.name in _NON_NEGATIVE:
+                kw[f.name] = max(0.0, float(v[j]))
+            else:
+                kw[f.name] = float(v[j])
+        return cls(**kw)  # type: ignore[arg-type]
 
     def __add__(self, other: SliceStats) -> SliceStats:
         if not isinstance(other, SliceStats):
             return NotImplemented
-        return SliceStats(
-            *(getattr(self, f.name) + getattr(other, f.name) for f in fields(SliceStats))
-        )
+        merged = {
+            f.name: getattr(self, f.name) + getattr(other, f.name)
+            for f in fields(SliceStats)
+            if f.name != "sum_w"
+        }
+        sum_w = tuple(a + b for a, b in zip(self.sum_w, other.sum_w, strict=True))
+        return SliceStats(**merged, sum_w=sum_w)
 
     # ------------------------------------------------------------- estimates
     @property
@@ -201,6 +335,28 @@ class SliceStats:
         clipped = min(1.0, max(0.0, est))
         return Interval(clipped, max(0.0, est - half), min(1.0, est + half), level)
 
+
+def _flat_fields() -> tuple[str, ...]:
+    names: list[str] = []
+    for f in fields(SliceStats):
+        names.extend(f"sum_w_{j}" for j in range(SHIFT_DIM)) if f.name == "sum_w" else names.append(
+            f.name
+        )
+    return tuple(names)
+
+
+FLAT_FIELDS: tuple[str, ...] = _flat_fields()
+"""Names of the flat statistics (`SliceStats.flat`): every field, ``sum_w`` spread into
+``sum_w_0`` .. ``sum_w_10``. Storage columns and Spark aggregates use these names."""
+
+COUNT_FIELDS: frozenset[str] = frozenset({"n", "n_labelled", "n_unseen", "n_design"})
+"""The flat statistics that are counts (integers); the others are float sums."""
+
+_COLUMN: dict[str, int] = {name: j for j, name in enumerate(FLAT_FIELDS)}
+_COLUMN["sum_w"] = _COLUMN["sum_w_0"]
+_NON_NEGATIVE = frozenset(
+    {"sum_p2", "sum_pq", "sum_r2", "sum_lp2", "sum_cal", "sum_w2", "dw", "dwp2", "da", "dap2"}
+)
 
 PPI_PRIOR_DF = 5.0
 """Weight, in labels, of the model-implied residual variance in `SliceStats.ppi_interval`."""

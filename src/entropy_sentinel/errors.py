@@ -14,7 +14,9 @@ catch them all with ``except SentinelError``::
     ├── EstimatorError      (also a ValueError) training data cannot support a
     │                        fit (one class only, too few examples per class)
     ├── UpstreamError       an OpenAI-compatible server failed or timed out
-    └── StorageError        the monitoring database refused an operation
+    ├── StorageError        the monitoring database refused an operation
+    └── ProcessError        a server the project starts (the local model server, a
+                             service for tests) did not start, or exited
 
 The web service maps each class to one HTTP status in one place
 (``entropy_sentinel.service``), so messages here are written for end users.
@@ -27,6 +29,7 @@ __all__ = [
     "ArtifactMismatchError",
     "ConfigError",
     "EstimatorError",
+    "ProcessError",
     "SentinelError",
     "StorageError",
     "TraceError",
@@ -94,3 +97,7 @@ class UpstreamError(SentinelError):
 
 class StorageError(SentinelError):
     """The monitoring database refused an operation."""
+
+
+class ProcessError(SentinelError):
+    """A server process the project starts did not start in time or exited while starting."""

@@ -1,4 +1,4 @@
-"""The 11-D entropy profile of each trace (PRODUCT.md section 3).
+"""The 11-D entropy profile of each trace (docs/definitions.md).
 
 Columns, in order (`FEATURE_NAMES`), all in nats except the two shape statistics:
 

@@ -1,4 +1,4 @@
-"""White-box baseline scores (PRODUCT.md section 4), one registered reduction each.
+"""White-box baseline scores (docs/definitions.md), one registered reduction each.
 
 Every score is a sequence-level number computed from the same per-step arrays
 as the entropy profile (`StepStats`), and declares its orientation:

@@ -5,7 +5,7 @@ feature and baseline score reduces over: the step entropy ``H(t)`` in the chosen
 mode, the returned probability mass, the top-two probabilities. Each is computed
 on first use, for the whole batch at once, and cached.
 
-Definitions (PRODUCT.md section 3), per step ``t`` with returned set ``K_t`` (the
+Definitions (docs/definitions.md), per step ``t`` with returned set ``K_t`` (the
 top-k alternatives, plus the sampled token when it is not among them):
 
 * ``topk``:        ``H(t) = -sum_{v in K_t} p ln p`` with ``p = exp(logprob)``, not

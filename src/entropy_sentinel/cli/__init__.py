@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from entropy_sentinel.cli import (
     collect,
+    convert,
     estimate,
     evaluate,
     features,
@@ -36,6 +37,7 @@ _RESEARCH = "Research"
 app.command(rich_help_panel=_TRACES)(features.features)
 app.command(rich_help_panel=_TRACES)(fit.fit)
 app.command(rich_help_panel=_TRACES)(estimate.estimate)
+app.command(rich_help_panel=_TRACES)(convert.convert)
 app.command(rich_help_panel=_COLLECT)(collect.collect)
 app.command(rich_help_panel=_COLLECT)(collect.grade)
 app.command(rich_help_panel=_COLLECT)(collect.pack)
@@ -59,6 +61,7 @@ _EXTRA_OF = {
     "math_verify": "collect",
     "llama_cpp": "model",
     "datasets": "hf",
+    "pyspark": "spark",
 }
 """The optional extra that installs each package a command may need."""
 

@@ -38,6 +38,6 @@ def require_scorer(storage: Storage) -> ScorerInfo:
 
 def when(value: str | None, what: str) -> float | None:
     """``--since/--until`` values: RFC 3339, epoch seconds, or ``24h`` (24 hours ago)."""
-    from entropy_sentinel.service.timeutil import parse_when
+    from entropy_sentinel.timeutil import parse_when
 
     return None if value is None else parse_when(value, time.time(), what=what)

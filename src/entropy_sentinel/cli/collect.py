@@ -227,7 +227,7 @@ def pack(
     ] = None,
 ) -> None:
     """Store graded traces compactly: one Parquet (zstd) row per trace, no question texts."""
-    from entropy_sentinel.collect.corpus import domain_summary, write_corpus
+    from entropy_sentinel.traces.corpus import domain_summary, write_corpus
 
     description: dict[str, Any] = {}
     for pair in meta or []:

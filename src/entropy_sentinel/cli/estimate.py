@@ -9,7 +9,13 @@ import typer
 from rich import box
 from rich.table import Table
 
-from entropy_sentinel.cli._io import read_traces_cli, report_rejections
+from entropy_sentinel.cli._io import (
+    TRACES_HELP,
+    check_engine,
+    check_read,
+    report_rejections,
+    stream_traces_cli,
+)
 from entropy_sentinel.cli.app import console
 from entropy_sentinel.errors import ConfigError
 
@@ -30,20 +36,27 @@ def slice_table(result: SliceAccuracy) -> Table:
     partial = any(0 < r.n_labelled < r.n for r in result.records)
     table = Table(
         title=f"estimated accuracy by {', '.join(result.by) or 'all'} "
-        f"({result.level:.0%} intervals, model_sd {result.model_sd:.4f})",
+        f"({result.level:.0%} intervals)",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
     )
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column(" / ".join(result.by) or "slice", no_wrap=True)
-    names = ["n", "estimate", "interval"]
+    names = ["n", "estimate", "interval", "shift"]
     if labelled:
         names += ["labels", "true", "PPI", "PPI interval"] if partial else ["true", "error"]
     for name in names:
         table.add_column(name, justify="right", no_wrap=True)
     for rank, r in enumerate(result.records, start=1):
-        row = [str(rank), r.label, str(r.n), f"{r.estimate:.3f}", f"{r.lower:.3f}–{r.upper:.3f}"]
+        row = [
+            str(rank),
+            r.label,
+            str(r.n),
+            f"{r.estimate:.3f}",
+            f"{r.lower:.3f}–{r.upper:.3f}",
+            r.shift_word,
+        ]
         if labelled:
             true = f"{r.true_accuracy:.3f}" if r.n_labelled else "—"
             if partial:
@@ -58,9 +71,7 @@ def slice_table(result: SliceAccuracy) -> Table:
 
 
 def estimate(
-    input: Annotated[
-        Path, typer.Argument(help="Trace file (.jsonl or .jsonl.gz).", exists=True, dir_okay=False)
-    ],
+    input: Annotated[Path, typer.Argument(help=TRACES_HELP)],
     model: Annotated[
         Path,
         typer.Option(
@@ -70,32 +81,56 @@ def estimate(
     by: Annotated[
         str, typer.Option(help="Slice dimension(s), comma-separated; 'all' for one slice.")
     ] = "domain",
+    window: Annotated[
+        str | None,
+        typer.Option(help="Also split by time window of this length (e.g. 1h, 1d)."),
+    ] = None,
     level: Annotated[float, typer.Option(help="Interval coverage, in (0, 1).")] = 0.95,
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write the records as CSV.")
     ] = None,
     plot: Annotated[Path | None, typer.Option(help="Write a plot (PNG, SVG, PDF).")] = None,
+    engine: Annotated[
+        str, typer.Option(help="local (this process, streaming) or spark (needs [spark]).")
+    ] = "local",
+    master: Annotated[
+        str | None, typer.Option(help="Spark master URL, e.g. local[2] (engine spark).")
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Estimate accuracy per slice with intervals, ranked worst first.
 
-    Labels in the traces, where present, add the true accuracy, the error and a
-    label-corrected (prediction-powered) estimate.
+    Reads the input batch by batch (memory does not grow with its size). Labels in
+    the traces, where present, add the true accuracy, the error and a label-corrected
+    (prediction-powered) estimate. Traces the estimator cannot score (another top-k,
+    precomputed entropies) are rejected and listed, like unreadable records.
     """
-    from entropy_sentinel.estimator.model import CorrectnessEstimator
-    from entropy_sentinel.estimator.slices import estimate_accuracy
+    from entropy_sentinel.estimator.artifact import load_estimator
+    from entropy_sentinel.streaming import estimate_stream
+    from entropy_sentinel.timeutil import parse_duration
 
     dims = [d.strip() for d in by.split(",") if d.strip()]
     if not dims:
         raise ConfigError(f"--by {by!r} names no slice dimension; give e.g. --by domain")
     if output is not None and output.suffix.lower() != ".csv":
         raise ConfigError(f"--output {str(output)!r}: use a .csv file name")
-    estimator = CorrectnessEstimator.load(model)
-    batch = read_traces_cli(input, quiet=quiet)
-    report_rejections(
-        batch, input, output.with_name(output.name + ".rejected.jsonl") if output else None
-    )
-    result = estimate_accuracy(batch, estimator, by=None if dims == ["all"] else dims, level=level)
+    check_engine(engine)
+    seconds = None if window is None else parse_duration(window, what="--window")
+    estimator = load_estimator(model)
+    rejected_path = output.with_name(output.name + ".rejected.jsonl") if output else None
+    slices = None if dims == ["all"] else dims
+    if engine == "spark":
+        from entropy_sentinel.spark.cli import spark_estimate
+
+        result, summary = spark_estimate(
+            input, estimator, by=slices, window=seconds, level=level, master=master
+        )
+    else:
+        result, summary = estimate_stream(
+            stream_traces_cli(input, quiet=quiet), estimator, slices, level, window=seconds
+        )
+    report_rejections((summary.n_traces, summary.n_tokens, summary.rejected), input, rejected_path)
+    check_read(summary.n_traces, len(summary.rejected), input)
     console.print(slice_table(result))
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,12 @@
 """``sentinel evaluate``: the paper's protocol on a labelled corpus; ``sentinel evaluate-report``.
 
-Configurations come from three places, joined in this order (duplicates run once):
-the classifier grid (``--families`` x ``--features`` x ``--calibration`` x
-``--balance``; ``--families none`` for no grid), the score baselines
-(``--baselines`` x ``--scores``; ``none`` for none) and named configurations
-(``--configs``, e.g. ``paper_rf,blend_rf``). Results are cached per
-(configuration, group) in the results folder, so running again resumes, and
-running with other configurations or groups adds to the same report.
+What runs is chosen by `entropy_sentinel.evaluation.select_configurations`: the product's
+presets (``--presets``, by default those that fit the traces), a classifier grid
+(``--families`` x ``--features`` x ``--calibration`` x ``--balance``; ``--families none``
+for no grid), the score baselines (``--baselines`` x ``--scores``) and named
+configurations (``--configs``). Results are cached per (configuration, group) in the
+results folder, so running again resumes, and running with other configurations or
+groups adds to the same report.
 """
 
 from __future__ import annotations
@@ -85,9 +85,8 @@ def evaluate(
     corpus: Annotated[
         Path,
         typer.Argument(
-            help="Labelled corpus: a corpus .parquet (sentinel pack) or a .jsonl(.gz) trace file.",
-            exists=True,
-            dir_okay=False,
+            help="Labelled traces: .jsonl, .jsonl.gz, .parquet (a corpus of sentinel pack, "
+            "or the trace format), or a directory or quoted glob of Parquet files.",
         ),
     ],
     output: Annotated[Path, typer.Option("-o", "--output", help="Results folder.")],
@@ -97,9 +96,16 @@ def evaluate(
     k: Annotated[str, typer.Option("--k", help="Training group sizes, e.g. 1-4, 2 or 1,3.")] = (
         "1-4"
     ),
+    presets: Annotated[
+        str,
+        typer.Option(
+            help="Presets to run (sentinel,sentinel-entropy,paper), auto (those that fit the "
+            "traces) or none."
+        ),
+    ] = "auto",
     families: Annotated[
         str, typer.Option(help="Classifier families of the grid (lr,rf,mlp,hgb) or none.")
-    ] = "rf",
+    ] = "none",
     features: Annotated[
         str,
         typer.Option(help="Feature sets of the grid (profile,profile10,sea,profile+baselines)."),
@@ -120,7 +126,7 @@ def evaluate(
     configs: Annotated[
         str,
         typer.Option(
-            help="Named configurations too: presets (paper_rf, blend_rf, ...), grid names "
+            help="Named configurations too: presets (paper, ...), grid names "
             "(rf.profile.isotonic.bal), baselines (atc.max_entropy); see docs/evaluation.md."
         ),
     ] = "",
@@ -139,7 +145,7 @@ def evaluate(
     ] = 0.8,
     jobs: Annotated[int, typer.Option(help="Parallel processes (-1: all cores).")] = 1,
     retry_failed: Annotated[bool, typer.Option(help="Recompute cached failures.")] = False,
-    reference: Reference = "paper_rf",
+    reference: Reference = "paper",
     highlight: Highlight = "",
     notes: Notes = None,
     title: Title = None,
@@ -156,20 +162,15 @@ def evaluate(
     from entropy_sentinel.evaluation import (
         EvalData,
         Split,
-        grid,
         named_groups,
         parse_ks,
-        resolve,
         run_evaluation,
-        score_baselines,
+        select_configurations,
         training_groups,
     )
-    from entropy_sentinel.scores import PAPER_SCORES, SCORES
 
     ks = parse_ks(k)
-    fams = _none(_split_list(families))
     cals: list[str | None] = [None if c.lower() == "none" else c for c in _split_list(calibration)]
-    configurations = grid(fams, _split_list(features), cals, _balances(balance), entropy_mode)
     data = EvalData.load(corpus, by=by)
     console.print(
         f"corpus {corpus}: [bold]{len(data)}[/] labelled responses in "
@@ -177,29 +178,20 @@ def evaluate(
         f"{data.n_rejected} records rejected)",
         highlight=False,
     )
-    methods = _none(_split_list(baselines))
-    if methods:
-        wanted = _split_list(scores) if scores else list(PAPER_SCORES)
-        defined = data.batch.has_logprobs.all()
-        usable = [s for s in wanted if defined or not SCORES[s].needs_logprobs]
-        if scores is None and len(usable) < len(wanted):
-            left = sorted(set(wanted) - set(usable))
-            console.print(
-                f"scores {left} need logprobs, which these traces lack: left out of the baselines",
-                highlight=False,
-            )
-        elif len(usable) < len(wanted):
-            raise ConfigError(
-                f"scores {sorted(set(wanted) - set(usable))} need logprobs, which these "
-                "traces lack (they carry precomputed entropies only)"
-            )
-        configurations += score_baselines(methods, usable, entropy_mode)
-        if "doc" in methods:
-            console.print("DoC runs on probability scores only (lntp, mtp).", highlight=False)
-    configurations += resolve(_split_list(configs))
-    configurations = list({c.name: c for c in configurations}.values())
-    if not configurations:
-        raise ConfigError("no configuration to run: give --families, --baselines or --configs")
+    configurations, remarks = select_configurations(
+        presets=None if presets == "auto" else _none(_split_list(presets)),
+        families=_none(_split_list(families)),
+        features=_split_list(features),
+        calibrations=cals,
+        balances=_balances(balance),
+        baselines=_none(_split_list(baselines)),
+        scores=_split_list(scores) if scores else None,
+        names=_split_list(configs),
+        mode=entropy_mode,
+        has_logprobs=bool(data.batch.has_logprobs.all()),
+    )
+    for remark in remarks:
+        console.print(remark, highlight=False)
     named = named_groups(data.domain_accuracy())
     groups = training_groups(
         data.domain_names, ks, max_groups=max_groups, seed=seed, always=named.values()
@@ -226,6 +218,7 @@ def evaluate(
             output,
             by=by,
             k=k,
+            presets=presets,
             families=families,
             features=features,
             calibration=calibration,
@@ -260,7 +253,7 @@ def evaluate_report(
         Path,
         typer.Argument(help="Results folder of sentinel evaluate.", exists=True, file_okay=False),
     ],
-    reference: Reference = "paper_rf",
+    reference: Reference = "paper",
     highlight: Highlight = "",
     notes: Notes = None,
     title: Title = None,

@@ -7,36 +7,71 @@ from typing import Annotated
 
 import typer
 
-from entropy_sentinel.cli._io import read_traces_cli, report_rejections
+from entropy_sentinel.cli._io import (
+    TRACES_HELP,
+    check_engine,
+    check_read,
+    report_rejections,
+    stream_traces_cli,
+)
 from entropy_sentinel.cli.app import console
 from entropy_sentinel.steps import ENTROPY_MODES, check_mode
-from entropy_sentinel.table import feature_frame, write_table
+from entropy_sentinel.table import FeatureTableWriter, feature_frame
+from entropy_sentinel.traces import Rejection
 
 __all__ = ["features"]
 
 
 def features(
-    input: Annotated[
-        Path, typer.Argument(help="Trace file (.jsonl or .jsonl.gz).", exists=True, dir_okay=False)
+    input: Annotated[Path, typer.Argument(help=TRACES_HELP)],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "-o", "--output", help="Output table: .csv or .parquet (a directory with Spark)."
+        ),
     ],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output table: .csv or .parquet.")],
     mode: Annotated[str, typer.Option(help=f"Entropy mode: {', '.join(ENTROPY_MODES)}.")] = "topk",
     precision: Annotated[str, typer.Option(help="float32 (fast) or float64.")] = "float32",
     strict: Annotated[bool, typer.Option(help="Fail (exit 1) if any record is rejected.")] = False,
+    engine: Annotated[
+        str, typer.Option(help="local (this process, streaming) or spark (needs [spark]).")
+    ] = "local",
+    master: Annotated[
+        str | None, typer.Option(help="Spark master URL, e.g. local[2] (engine spark).")
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Write one row per trace: id, slices, label, the 11 features and the baseline scores.
 
-    Bad records are rejected, counted and listed (all of them in
-    OUTPUT.rejected.jsonl); --strict turns any rejection into a failure.
+    Reads the input batch by batch (memory does not grow with its size). Bad records
+    are rejected, counted and listed (all of them in OUTPUT.rejected.jsonl); --strict
+    turns any rejection into a failure.
     """
     check_mode(mode)
-    batch = read_traces_cli(input, quiet=quiet)
-    report_rejections(batch, input, output.with_name(output.name + ".rejected.jsonl"))
-    frame = feature_frame(batch, mode, precision=precision)
-    write_table(frame, output)
+    rejected_path = output.with_name(output.name + ".rejected.jsonl")
+    if engine == "spark":
+        from entropy_sentinel.spark.cli import spark_features
+
+        n_rejected = spark_features(
+            input, output, mode=mode, precision=precision, master=master, rejected=rejected_path
+        )
+        if strict and n_rejected:
+            raise typer.Exit(1)
+        return
+    check_engine(engine)
+    n_traces = n_tokens = 0
+    rejected: list[Rejection] = []
+    with FeatureTableWriter(output) as writer:
+        for batch in stream_traces_cli(input, quiet=quiet):
+            rejected.extend(batch.rejected)
+            n_traces += len(batch)
+            n_tokens += batch.n_steps
+            if len(batch):
+                writer.write(feature_frame(batch, mode, precision=precision))
+        report_rejections((n_traces, n_tokens, rejected), input, rejected_path)
+        check_read(n_traces, len(rejected), input)
     console.print(
-        f"wrote {len(frame)} rows x {frame.shape[1]} columns to {output}", highlight=False
+        f"wrote {writer.n_rows} rows x {writer.n_columns} columns to {output}", highlight=False
     )
-    if strict and batch.rejected:
+    if strict and rejected:
         raise typer.Exit(1)

@@ -1,4 +1,4 @@
-"""``sentinel fit``: fit a correctness estimator on labelled traces, write it and its card."""
+"""``sentinel fit``: fit a slice estimator on labelled traces, write it and its card."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from entropy_sentinel.cli._io import read_traces_cli, report_rejections
+from entropy_sentinel.cli._io import TRACES_HELP, read_traces_cli, report_rejections
 from entropy_sentinel.cli.app import console
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.estimator import presets
@@ -29,9 +29,7 @@ def card_paths(model: Path) -> tuple[Path, Path]:
 def fit(
     input: Annotated[
         Path,
-        typer.Argument(
-            help="Labelled trace file (.jsonl or .jsonl.gz).", exists=True, dir_okay=False
-        ),
+        typer.Argument(help="Labelled " + TRACES_HELP[0].lower() + TRACES_HELP[1:]),
     ],
     output: Annotated[
         Path, typer.Option("-o", "--output", help="Artifact to write, e.g. model.skops.")
@@ -44,7 +42,10 @@ def fit(
             "precomputed entropies (see docs/estimator.md). The options below override it."
         ),
     ] = "auto",
-    family: Annotated[str | None, typer.Option(help=f"Classifier: {', '.join(FAMILIES)}.")] = None,
+    family: Annotated[
+        str | None,
+        typer.Option(help=f"Classifier: {', '.join(FAMILIES)}, or auto (chosen by CV AUROC)."),
+    ] = None,
     calibration: Annotated[str | None, typer.Option(help="isotonic, sigmoid or none.")] = None,
     balance: Annotated[
         bool | None, typer.Option("--balance/--no-balance", help="Balance the classes.")
@@ -62,13 +63,17 @@ def fit(
     mode: Annotated[str, typer.Option(help=f"Entropy mode: {', '.join(ENTROPY_MODES)}.")] = "topk",
     cv: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
     slice_dim: Annotated[
-        str, typer.Option(help="Slice dimension whose training slices the card lists.")
+        str,
+        typer.Option(
+            help="Slice dimension whose values seen in training get a calibration offset "
+            "each (and whose training slices the card lists)."
+        ),
     ] = "domain",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     jobs: Annotated[int, typer.Option(help="Parallel fits (-1: all cores).")] = 1,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
-    """Fit a calibrated correctness estimator on labelled traces.
+    """Fit a slice estimator (calibrated P(correct) per response) on labelled traces.
 
     Writes OUTPUT (the artifact) and, next to it, the model card NAME.card.md
     and its reliability diagram NAME.reliability.png (NAME: OUTPUT without its
@@ -83,7 +88,7 @@ def fit(
         )
     params: dict[str, Any] = {}
     if family is not None:
-        params["family"] = check_family(family)
+        params["family"] = check_family(family, allow_auto=True)
     if calibration is not None:
         params["calibration"] = (
             None if calibration.lower() == "none" else check_calibration(calibration)
@@ -103,32 +108,40 @@ def fit(
     batch = read_traces_cli(input, quiet=quiet)
     report_rejections(batch, input, output.with_name(output.name + ".rejected.jsonl"))
     if preset == "auto":
-        labelled = batch.has_label
-        with_logprobs = bool(batch.has_logprobs[labelled].all()) if labelled.any() else True
-        preset = presets.DEFAULT_PRESET if with_logprobs else "sentinel-entropy"
+        preset = presets.choose_preset(batch.subset(batch.has_label))
         why = (
             "the traces carry logprobs"
-            if with_logprobs
+            if preset == presets.DEFAULT_PRESET
             else "the traces carry precomputed entropies only: no logprob scores to blend"
         )
         console.print(f"preset {preset} ({why})", highlight=False)
     estimator = presets.preset(
-        preset, **params, entropy_mode=mode, cv=cv, n_jobs=jobs, random_state=seed
+        preset,
+        **params,
+        entropy_mode=mode,
+        cv=cv,
+        n_jobs=jobs,
+        random_state=seed,
+        slice_dim=slice_dim,
     )
-    family = estimator.family
-    with console.status(f"fitting {family} on {int(batch.has_label.sum())} labelled traces"):
-        estimator.fit_traces(batch, slice_dim=slice_dim)
+    what = estimator.classifier.family if estimator.classifier else "the classifier"
+    with console.status(f"fitting {what} on {int(batch.has_label.sum())} labelled traces"):
+        estimator.fit_traces(batch)
     estimator.save(output)
     card_md, card_png = card_paths(output)
-    card_md.write_text(card_markdown(estimator.card_, title=f"Correctness estimator {output.name}"))
+    card_md.write_text(card_markdown(estimator.card_, title=f"Slice estimator {output.name}"))
     plot_reliability(estimator.card_, card_png)
+    clf = estimator.classifier_
     m, t = estimator.card_["metrics"], estimator.card_["training"]
-    blended = f" blended with {', '.join(estimator.blend)}" if estimator.blend else ""
+    blended = f" blended with {', '.join(clf.blend)}" if clf.blend else ""
+    offsets = estimator.calibration_.offsets_
     console.print(
-        f"fitted {family}{blended} on {t['n']} labelled traces (accuracy {t['accuracy']:.3f}); "
-        f"cross-validated AUROC {m['cv_auroc']:.3f}, Brier {m['brier']:.4f}, "
-        f"ECE {m['ece']:.4f}, model_sd {m['model_sd']:.4f}",
+        f"fitted {clf.family_}{blended} on {t['n']} labelled traces (accuracy "
+        f"{t['accuracy']:.3f}); cross-validated AUROC {m['cv_auroc']:.3f}, Brier "
+        f"{m['brier']:.4f}, ECE {m['ece']:.4f}; {len(offsets)} {slice_dim} value(s) "
+        "calibrated",
         highlight=False,
+        soft_wrap=True,
     )
     if t["n_unlabelled_ignored"]:
         console.print(f"  {t['n_unlabelled_ignored']} unlabelled traces not used", highlight=False)

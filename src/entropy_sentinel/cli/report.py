@@ -52,7 +52,7 @@ def report(
     """
     from entropy_sentinel.service.estimates import EstimateQuery, estimate
     from entropy_sentinel.service.storage.consistency import check_aggregates
-    from entropy_sentinel.service.timeutil import parse_duration
+    from entropy_sentinel.timeutil import parse_duration
 
     ref = None if reference.strip().lower() in ("none", "0", "") else parse_duration(reference)
     query = EstimateQuery(

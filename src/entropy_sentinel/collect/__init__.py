@@ -25,13 +25,6 @@ from entropy_sentinel.collect.collector import (
     collect,
     read_done_ids,
 )
-from entropy_sentinel.collect.corpus import (
-    corpus_frame,
-    corpus_metadata,
-    domain_summary,
-    read_corpus,
-    write_corpus,
-)
 from entropy_sentinel.collect.graders import (
     Grade,
     grade_choice,
@@ -44,6 +37,13 @@ from entropy_sentinel.collect.judge import LLMJudge
 from entropy_sentinel.collect.prompts import TEMPLATES, PromptTemplate, template_for
 from entropy_sentinel.collect.retry import RetryPolicy
 from entropy_sentinel.collect.synthetic import SYNTHETIC_DOMAINS, generate
+from entropy_sentinel.traces.corpus import (
+    corpus_frame,
+    corpus_metadata,
+    domain_summary,
+    read_corpus,
+    write_corpus,
+)
 
 __all__ = [
     "ANSWER_TYPES",

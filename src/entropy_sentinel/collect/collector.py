@@ -3,7 +3,7 @@
 For each `Item` the collector renders its prompt template, sends
 ``POST {base_url}/chat/completions`` with ``logprobs=true, top_logprobs=k`` to any
 OpenAI-compatible server, grades the answer and appends one canonical trace record
-(PRODUCT.md section 2) to a JSON Lines file::
+(docs/formats.md) to a JSON Lines file::
 
     {"id": item id, "slice": {"domain": ..., "benchmark": ...}, "model": the model asked,
      "k": top_logprobs asked,

@@ -16,7 +16,6 @@ import hashlib
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,8 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-from entropy_sentinel.errors import ConfigError, UpstreamError
+from entropy_sentinel._ports import free_port
+from entropy_sentinel.errors import ConfigError, ProcessError
 
 __all__ = ["DEFAULT_MODEL_ALIAS", "LocalModelServer", "find_smollm2_gguf", "free_port", "sha256"]
 
@@ -61,13 +61,6 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now."""
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 class LocalModelServer:
@@ -145,7 +138,7 @@ class LocalModelServer:
         return cmd
 
     def start(self) -> LocalModelServer:
-        """Start the server and block until it answers, or raise `UpstreamError`."""
+        """Start the server and block until it answers, or raise `ProcessError`."""
         if self._process is not None:
             return self
         with contextlib.ExitStack() as stack:  # the child keeps its own copy of the log fd
@@ -167,12 +160,12 @@ class LocalModelServer:
                 code = self._process.returncode
                 self._process = None
                 where = f"; see {self.log_path}" if self.log_path else ""
-                raise UpstreamError(f"llama.cpp server exited with code {code} at start{where}")
+                raise ProcessError(f"llama.cpp server exited with code {code} at start{where}")
             if self.healthy():
                 return self
             time.sleep(0.25)
         self.stop()
-        raise UpstreamError(
+        raise ProcessError(
             f"llama.cpp server did not answer on {self.base_url} within {self.startup_timeout}s"
         )
 

@@ -1,9 +1,9 @@
-"""Versioned, pickle-free artifacts of a fitted `CorrectnessEstimator`.
+"""Versioned, pickle-free artifacts of a fitted slice estimator.
 
 An artifact is one zip file holding two members:
 
-* ``artifact.json``: ``{"format": "entropy-sentinel/correctness-estimator",
-  "format_version": 1, "saved_at": ISO-8601 UTC, "card": {...}}``, the model card
+* ``artifact.json``: ``{"format": "entropy-sentinel/estimator", "format_version": 2,
+  "saved_at": ISO-8601 UTC, "card": {...}}``, the model card
   (feature set and names, entropy mode, k, training slices and their sizes,
   library versions, cross-validated AUROC, Brier score, calibration error,
   ``model_sd``), readable without loading the model (`read_card`);
@@ -14,6 +14,13 @@ An artifact is one zip file holding two members:
 
 A later format version, an unknown format, or a file that is not an artifact is
 an `ArtifactError`; so is an untrusted type inside.
+
+Versions: 2 holds a `SentinelEstimator` (the classifier with its slice calibration, shift
+reference and transfer relation). 1 (``entropy-sentinel/correctness-estimator``) held a
+bare `CorrectnessEstimator`; `load_estimator` migrates it in one place (`_migrate_v1`):
+wrapped in a `SentinelEstimator` without slice calibration and without a shift reference,
+whose intervals then carry the transfer relation's widest half-width for every slice
+(nothing tells how far its traffic is from the training traces).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from entropy_sentinel.errors import ArtifactError, ConfigError
 
 if TYPE_CHECKING:
     from entropy_sentinel.estimator.model import CorrectnessEstimator
+    from entropy_sentinel.estimator.sentinel import SentinelEstimator
 
 __all__ = [
     "ARTIFACT_FORMAT",
@@ -38,8 +46,9 @@ __all__ = [
     "save_estimator",
 ]
 
-ARTIFACT_FORMAT = "entropy-sentinel/correctness-estimator"
-ARTIFACT_VERSION = 1
+ARTIFACT_FORMAT = "entropy-sentinel/estimator"
+ARTIFACT_VERSION = 2
+_V1_FORMAT = "entropy-sentinel/correctness-estimator"
 
 TRUSTED_TYPES: tuple[str, ...] = (
     "entropy_sentinel.estimator.model.CorrectnessEstimator",
@@ -49,6 +58,11 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "entropy_sentinel.estimator.features.TraceSignature",
     "entropy_sentinel.estimator.baselines.ATC",  # blend members
     "entropy_sentinel.estimator.baselines.AverageConfidence",
+    "entropy_sentinel.estimator.sentinel.SentinelEstimator",
+    "entropy_sentinel.estimator.slicecal.SliceCalibration",
+    "entropy_sentinel.estimator.slicecal.Offset",
+    "entropy_sentinel.estimator.shiftscore.ShiftReference",
+    "entropy_sentinel.estimator.transfer.TransferModel",
     # scikit-learn's tree structures (random forests, histogram gradient boosting):
     # skops rebuilds them from their node arrays, like the rest of scikit-learn, but
     # does not list them as trusted by default.
@@ -62,13 +76,21 @@ _META = "artifact.json"
 _MODEL = "model.skops"
 
 
-def save_estimator(estimator: CorrectnessEstimator, path: str | Path) -> Path:
-    """Write ``estimator`` (fitted) to ``path``; returns the path."""
+def save_estimator(estimator: SentinelEstimator | CorrectnessEstimator, path: str | Path) -> Path:
+    """Write ``estimator`` (fitted; a bare `CorrectnessEstimator` is wrapped as a
+    `SentinelEstimator` would be after `_migrate_v1`) to ``path``; returns the path."""
     import skops
     import skops.io as sio
-    from sklearn.utils.validation import check_is_fitted
 
-    check_is_fitted(estimator)
+    from entropy_sentinel.estimator.model import CorrectnessEstimator
+
+    if isinstance(estimator, CorrectnessEstimator):
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(estimator)
+        estimator = _migrate_v1(estimator)
+    if not hasattr(estimator, "classifier_"):
+        raise ConfigError("the estimator is not fitted: call fit_traces before saving it")
     target = Path(path)
     if target.is_dir():
         raise ConfigError(f"artifact path {str(target)!r} is a directory; give a file name")
@@ -112,6 +134,8 @@ def _open(path: str | Path) -> tuple[dict[str, Any], zipfile.ZipFile]:
         zf.close()
         raise ArtifactError(f"{str(source)!r}: {_META} is not valid JSON ({exc})") from None
     fmt, version = meta.get("format"), meta.get("format_version")
+    if fmt == _V1_FORMAT and version == 1:
+        return meta, zf
     if fmt != ARTIFACT_FORMAT:
         zf.close()
         raise ArtifactError(f"{str(source)!r} has format {fmt!r}, expected {ARTIFACT_FORMAT!r}")
@@ -132,13 +156,14 @@ def read_card(path: str | Path) -> dict[str, Any]:
     return card
 
 
-def load_estimator(path: str | Path) -> CorrectnessEstimator:
+def load_estimator(path: str | Path) -> SentinelEstimator:
     """Load an artifact written by `save_estimator` (see the module docstring)."""
     import skops.io as sio  # imported here: it imports every scikit-learn module (~5 s)
 
     from entropy_sentinel.estimator.model import CorrectnessEstimator
+    from entropy_sentinel.estimator.sentinel import SentinelEstimator
 
-    _, zf = _open(path)
+    meta, zf = _open(path)
     with zf:
         try:
             data = zf.read(_MODEL)
@@ -158,11 +183,37 @@ def load_estimator(path: str | Path) -> CorrectnessEstimator:
         estimator = sio.loads(data, trusted=list(untrusted))
     except Exception as exc:
         raise ArtifactError(f"{str(path)!r}: the model could not be rebuilt ({exc})") from None
-    if not isinstance(estimator, CorrectnessEstimator):
+    if meta.get("format_version") == 1:
+        if not isinstance(estimator, CorrectnessEstimator):
+            raise ArtifactError(
+                f"{str(path)!r} holds a {type(estimator).__name__}, not a CorrectnessEstimator"
+            )
+        return _migrate_v1(estimator)
+    if not isinstance(estimator, SentinelEstimator):
         raise ArtifactError(
-            f"{str(path)!r} holds a {type(estimator).__name__}, not a CorrectnessEstimator"
+            f"{str(path)!r} holds a {type(estimator).__name__}, not a SentinelEstimator"
         )
-    if not hasattr(estimator, "blend"):  # written before blends existed: none
-        estimator.blend = ()
-        estimator.blend_models_ = []
+    return estimator
+
+
+def _migrate_v1(classifier: CorrectnessEstimator) -> SentinelEstimator:
+    """A version-1 artifact's `CorrectnessEstimator` as a `SentinelEstimator` (module
+    docstring): no slice calibration, no shift reference, the transfer relation of the
+    preset it resembles."""
+    from entropy_sentinel.estimator.sentinel import SentinelEstimator
+    from entropy_sentinel.estimator.slicecal import SliceCalibration
+    from entropy_sentinel.estimator.transfer import load_transfer
+
+    if not hasattr(classifier, "blend"):  # written before blends existed: none
+        classifier.blend = ()
+        classifier.blend_models_ = []
+    if not hasattr(classifier, "family_"):
+        classifier.family_ = classifier.family
+    name = "sentinel" if classifier.blend else "paper"
+    estimator = SentinelEstimator(classifier=classifier, calibrate=False, transfer=name)
+    estimator.classifier_ = classifier
+    estimator.calibration_ = SliceCalibration()
+    estimator.shift_ = None
+    estimator.transfer_ = load_transfer(name)
+    estimator.card_ = estimator._card()
     return estimator

@@ -43,10 +43,13 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from entropy_sentinel._typing import FloatArray
@@ -54,7 +57,11 @@ from entropy_sentinel.aggregate import Interval, SliceStats
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.estimator.calibration import Calibrator, check_calibration, fit_calibrator
 
-__all__ = ["ATC", "AverageConfidence", "DoC"]
+if TYPE_CHECKING:
+    from entropy_sentinel.estimator.slices import SliceAccuracy
+    from entropy_sentinel.traces.batch import TraceBatch
+
+__all__ = ["ATC", "BASELINE_METHODS", "AverageConfidence", "DoC", "ScoreBaseline"]
 
 
 def _scores(values: npt.ArrayLike, what: str = "scores") -> FloatArray:
@@ -80,6 +87,11 @@ def _labels(y: npt.ArrayLike, n: int) -> FloatArray:
     if not np.isin(ya, (0.0, 1.0)).all():
         raise ConfigError("labels must be 0/1 or False/True (1 = correct), with no NaN")
     return ya
+
+
+def _var(r: FloatArray) -> float:
+    """Sample variance (ddof=1, as `CorrectnessEstimator.model_sd_`); 0 for one value."""
+    return float(r.var(ddof=1)) if r.shape[0] > 1 else 0.0
 
 
 def _check_unit(s: FloatArray, who: str) -> None:
@@ -133,7 +145,7 @@ class AverageConfidence(_ConfidenceBaseline):
 
     def _fit_model_sd(self, conf: FloatArray, y: FloatArray) -> None:
         r = y - conf
-        self.model_sd_ = float(math.sqrt(r.mean() ** 2 + r.var() / r.shape[0]))
+        self.model_sd_ = float(math.sqrt(r.mean() ** 2 + _var(r) / r.shape[0]))
 
     def estimate(self, scores: npt.ArrayLike) -> float:
         """Estimated accuracy of the responses with these scores."""
@@ -153,7 +165,7 @@ class DoC(_ConfidenceBaseline):
 
     def _fit_model_sd(self, conf: FloatArray, y: FloatArray) -> None:
         r = y - conf
-        self.model_sd_ = float(math.sqrt(r.var() / r.shape[0]))
+        self.model_sd_ = float(math.sqrt(_var(r) / r.shape[0]))
 
     def estimate(self, scores: npt.ArrayLike) -> float:
         """Estimated accuracy, clipped to [0, 1]."""
@@ -216,3 +228,112 @@ class ATC(BaseEstimator):  # type: ignore[misc]
         n = _scores(scores).shape[0]
         sampling = math.sqrt(est * (1.0 - est) / n)
         return Interval.around(est, math.hypot(sampling, self.model_sd_), level)
+
+
+BASELINE_METHODS: tuple[str, ...] = ("atc", "ac", "doc")
+"""Score baselines a `ScoreBaseline` runs: ATC, average (isotonic-calibrated) confidence,
+DoC (on raw probability scores such as ``lntp``, ``mtp``)."""
+
+
+class ScoreBaseline(BaseEstimator):  # type: ignore[misc]
+    """ATC, AC or DoC on one baseline score, as a slice estimator over traces.
+
+    The `entropy_sentinel.estimator.interface.SliceEstimator` shape around the score-level
+    objects above: `fit_traces` computes the score (``entropy_sentinel.SCORES``, oriented
+    with `confidence_of`) of the labelled reference traces and fits the method on it;
+    `estimate` returns a `SliceAccuracy` whose estimates are the method's and whose
+    intervals are its ``interval`` recipe (no transfer term: baselines are here to be
+    compared with, on their own terms).
+
+    Parameters:
+        method: ``"atc"``, ``"ac"`` (isotonic-calibrated) or ``"doc"``.
+        score: a registered baseline score, e.g. ``"max_entropy"``.
+        entropy_mode: entropy mode of entropy-based scores.
+    """
+
+    def __init__(self, method: str = "atc", score: str = "max_entropy", entropy_mode: str = "topk"):
+        self.method = method
+        self.score = score
+        self.entropy_mode = entropy_mode
+
+    def _confidence(self, traces: TraceBatch) -> FloatArray:
+        from entropy_sentinel.scores import SCORES, baseline_scores, confidence_of
+        from entropy_sentinel.steps import StepStats
+
+        if self.score not in SCORES:
+            raise ConfigError(f"score {self.score!r} is unknown; use one of {list(SCORES)}")
+        values = baseline_scores(StepStats(traces, self.entropy_mode), (self.score,))[self.score]
+        return np.asarray(confidence_of(self.score, values), dtype=np.float64)
+
+    def fit_traces(self, reference: TraceBatch) -> ScoreBaseline:
+        """Fit on the labelled traces of ``reference``."""
+        if self.method not in BASELINE_METHODS:
+            raise ConfigError(
+                f"baseline {self.method!r} is unknown; use one of {list(BASELINE_METHODS)}"
+            )
+        train = reference if reference.has_label.all() else reference.subset(reference.has_label)
+        if len(train) == 0:
+            raise ConfigError("a score baseline needs labelled reference traces")
+        conf = self._confidence(train)
+        model: ATC | AverageConfidence | DoC
+        if self.method == "atc":
+            model = ATC()
+        elif self.method == "ac":
+            model = AverageConfidence(calibration="isotonic")
+        else:
+            model = DoC()
+        self.model_ = model.fit(conf, train.labels)
+        return self
+
+    def values(self, traces: TraceBatch) -> FloatArray:
+        """Per trace, a value in [0, 1] whose slice mean is the method's estimate (ATC: 1
+        above the threshold, the tie weight on it; AC: the calibrated confidence; DoC: the
+        raw confidence, shifted at the slice level)."""
+        from entropy_sentinel.estimator.blend import member_value
+
+        if not hasattr(self, "model_"):
+            raise NotFittedError("this ScoreBaseline is not fitted yet: call fit_traces first")
+        conf = self._confidence(traces)
+        if isinstance(self.model_, DoC):
+            return conf
+        return member_value(self.model_, conf)
+
+    def estimate(
+        self,
+        analysis: TraceBatch,
+        by: str | Sequence[str] | None = "domain",
+        level: float = 0.95,
+        *,
+        inclusion: npt.ArrayLike | None = None,
+    ) -> SliceAccuracy:
+        """Per-slice estimates (see the class docstring)."""
+        from entropy_sentinel.estimator.intervals import SliceInterval
+        from entropy_sentinel.estimator.slices import group_records, slice_keys
+
+        dims: tuple[str, ...] = () if by is None else (by,) if isinstance(by, str) else tuple(by)
+        keys = slice_keys(analysis, dims)
+        v = self.values(analysis)
+        labels = analysis.labels if analysis.has_label.any() else None
+        model = self.model_
+        shift = model.source_accuracy_ - model.source_confidence_ if isinstance(model, DoC) else 0.0
+
+        def finish(stats: SliceStats, lv: float) -> SliceInterval:
+            est = min(1.0, max(0.0, stats.sum_p / stats.n + shift))
+            if isinstance(model, ATC):
+                sampling = math.sqrt(est * (1.0 - est) / stats.n)
+            else:
+                sampling = math.sqrt(max(stats.sum_pq, 0.0)) / stats.n
+            iv = Interval.around(est, math.hypot(sampling, model.model_sd_), lv)
+            nan = math.nan
+            return SliceInterval(stats.n, est, iv.lower, iv.upper, lv, sampling, model.model_sd_,
+                                 0.0, nan, 0.0, None, nan, nan, nan)  # fmt: skip
+
+        return group_records(
+            keys,
+            SliceStats.contributions(v, labels, pi=inclusion),
+            v,
+            labels,
+            by=dims,
+            level=level,
+            finish=finish,
+        )

@@ -8,8 +8,8 @@ limit per call. About 4.5 ms per call for the default random forest, whatever th
 
 `compile_estimator` turns a fitted `CorrectnessEstimator` once into a plain function of
 ``X`` built from the fitted arrays and the same compiled kernels scikit-learn runs
-(each tree's Cython ``predict``, each boosting predictor's), and `fast_predict_proba`
-(the hook `CorrectnessEstimator.predict_proba` calls first) applies it. Results equal
+(each tree's Cython ``apply``, each boosting predictor's), and `fast_predict_parts`
+(the hook `CorrectnessEstimator.predict_parts` calls first) applies it. Results equal
 scikit-learn's to 1e-9 (tests/test_estimator_fastpredict.py compares every family,
 calibration and blend): the same formulas, with at most a different order of a few
 floating-point sums.
@@ -49,10 +49,12 @@ from entropy_sentinel.estimator.grids import RandomOversampler
 from entropy_sentinel.scores import confidence_of
 
 __all__ = [
+    "Parts",
     "Predictor",
     "compile_calibrator",
     "compile_classifier",
     "compile_estimator",
+    "fast_predict_parts",
     "fast_predict_proba",
 ]
 
@@ -288,8 +290,13 @@ def _member(model: Any, name: str) -> Predictor | None:
     return None
 
 
-def compile_estimator(est: Any) -> Predictor | None:
-    """P(correct) of a fitted `CorrectnessEstimator` from its ``X``, or None if not covered."""
+Parts = Callable[[FloatArray], tuple[FloatArray, FloatArray]]
+"""A compiled estimator: ``X`` to ``(p, blended)`` (`CorrectnessEstimator.predict_parts`)."""
+
+
+def compile_estimator(est: Any) -> Parts | None:
+    """``(p, blended)`` of a fitted `CorrectnessEstimator` from its ``X``
+    (`CorrectnessEstimator.predict_parts`), or None if not covered."""
     from entropy_sentinel.estimator.blend import parse_blend
 
     classify = compile_classifier(getattr(est, "model_", None))
@@ -309,19 +316,20 @@ def compile_estimator(est: Any) -> Predictor | None:
     parts: Sequence[Predictor] = [m for m in members if m is not None]
     n_features = int(est.n_features_in_) - len(parts)
 
-    def predict(X: FloatArray) -> FloatArray:
+    def predict(X: FloatArray) -> tuple[FloatArray, FloatArray]:
         p = classify(X[:, :n_features])
         if calibrate is not None:
             p = calibrate(p)
-        if parts:
-            values = np.column_stack([m(X[:, n_features + j]) for j, m in enumerate(parts)])
-            p = np.asarray((p + values.sum(axis=1)) / (1 + values.shape[1]), dtype=np.float64)
-        return p
+        if not parts:
+            return p, p
+        values = np.column_stack([m(X[:, n_features + j]) for j, m in enumerate(parts)])
+        blended = np.asarray((p + values.sum(axis=1)) / (1 + values.shape[1]), dtype=np.float64)
+        return p, blended
 
     return predict
 
 
-_CACHE: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], Predictor | None]] = (
+_CACHE: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], Parts | None]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -335,8 +343,8 @@ def _fitted_parts(est: Any) -> tuple[Any, ...]:
     )
 
 
-def fast_predict_proba(est: Any, X: Any) -> FloatArray | None:
-    """``est.predict_proba(X)`` ``(n, 2)`` the fast way, or None to use scikit-learn's.
+def fast_predict_parts(est: Any, X: Any) -> tuple[FloatArray, FloatArray] | None:
+    """``est.predict_parts(X)`` the fast way, or None to use scikit-learn's.
 
     None when ``est`` is not fitted, has parts `compile_estimator` does not cover, was
     fitted on named columns, or ``X`` is not a finite float64 ``(n, n_features_in_)``
@@ -365,5 +373,12 @@ def fast_predict_proba(est: Any, X: Any) -> FloatArray | None:
     predict = cached[1]
     if predict is None:
         return None
-    p = predict(np.ascontiguousarray(X))
-    return np.column_stack([1.0 - p, p])
+    return predict(np.ascontiguousarray(X))
+
+
+def fast_predict_proba(est: Any, X: Any) -> FloatArray | None:
+    """``est.predict_proba(X)`` ``(n, 2)`` the fast way, or None (see `fast_predict_parts`)."""
+    parts = fast_predict_parts(est, X)
+    if parts is None:
+        return None
+    return np.column_stack([1.0 - parts[1], parts[1]])

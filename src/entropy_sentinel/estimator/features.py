@@ -1,7 +1,7 @@
 """Feature sets for the correctness estimator, and the trace signature they depend on.
 
 A feature set names the columns of the matrix ``X`` a `CorrectnessEstimator`
-is fitted on (PRODUCT.md sections 3 and 4):
+is fitted on (docs/definitions.md):
 
 =====================  ==============================================================
 ``profile``            the 11-D entropy profile (`FEATURE_NAMES`), nats

@@ -59,7 +59,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -92,7 +92,7 @@ from entropy_sentinel.estimator.calibration import (
     fit_calibrator,
     reliability_bins,
 )
-from entropy_sentinel.estimator.fastpredict import fast_predict_proba
+from entropy_sentinel.estimator.fastpredict import fast_predict_parts
 from entropy_sentinel.estimator.features import (
     TraceSignature,
     check_feature_set,
@@ -100,10 +100,13 @@ from entropy_sentinel.estimator.features import (
     featurize,
     trace_signature,
 )
-from entropy_sentinel.estimator.grids import check_family, expand_grid, make_model
+from entropy_sentinel.estimator.grids import candidate_settings, check_family, make_model
 from entropy_sentinel.scores import SCORES, baseline_scores
 from entropy_sentinel.steps import StepStats, check_mode
 from entropy_sentinel.traces.batch import TraceBatch
+
+if TYPE_CHECKING:
+    from entropy_sentinel.estimator.slices import SliceAccuracy
 
 __all__ = ["CorrectnessEstimator"]
 
@@ -191,7 +194,7 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
 
     # ------------------------------------------------------------------ fit
     def _check_params(self) -> None:
-        check_family(self.family)
+        check_family(self.family, allow_auto=True)
         check_calibration(self.calibration)
         check_feature_set(self.features)
         check_mode(self.entropy_mode)
@@ -205,9 +208,35 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
         """Tune, calibrate on out-of-fold scores and refit (see the module docstring).
 
         Args:
-            X: ``(n, d)`` features, finite.
+            X: ``(n, d)`` features, finite. With a blend, ``X`` must name its columns (a
+                pandas DataFrame whose columns are `input_names`, e.g. from
+                ``featurize(..., frame=True)``), so that no column is taken for a score
+                it is not; `fit_traces` builds it from traces.
             y: ``(n,)`` binary labels (``classes_[1]``, e.g. 1 or True, is "correct").
         """
+        members = parse_blend(self.blend)
+        columns = getattr(X, "columns", None)
+        if columns is not None:
+            names = tuple(str(c) for c in columns)
+            X = np.asarray(X, dtype=np.float64)  # names checked here, recorded in the card
+            if members and names != self.input_names:
+                raise ConfigError(
+                    f"X has columns {list(names)}, but this estimator's inputs are "
+                    f"{list(self.input_names)} (its feature set {self.features!r}, then the "
+                    f"blend's scores); build X with featurize(traces, frame=True)"
+                )
+        elif members:
+            raise ConfigError(
+                f"X has no column names, but the blend {list(self.blend)} reads the scores "
+                f"{[n for _, n in members]} from named columns; pass a DataFrame with columns "
+                f"{list(self.input_names)} (featurize(traces, frame=True)) or use fit_traces"
+            )
+        self._fit(X, y)
+        if columns is not None:
+            self.card_["features"]["names"] = list(names)
+        return self
+
+    def _fit(self, X: npt.ArrayLike, y: npt.ArrayLike) -> CorrectnessEstimator:
         started = time.perf_counter()
         self._check_params()
         X_arr, y_raw = validate_data(self, X, y, dtype=np.float64)
@@ -245,15 +274,13 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         y01 = y_enc.astype(np.float64)
-        settings = expand_grid(self.family, self.param_grid)
+        settings = candidate_settings(self.family, self.param_grid)
         folds: Folds = list(
             StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(X_arr, y_enc)
         )
         tasks = [(s, f) for s in range(len(settings)) for f in range(n_splits)]
         outputs = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit_fold)(
-                self.family, settings[s], self.balance, seed, X_arr, y_enc, *folds[f]
-            )
+            delayed(_fit_fold)(*settings[s], self.balance, seed, X_arr, y_enc, *folds[f])
             for s, f in tasks
         )
         fold_scores = np.empty((len(settings), n_splits))
@@ -268,16 +295,17 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
         best = int(np.argmax(mean_scores))  # ties: the first setting in grid order
         scores = oof[best]
         method = check_calibration(self.calibration)
-        final, unconverged = _fit_model(
-            self.family, settings[best], self.balance, seed, X_arr, y_enc
-        )
+        family, best_params = settings[best]
+        final, unconverged = _fit_model(family, best_params, self.balance, seed, X_arr, y_enc)
         n_unconverged += unconverged
 
         self.classes_ = classes
         self.n_splits_ = n_splits
-        self.best_params_ = dict(settings[best])
+        self.family_ = family
+        self.best_params_ = dict(best_params)
         self.cv_results_ = {
-            "params": [dict(p) for p in settings],
+            "family": [f for f, _ in settings],
+            "params": [dict(p) for _, p in settings],
             "mean_auroc": mean_scores.tolist(),
             "fold_auroc": fold_scores.tolist(),
         }
@@ -287,6 +315,7 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
             None if method is None else fit_calibrator(method, scores, y01)
         )
         honest = cross_calibrate(method, scores, y01, folds)
+        self.oof_proba_ = honest
         self.blend_models_: list[BlendModel] = fit_blend(members, X_blend, y01)
         if members:  # the blended value; the members' parts are in-sample
             honest = self._blend(honest, X_blend)
@@ -306,12 +335,13 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
         n_unconverged: int,
         started: float,
     ) -> dict[str, Any]:
-        names = getattr(self, "feature_names_in_", None)
+        names = None
         from entropy_sentinel import __version__
 
         return {
             "params": {
                 "family": self.family,
+                "family_chosen": self.family_,
                 "calibration": self.calibration,
                 "balance": bool(self.balance),
                 "cv": int(self.cv),
@@ -342,11 +372,15 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
                 "best_params": {k: _jsonable(v) for k, v in self.best_params_.items()},
                 "grid": [
                     {
+                        "family": f,
                         "params": {k: _jsonable(v) for k, v in p.items()},
                         "mean_auroc": m,
                     }
-                    for p, m in zip(
-                        self.cv_results_["params"], self.cv_results_["mean_auroc"], strict=True
+                    for f, p, m in zip(
+                        self.cv_results_["family"],
+                        self.cv_results_["params"],
+                        self.cv_results_["mean_auroc"],
+                        strict=True,
                     )
                 ],
                 "fits_not_converged": n_unconverged,
@@ -373,22 +407,30 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
 
     # -------------------------------------------------------------- predict
     def predict_proba(self, X: npt.ArrayLike) -> FloatArray:
-        """``(n, 2)`` probabilities of ``classes_[0]`` and ``classes_[1]`` (correct)."""
-        fast = fast_predict_proba(self, X)  # same values without scikit-learn's per-call cost
+        """``(n, 2)`` probabilities of ``classes_[0]`` and ``classes_[1]`` (correct): the
+        calibrated classifier's P, averaged with the blend members' values if any."""
+        blended = self.predict_parts(X)[1]
+        return np.column_stack([1.0 - blended, blended])
+
+    def predict_parts(self, X: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+        """``(p, blended)``, each ``(n,)``: the calibrated classifier's P(correct) alone, and
+        its equal-weight mean with the blend members' values (``p`` itself without a blend).
+        ``p`` is a smooth probability (what per-response decisions and recalibration use);
+        ``blended`` is what `predict_proba` returns."""
+        fast = fast_predict_parts(self, X)  # same values without scikit-learn's per-call cost
         if fast is not None:
             return fast
         check_is_fitted(self)
         X_arr = validate_data(self, X, reset=False, dtype=np.float64)
-        members = getattr(self, "blend_models_", [])  # absent in pre-blend artifacts
-        n_features = X_arr.shape[1] - len(members)
+        n_features = X_arr.shape[1] - len(self.blend_models_)
         with _single_thread():
             scores = np.asarray(
                 self.model_.predict_proba(X_arr[:, :n_features])[:, 1], dtype=np.float64
             )
         p = scores if self.calibrator_ is None else self.calibrator_.transform(scores)
-        if members:
-            p = self._blend(p, X_arr[:, n_features:])
-        return np.column_stack([1.0 - p, p])
+        if not self.blend_models_:
+            return p, p
+        return p, self._blend(p, X_arr[:, n_features:])
 
     def _blend(self, p: FloatArray, X_blend: FloatArray) -> FloatArray:
         """Equal-weight mean of ``p`` and the blend members' values."""
@@ -403,14 +445,29 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
 
     # --------------------------------------------------------- trace level
     def featurize(
-        self, traces: TraceBatch | StepStats, *, profile: FloatArray | None = None
-    ) -> FloatArray:
-        """``X`` for this estimator's feature set and entropy mode.
+        self,
+        traces: TraceBatch | StepStats,
+        *,
+        profile: FloatArray | None = None,
+        frame: bool = False,
+    ) -> Any:
+        """``X`` for this estimator's feature set and entropy mode: a float64 array
+        ``(n, len(input_names))``, or with ``frame=True`` a pandas DataFrame whose columns
+        are `input_names` (what `fit` needs when there is a blend).
 
         When fitted with `fit_traces`, first checks that the traces are like the
-        training traces (`ArtifactMismatchError` otherwise). ``profile``: the traces'
-        entropy profile if the caller has it already (see `featurize`).
+        training traces (`ArtifactMismatchError` otherwise) and cuts traces wider than
+        its top-k to it. ``profile``: the traces' entropy profile if the caller has it
+        already (see `featurize`).
         """
+        X = self._featurize(traces, profile)
+        if not frame:
+            return X
+        import pandas as pd
+
+        return pd.DataFrame(X, columns=list(self.input_names))
+
+    def _featurize(self, traces: TraceBatch | StepStats, profile: FloatArray | None) -> FloatArray:
         signature = getattr(self, "signature_", None)
         if signature is not None:
             batch = traces.batch if isinstance(traces, StepStats) else traces
@@ -469,7 +526,7 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
             )
         train = batch if labelled.all() else batch.subset(labelled)
         signature = trace_signature(train)
-        self.fit(self._inputs(train), train.labels)
+        self._fit(self._inputs(train), train.labels)
         self.signature_ = signature
         card = self.card_
         card["features"].update(
@@ -491,7 +548,39 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
         n = len(batch.batch) if isinstance(batch, StepStats) else len(batch)
         if n == 0:
             return np.zeros(0)
-        return np.ascontiguousarray(self.predict_proba(self.featurize(batch))[:, 1])
+        return np.ascontiguousarray(self.predict_proba(self._featurize(batch, None))[:, 1])
+
+    def estimate(
+        self,
+        analysis: TraceBatch,
+        by: str | Sequence[str] | None = "domain",
+        level: float = 0.95,
+        *,
+        inclusion: npt.ArrayLike | None = None,
+    ) -> SliceAccuracy:
+        """Per-slice accuracy as the mean P(correct), with the classic interval: sampling
+        error and ``model_sd_`` (the estimator's error on data drawn like its training
+        data) in quadrature; no slice calibration, no transfer term. `SentinelEstimator`
+        wraps this estimator with both."""
+        from entropy_sentinel.aggregate import SliceStats
+        from entropy_sentinel.estimator.intervals import finish
+        from entropy_sentinel.estimator.slices import group_records, slice_keys
+
+        check_is_fitted(self)
+        dims: tuple[str, ...] = () if by is None else (by,) if isinstance(by, str) else tuple(by)
+        keys = slice_keys(analysis, dims)
+        p = self.predict_traces(analysis)
+        labels = analysis.labels if analysis.has_label.any() else None
+        model_sd = float(self.model_sd_)
+        return group_records(
+            keys,
+            SliceStats.contributions(p, labels, pi=inclusion),
+            p,
+            labels,
+            by=dims,
+            level=level,
+            finish=lambda s, lv: finish(s, lv, model_sd=model_sd),
+        )
 
     # ------------------------------------------------------------ artifacts
     def save(self, path: str | Path) -> Path:
@@ -502,10 +591,11 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
 
     @classmethod
     def load(cls, path: str | Path) -> CorrectnessEstimator:
-        """Read an artifact written by `save` (`ArtifactError` if it cannot be trusted/read)."""
+        """The per-response classifier inside an artifact (`ArtifactError` if it cannot be
+        trusted or read); `load_estimator` gives the whole slice estimator."""
         from entropy_sentinel.estimator.artifact import load_estimator
 
-        return load_estimator(path)
+        return load_estimator(path).classifier_
 
 
 # ------------------------------------------------------------------ helpers

@@ -1,24 +1,21 @@
 """Per-slice estimated accuracy with intervals: slice -> record -> result.
 
-`estimate_accuracy` predicts P(correct) for every trace, groups the traces by
-one or more slice dimensions and returns a `SliceAccuracy` result holding one
-frozen `SliceRecord` per slice, ranked worst first. The arithmetic is
-`entropy_sentinel.aggregate.SliceStats`:
+Every slice estimator (`entropy_sentinel.estimator.interface.SliceEstimator`) returns a
+`SliceAccuracy`: one frozen `SliceRecord` per slice, ranked worst first, whose numbers
+come from the slice's mergeable statistics (`entropy_sentinel.aggregate.SliceStats`)
+through `entropy_sentinel.estimator.intervals.finish`:
 
-* ``estimate = mean(P)`` over the slice;
-* ``[lower, upper]``: ``estimate +- z * sqrt(sum P(1-P) / n^2 + model_sd^2)``,
-  the Poisson-binomial spread of the slice's realised accuracy plus the
-  estimator's own error (``model_sd``, by default the estimator's
-  ``model_sd_``), clipped to [0, 1];
-* with labels: the true accuracy over the labelled responses, the error
-  ``estimate - true`` (only when the whole slice is labelled), and the
-  prediction-powered, label-corrected estimate with its interval.
+* ``estimate`` and its interval ``[lower, upper]``: label-free, with sampling,
+  calibration and transfer error (see `finish`);
+* ``shift`` and ``shift_word``: how unlike the training data the slice's uncalibrated
+  responses look, in plain words ("seen in training" when all are calibrated);
+* with labels: the accuracy of the labelled responses, the error ``estimate - true``
+  (only when the whole slice is labelled) and the label-corrected estimate with its
+  interval (``ppi_*``).
 
 Traces that lack a dimension form their own slice (value None), so nothing is
-dropped. Within a slice P is summed in sorted order, so for given
-probabilities the records do not depend on the order of the traces, to the
-last bit. (A classifier's P for a trace can itself move in the last bit with
-the trace's position in the batch, through BLAS blocking.)
+dropped. Within a slice the contributions are summed in sorted order of P, so the
+records do not depend on the order of the traces, to the last bit.
 
 >>> import numpy as np
 >>> res = slice_accuracy(np.array([0.9, 0.8, 0.4]), [("a",), ("a",), ("b",)], by=("domain",))
@@ -30,33 +27,64 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from entropy_sentinel._typing import FloatArray
 from entropy_sentinel.aggregate import SliceStats
 from entropy_sentinel.errors import ConfigError
-from entropy_sentinel.estimator.plotting import axes_for, finish
-from entropy_sentinel.steps import StepStats
+from entropy_sentinel.estimator.intervals import SliceInterval, finish
+from entropy_sentinel.estimator.plotting import axes_for
+from entropy_sentinel.estimator.plotting import finish as finish_figure
+from entropy_sentinel.estimator.shiftscore import shift_word
 from entropy_sentinel.traces.batch import TraceBatch
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from entropy_sentinel.estimator.model import CorrectnessEstimator
+    from entropy_sentinel.estimator.interface import SliceEstimator
+    from entropy_sentinel.steps import StepStats
 
-__all__ = ["SliceAccuracy", "SliceRecord", "estimate_accuracy", "slice_accuracy"]
+__all__ = [
+    "SEEN_WORD",
+    "SliceAccuracy",
+    "SliceRecord",
+    "accuracy_from_stats",
+    "estimate_accuracy",
+    "finisher_of",
+    "group_records",
+    "slice_accuracy",
+    "slice_keys",
+]
 
 SliceKey = tuple[str | None, ...]
+Finisher = Callable[[SliceStats, float], SliceInterval]
 
+SEEN_WORD = "seen in training"
+"""The shift word of a slice whose responses all had calibration in training."""
 
-_COLUMNS = ("n", "estimate", "lower", "upper", "level", "sampling_sd", "model_sd")
+_COLUMNS = (
+    "n",
+    "estimate",
+    "lower",
+    "upper",
+    "level",
+    "shift",
+    "shift_word",
+    "sampling_sd",
+    "model_sd",
+    "calibration_sd",
+    "transfer_half_width",
+    "unseen_fraction",
+)
 _LABELLED_COLUMNS = (
     "n_labelled",
+    "labelled_accuracy",
     "true_accuracy",
     "error",
     "covered",
@@ -74,15 +102,22 @@ class SliceRecord:
         key: the slice's value for each dimension of ``SliceAccuracy.by`` (None where
             its traces lack the dimension); ``()`` for the whole batch.
         n: responses in the slice.
-        estimate, lower, upper: mean P(correct) and its interval at ``level``.
+        estimate, lower, upper: label-free estimate and its interval at ``level``.
         level: the interval's nominal coverage.
+        shift: shift score (0.5 = like the training traces, 1 = nothing alike) of the
+            responses without calibration; NaN when all had calibration.
+        shift_word: the shift in plain words.
         sampling_sd: Poisson-binomial sd of the realised accuracy given P.
-        model_sd: estimator-error sd added in quadrature.
+        model_sd: the estimator's own error as one sd (calibration and transfer).
+        calibration_sd: the calibration offsets' part (sd).
+        transfer_half_width: the transfer part (a half-width at ``level``).
+        unseen_fraction: fraction of responses without calibration.
         n_labelled: responses with a label.
-        true_accuracy: accuracy over the labelled responses (NaN without labels).
+        labelled_accuracy: the (design-weighted) accuracy of the labelled responses.
+        true_accuracy: the plain accuracy of the labelled responses (NaN without labels).
         error: ``estimate - true_accuracy`` when every response is labelled, else NaN.
-        ppi_estimate, ppi_lower, ppi_upper: label-corrected (prediction-powered)
-            estimate and interval; NaN without labels.
+        ppi_estimate, ppi_lower, ppi_upper: label-corrected estimate and interval; NaN
+            without labels.
         stats: the mergeable sufficient statistics behind the numbers.
     """
 
@@ -92,9 +127,15 @@ class SliceRecord:
     lower: float
     upper: float
     level: float
+    shift: float
+    shift_word: str
     sampling_sd: float
     model_sd: float
+    calibration_sd: float
+    transfer_half_width: float
+    unseen_fraction: float
     n_labelled: int
+    labelled_accuracy: float
     true_accuracy: float
     error: float
     ppi_estimate: float
@@ -124,13 +165,11 @@ class SliceAccuracy:
     Attributes:
         by: the slice dimensions (``()``: one slice for everything).
         level: nominal coverage of the intervals.
-        model_sd: the estimator-error sd used.
         records: one `SliceRecord` per slice.
     """
 
     by: tuple[str, ...]
     level: float
-    model_sd: float
     records: tuple[SliceRecord, ...]
 
     def __len__(self) -> int:
@@ -144,8 +183,9 @@ class SliceAccuracy:
         return any(r.n_labelled for r in self.records)
 
     def to_df(self) -> pd.DataFrame:
-        """One row per slice: a column per dimension, then n, estimate, lower, upper,
-        level, sampling_sd, model_sd and, when any label is present, n_labelled,
+        """One row per slice: a column per dimension, then n, estimate, lower, upper, level,
+        shift, shift_word, sampling_sd, model_sd, calibration_sd, transfer_half_width,
+        unseen_fraction and, when any label is present, n_labelled, labelled_accuracy,
         true_accuracy, error, covered, ppi_estimate, ppi_lower, ppi_upper."""
         names = _COLUMNS + (_LABELLED_COLUMNS if self.has_labels else ())
         key_columns = list(self.by) if self.by else ["slice"]
@@ -193,8 +233,82 @@ class SliceAccuracy:
         ax.set_title("estimated accuracy by " + (", ".join(self.by) if self.by else "all"))
         ax.grid(axis="x", alpha=0.3)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, fontsize="small")
-        finish(fig, target)
+        finish_figure(fig, target)
         return ax
+
+
+def group_records(
+    keys: Sequence[SliceKey],
+    contributions: FloatArray,
+    p: FloatArray,
+    labels: FloatArray | None,
+    *,
+    by: Sequence[str],
+    level: float,
+    finish: Finisher,
+    model_sd: float = math.nan,
+) -> SliceAccuracy:
+    """Sum per-trace ``contributions`` (`SliceStats.contributions`) by slice key and finish
+    each slice into a record, ranked worst first.
+
+    ``p`` orders the sums within a slice (order invariance); ``labels`` give the true
+    accuracy; ``finish`` turns a slice's statistics into its `SliceInterval`.
+    """
+    if contributions.shape[0] != len(keys) or p.shape[0] != len(keys):
+        raise ConfigError(
+            f"need one contribution row and one P per key; got {contributions.shape[0]} rows, "
+            f"{p.shape[0]} P and {len(keys)} keys"
+        )
+    groups: dict[SliceKey, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(tuple(key), []).append(i)
+    records = []
+    for key, members in groups.items():
+        idx = np.asarray(members)
+        order = np.lexsort((p[idx],) if labels is None else (labels[idx], p[idx]))
+        idx = idx[order]  # sorted by P (then label): sums independent of trace order
+        stats = SliceStats.from_flat(contributions[idx].sum(axis=0))
+        y = None if labels is None else labels[idx]
+        records.append(_record(key, stats, finish(stats, level), y))
+    records.sort(key=lambda r: (r.estimate, tuple("" if v is None else v for v in r.key)))
+    return SliceAccuracy(tuple(by), level, tuple(records))
+
+
+def accuracy_from_stats(
+    stats: Mapping[SliceKey, SliceStats],
+    *,
+    by: Sequence[str] = (),
+    level: float = 0.95,
+    finish: Finisher,
+) -> SliceAccuracy:
+    """Per-slice estimates from each slice's summed `SliceStats` (the finishing step shared
+    by streaming estimates and the Spark engine, which sum the statistics batch by batch or
+    partition by partition first; `finisher_of` gives an estimator's ``finish``). The true
+    accuracy comes from the plain labels in the statistics.
+
+    >>> s = {("a",): SliceStats.from_arrays(np.array([0.9, 0.8]))}
+    >>> [(r.key, r.n) for r in accuracy_from_stats(s, by=("domain",), finish=finish_classic)]
+    [(('a',), 2)]
+    """
+    records = [_record(tuple(k), s, finish(s, level), None) for k, s in stats.items() if s.n]
+    records.sort(key=lambda r: (r.estimate, tuple("" if v is None else v for v in r.key)))
+    return SliceAccuracy(tuple(by), level, tuple(records))
+
+
+def finish_classic(stats: SliceStats, level: float) -> SliceInterval:
+    """The classic interval of an estimator that knows nothing of the slices: sampling
+    error only (see `slice_accuracy` for a constant estimator error)."""
+    return finish(stats, level)
+
+
+def finisher_of(estimator: Any) -> Finisher:
+    """How ``estimator`` turns a slice's statistics into its interval: its own ``finish``
+    (`SentinelEstimator`), else the classic interval with its ``model_sd_``."""
+    own = getattr(estimator, "finish", None)
+    if callable(own):
+        return own  # type: ignore[no-any-return]
+    model_sd = float(getattr(estimator, "model_sd_", 0.0))
+    return lambda s, lv: finish(s, lv, model_sd=model_sd)
 
 
 def slice_accuracy(
@@ -206,7 +320,10 @@ def slice_accuracy(
     level: float = 0.95,
     model_sd: float = 0.0,
 ) -> SliceAccuracy:
-    """Per-slice estimates from per-trace P(correct) ``p`` and slice ``keys``.
+    """Per-slice estimates from per-trace P(correct) ``p`` and slice ``keys``, with the
+    classic interval: sampling error and a constant estimator error ``model_sd`` in
+    quadrature (no calibration or transfer term: an estimator that knows nothing of the
+    slices, e.g. a bare `CorrectnessEstimator`).
 
     Args:
         p: float ``(n,)`` P(correct) in [0, 1].
@@ -222,40 +339,53 @@ def slice_accuracy(
     ya = None if labels is None else np.asarray(labels, dtype=np.float64)
     if ya is not None and ya.shape != pa.shape:
         raise ConfigError(f"labels must have the shape of p {pa.shape}, got {ya.shape}")
-    groups: dict[SliceKey, list[int]] = {}
-    for i, key in enumerate(keys):
-        groups.setdefault(tuple(key), []).append(i)
-    records = []
-    for key, members in groups.items():
-        idx = np.asarray(members)
-        order = np.lexsort((pa[idx],) if ya is None else (ya[idx], pa[idx]))
-        idx = idx[order]  # sorted by P (then label): sums independent of trace order
-        stats = SliceStats.from_arrays(pa[idx], None if ya is None else ya[idx])
-        records.append(_record(key, stats, level, model_sd))
-    records.sort(key=lambda r: (r.estimate, tuple("" if v is None else v for v in r.key)))
-    return SliceAccuracy(tuple(by), level, model_sd, tuple(records))
+    if model_sd < 0 or not math.isfinite(model_sd):
+        raise ConfigError(f"model_sd={model_sd!r} must be finite and >= 0")
+    return group_records(
+        keys,
+        SliceStats.contributions(pa, ya),
+        pa,
+        ya,
+        by=by,
+        level=level,
+        finish=lambda s, lv: finish(s, lv, model_sd=model_sd),
+    )
 
 
-def _record(key: SliceKey, stats: SliceStats, level: float, model_sd: float) -> SliceRecord:
-    ci = stats.interval(level, model_sd)
+def _record(
+    key: SliceKey, stats: SliceStats, iv: SliceInterval, y: FloatArray | None
+) -> SliceRecord:
     nan = math.nan
-    ppi = stats.ppi_interval(level) if stats.n_labelled else None
-    full = stats.n_labelled == stats.n
+    if y is not None:
+        n_lab = int((~np.isnan(y)).sum())
+        true_acc = float(np.nanmean(y)) if n_lab else nan
+    else:  # from the statistics alone: the plain labels (designed ones are weighted)
+        n_lab = stats.n_labelled + stats.n_design
+        plain_only = stats.n_labelled and not stats.n_design
+        true_acc = stats.sum_y / stats.n_labelled if plain_only else nan
+    full = n_lab == stats.n and n_lab > 0
+    word = SEEN_WORD if iv.unseen_fraction == 0.0 and stats.n else shift_word(iv.shift)
     return SliceRecord(
         key=key,
         n=stats.n,
-        estimate=ci.estimate,
-        lower=ci.lower,
-        upper=ci.upper,
-        level=level,
-        sampling_sd=stats.sampling_sd,
-        model_sd=model_sd,
-        n_labelled=stats.n_labelled,
-        true_accuracy=stats.true_accuracy,
-        error=ci.estimate - stats.true_accuracy if full else nan,
-        ppi_estimate=ppi.estimate if ppi else nan,
-        ppi_lower=ppi.lower if ppi else nan,
-        ppi_upper=ppi.upper if ppi else nan,
+        estimate=iv.estimate,
+        lower=iv.lower,
+        upper=iv.upper,
+        level=iv.level,
+        shift=iv.shift,
+        shift_word=word,
+        sampling_sd=iv.sampling_sd,
+        model_sd=iv.model_sd,
+        calibration_sd=iv.calibration_sd,
+        transfer_half_width=iv.transfer_half_width,
+        unseen_fraction=iv.unseen_fraction,
+        n_labelled=n_lab,
+        labelled_accuracy=iv.labels.labelled_accuracy if iv.labels else nan,
+        true_accuracy=true_acc,
+        error=iv.estimate - true_acc if full else nan,
+        ppi_estimate=iv.ppi_estimate,
+        ppi_lower=iv.ppi_lower,
+        ppi_upper=iv.ppi_upper,
         stats=stats,
     )
 
@@ -270,29 +400,30 @@ def slice_keys(batch: TraceBatch, by: Sequence[str]) -> list[SliceKey]:
     if absent and len(batch):
         raise ConfigError(
             f"no trace has slice dimension(s) {absent}; dimensions present: "
-            f"{sorted(present) or 'none'}. Choose one of those, or by=None for one slice"
+            f"{sorted(present) or 'none'}. Choose one of those, or by=None (the CLI's "
+            "--by all) for one slice"
         )
     return [tuple(s.get(d) for d in by) for s in batch.slices]
 
 
 def estimate_accuracy(
     traces: TraceBatch | StepStats,
-    estimator: CorrectnessEstimator,
+    estimator: SliceEstimator,
     by: str | Sequence[str] | None = "domain",
     level: float = 0.95,
     *,
-    model_sd: float | None = None,
+    inclusion: npt.ArrayLike | None = None,
 ) -> SliceAccuracy:
-    """Estimated accuracy per slice of ``traces`` with intervals (see the module docstring).
+    """Estimated accuracy per slice of ``traces`` with intervals: ``estimator.estimate``.
 
     Args:
-        traces: the traces (labels, where present, give true accuracies and PPI).
-        estimator: a fitted `CorrectnessEstimator`.
+        traces: the traces (labels, where present, give true accuracies and the
+            label-corrected estimate).
+        estimator: any fitted slice estimator (`SentinelEstimator`, the default of
+            ``sentinel fit``; a `CorrectnessEstimator`; a score baseline).
         by: a slice dimension, several, or None for a single slice of everything.
         level: nominal coverage of the intervals.
-        model_sd: estimator-error sd; None uses ``estimator.model_sd_``, which holds
-            for slices drawn like the training data. Pass a larger value (e.g. an
-            error measured across domains) for slices from other distributions.
+        inclusion: per trace, the inclusion probability of its label (NaN: plain label).
 
     >>> import entropy_sentinel as es
     >>> rng = np.random.default_rng(1)
@@ -305,10 +436,8 @@ def estimate_accuracy(
     >>> [r.key for r in res], [r.n for r in res]
     ([('a',), ('b',)], [60, 60])
     """
-    dims: tuple[str, ...] = () if by is None else (by,) if isinstance(by, str) else tuple(by)
+    from entropy_sentinel.steps import StepStats
+
     batch = traces.batch if isinstance(traces, StepStats) else traces
-    keys = slice_keys(batch, dims)
-    p = estimator.predict_traces(traces)
-    sd = estimator.model_sd_ if model_sd is None else float(model_sd)
-    labels = batch.labels if batch.has_label.any() else None
-    return slice_accuracy(p, keys, labels, by=dims, level=level, model_sd=sd)
+    dims = None if by is None else (by,) if isinstance(by, str) else tuple(by)
+    return estimator.estimate(batch, by=dims, level=level, inclusion=inclusion)

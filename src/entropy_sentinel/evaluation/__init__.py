@@ -1,10 +1,10 @@
 """The paper's evaluation protocol on labelled trace corpora, and its reports.
 
 * `protocol`: training groups of k domains, seeded 80/20 splits, named groups;
-* `data`: the labelled corpus (`EvalData`) and input columns (`InputSpec`);
-* `configurations`: what is compared, by name (`PRESETS`, `grid`, `score_baselines`);
-* `methods`: one interface (`SliceMethod`) over classifiers, baselines and the
-  shift-robust estimators;
+* `data`: the labelled corpus (`EvalData`);
+* `configurations`: what is compared, by name: the product's presets, classifier grids
+  and score baselines, each building a slice estimator
+  (`entropy_sentinel.estimator.SliceEstimator`);
 * `metrics`: per-domain and per-group metrics (AEE, Spearman, Pearson, AUROC, Brier);
 * `runner`: parallel, cached, resumable runs (`run_evaluation`);
 * `results`: the runs as tables (`load_results`);
@@ -14,13 +14,14 @@ See docs/evaluation.md; ``sentinel evaluate`` is the command line.
 """
 
 from entropy_sentinel.evaluation.configurations import (
-    PRESETS,
     Configuration,
     grid,
+    preset_configurations,
     resolve,
     score_baselines,
+    select_configurations,
 )
-from entropy_sentinel.evaluation.data import EvalData, InputSpec, load_traces
+from entropy_sentinel.evaluation.data import EvalData, load_traces
 from entropy_sentinel.evaluation.metrics import GROUP_METRICS, domain_metrics, group_summary
 from entropy_sentinel.evaluation.protocol import (
     Group,
@@ -35,12 +36,10 @@ from entropy_sentinel.evaluation.runner import RunSummary, run_evaluation
 
 __all__ = [
     "GROUP_METRICS",
-    "PRESETS",
     "Configuration",
     "EvalData",
     "EvaluationResults",
     "Group",
-    "InputSpec",
     "RunSummary",
     "Split",
     "domain_metrics",
@@ -51,8 +50,10 @@ __all__ = [
     "load_traces",
     "named_groups",
     "parse_ks",
+    "preset_configurations",
     "resolve",
     "run_evaluation",
     "score_baselines",
+    "select_configurations",
     "training_groups",
 ]

@@ -1,23 +1,21 @@
-"""Configurations the harness compares, by name.
+"""Configurations the harness compares, by name: each builds a slice estimator.
 
-A `Configuration` is a named recipe: which input columns it reads (`InputSpec`)
-and how to build a fresh `SliceMethod` from them. Three kinds:
+A `Configuration` is a named recipe whose `build` returns a fresh, unfitted
+`entropy_sentinel.estimator.SliceEstimator`; the harness fits it on a group's reference
+traces and estimates every domain, exactly as ``sentinel fit`` / ``sentinel estimate``
+would. Three kinds:
 
-* ``classifier``: a `CorrectnessEstimator` (family, calibration, balancing) over a
-  feature set; grid names read ``FAMILY.FEATURES.CALIBRATION.BALANCE``, e.g.
-  ``rf.profile10.isotonic.bal`` (``uncal`` / ``unbal`` for none);
-* ``baseline``: ``atc.SCORE``, ``ac.SCORE`` (isotonic-calibrated score) and
-  ``doc.SCORE`` (raw probability scores only: `DOC_SCORES`);
-* ``shift``: an estimator of `entropy_sentinel.estimator.shift`.
+* ``preset``: a named estimator configuration of the product
+  (`entropy_sentinel.estimator.presets`: ``sentinel``, ``sentinel-entropy``, ``paper``),
+  built by `entropy_sentinel.estimator.preset` itself, so what we measure is what we ship;
+* ``classifier``: a bare `CorrectnessEstimator` (mean P, the classic interval) for the
+  ablations; grid names read ``FAMILY.FEATURES.CALIBRATION.BALANCE[@MODE]``, e.g.
+  ``rf.profile.isotonic.bal`` (``uncal`` / ``unbal`` for none);
+* ``baseline``: `ScoreBaseline`: ``atc.SCORE``, ``ac.SCORE`` (isotonic-calibrated) and
+  ``doc.SCORE`` (raw probability scores only: `DOC_SCORES`).
 
-Named presets (`PRESETS`) include the paper's configuration, ``paper_rf``
-(random forest, isotonic-calibrated, balanced, 10-D profile without SEA); a grid
-configuration with the same recipe takes the preset's name, so it runs once.
-
->>> PRESETS["paper_rf"].name, PRESETS["paper_rf"].inputs.label
-('paper_rf', 'profile10')
->>> [c.name for c in grid(["lr"], ["sea"], ["isotonic"], [True])]
-['lr.sea.isotonic.bal']
+>>> [c.name for c in resolve(["paper", "atc.max_entropy", "lr.sea.isotonic.bal"])]
+['paper', 'atc.max_entropy', 'lr.sea.isotonic.bal']
 >>> [c.name for c in score_baselines(["atc", "doc"], ["max_entropy", "lntp"])]
 ['atc.max_entropy', 'atc.lntp', 'doc.lntp']
 """
@@ -31,48 +29,35 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from entropy_sentinel.errors import ConfigError
+from entropy_sentinel.estimator.baselines import BASELINE_METHODS, ScoreBaseline
 from entropy_sentinel.estimator.calibration import check_calibration
+from entropy_sentinel.estimator.features import check_feature_set
 from entropy_sentinel.estimator.grids import check_family
-from entropy_sentinel.estimator.shift import (
-    ClassifierATC,
-    DomainHoldoutCalibrated,
-    ImportanceWeighted,
-    QuantificationAdjusted,
-    SliceEnsemble,
-)
-from entropy_sentinel.evaluation.data import InputSpec
-from entropy_sentinel.evaluation.methods import (
-    BASELINES,
-    ClassifierMethod,
-    FitMemo,
-    ScoreBaselineMethod,
-    SliceEstimatorMethod,
-    SliceMethod,
-)
+from entropy_sentinel.estimator.interface import SliceEstimator
+from entropy_sentinel.estimator.model import CorrectnessEstimator
+from entropy_sentinel.estimator.presets import PRESETS, preset
+from entropy_sentinel.scores import SCORES
+from entropy_sentinel.steps import check_mode
 
 __all__ = [
     "DOC_SCORES",
-    "PRESETS",
-    "SHIFT_ESTIMATORS",
+    "METHOD_VERSION",
     "Configuration",
     "grid",
+    "preset_configurations",
     "resolve",
     "score_baselines",
+    "select_configurations",
 ]
 
-Kind = Literal["classifier", "baseline", "shift"]
+Kind = Literal["preset", "classifier", "baseline"]
 
 DOC_SCORES: tuple[str, ...] = ("lntp", "mtp")
 """Scores that are probabilities in [0, 1], the only ones DoC takes raw."""
 
-SHIFT_ESTIMATORS: Mapping[str, type] = {
-    "ensemble": SliceEnsemble,
-    "classifier_atc": ClassifierATC,
-    "quantification": QuantificationAdjusted,
-    "importance": ImportanceWeighted,
-    "domain_holdout": DomainHoldoutCalibrated,
-}
-"""Estimator classes of the ``shift`` kind, by the ``estimator`` parameter."""
+METHOD_VERSION = "2"
+"""Part of every recipe's hash: bumped when the estimators' code changes what they
+compute, so that cached results of the old code are recomputed."""
 
 
 @dataclass(frozen=True)
@@ -81,15 +66,13 @@ class Configuration:
 
     Attributes:
         name: unique, file-name safe.
-        kind: ``classifier``, ``baseline`` or ``shift``.
-        inputs: the input columns.
-        params: parameters of the method (JSON-compatible values).
+        kind: ``preset``, ``classifier`` or ``baseline``.
+        params: what `build` needs (JSON-compatible values).
         description: one line for reports.
     """
 
     name: str
     kind: Kind
-    inputs: InputSpec
     params: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
 
@@ -99,170 +82,90 @@ class Configuration:
                 f"configuration name {self.name!r} must be non-empty and file-name safe "
                 "(letters, digits, '.', '_', '-', '+', '@')"
             )
-        if self.kind not in ("classifier", "baseline", "shift"):
+        if self.kind not in ("preset", "classifier", "baseline"):
             raise ConfigError(f"configuration kind {self.kind!r} is unknown")
 
     def spec(self) -> dict[str, Any]:
         """The recipe without the name (JSON-compatible): two configurations with the same
-        spec compute the same thing."""
-        return {"kind": self.kind, "inputs": self.inputs.to_dict(), "params": dict(self.params)}
+        spec compute the same thing. A preset's spec holds its full definition."""
+        spec: dict[str, Any] = {
+            "kind": self.kind,
+            "params": dict(self.params),
+            "method_version": METHOD_VERSION,
+        }
+        if self.kind == "preset":
+            spec["definition"] = json.loads(json.dumps(PRESETS[self.params["preset"]]))
+        return spec
 
     def spec_hash(self) -> str:
         """SHA-256 (hex, 16 chars) of `spec`."""
         text = json.dumps(self.spec(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    def build(self, seed: int, memo: FitMemo | None = None) -> SliceMethod:
-        """A fresh, unfitted method (``seed`` seeds its folds and models; ``memo`` shares
-        classifier fits between the configurations of one training group)."""
+    def build(self, seed: int) -> SliceEstimator:
+        """A fresh, unfitted slice estimator (``seed`` seeds its folds and models)."""
         p = dict(self.params)
         if self.kind == "baseline":
-            return ScoreBaselineMethod(p["method"], self.inputs.scores[0])
-        clf = {name: p.pop(name) for name in ("family", "calibration", "balance")}
-        if self.kind == "classifier":
-            return ClassifierMethod(clf, seed, memo)
-        cls = SHIFT_ESTIMATORS[p.pop("estimator")]
-        return SliceEstimatorMethod(cls, p, clf, seed, memo)
+            return ScoreBaseline(p["method"], p["score"], p.get("mode", "topk"))
+        if self.kind == "preset":
+            return preset(p.pop("preset"), random_state=seed, **p)
+        mode = p.pop("mode", "topk")
+        return CorrectnessEstimator(**p, entropy_mode=mode, random_state=seed)
 
     # Report helpers: the attributes each summary groups by.
     @property
-    def family(self) -> str | None:
-        return self.params.get("family")
+    def classifier_params(self) -> Mapping[str, Any]:
+        """The classifier's parameters (empty for a baseline)."""
+        if self.kind == "preset":
+            return dict(PRESETS[self.params["preset"]]["classifier"])
+        return {} if self.kind == "baseline" else dict(self.params)
 
     @property
     def method(self) -> str:
-        """``classifier``, the baseline (``atc``...) or the shift estimator's name."""
+        """``classifier``, the baseline (``atc``...) or the preset's name."""
         if self.kind == "baseline":
             return str(self.params["method"])
-        if self.kind == "shift":
-            return str(self.params["estimator"])
+        if self.kind == "preset":
+            return str(self.params["preset"])
         return "classifier"
 
 
+def preset_configurations(names: Iterable[str] | None = None) -> list[Configuration]:
+    """A configuration per preset (all by default)."""
+    out = []
+    for name in PRESETS if names is None else names:
+        if name not in PRESETS:
+            raise ConfigError(f"preset {name!r} is unknown; use one of {list(PRESETS)}")
+        out.append(
+            Configuration(name, "preset", {"preset": name}, f"the {name!r} preset (what we ship)")
+        )
+    return out
+
+
 def _classifier(
-    family: str, inputs: InputSpec, calibration: str | None, balance: bool
+    family: str, features: str, calibration: str | None, balance: bool, mode: str
 ) -> Configuration:
     check_family(family)
+    check_feature_set(features)
     check_calibration(calibration)
-    name = ".".join([family, inputs.label, calibration or "uncal", "bal" if balance else "unbal"])
+    check_mode(mode)
+    label = features if mode == "topk" else f"{features}@{mode}"
+    name = ".".join([family, label, calibration or "uncal", "bal" if balance else "unbal"])
     return Configuration(
         name=name,
         kind="classifier",
-        inputs=inputs,
-        params={"family": family, "calibration": calibration, "balance": balance},
+        params={
+            "family": family,
+            "features": features,
+            "calibration": calibration,
+            "balance": balance,
+            "mode": mode,
+        },
         description=(
-            f"{family} on {inputs.label}, {calibration or 'no'} calibration, "
-            f"{'balanced' if balance else 'unbalanced'} classes"
+            f"{family} on {label}, {calibration or 'no'} calibration, "
+            f"{'balanced' if balance else 'unbalanced'} classes; estimate = mean P"
         ),
     )
-
-
-def _shift(
-    name: str, estimator: str, inputs: InputSpec, description: str, **params: Any
-) -> Configuration:
-    base = {"family": "rf", "calibration": "isotonic", "balance": True}
-    return Configuration(
-        name=name,
-        kind="shift",
-        inputs=inputs,
-        params={"estimator": estimator, **base, **params},
-        description=description,
-    )
-
-
-_P10 = InputSpec("profile10")
-
-
-def _paper(name: str, inputs: InputSpec, description: str) -> Configuration:
-    c = _classifier("rf", inputs, "isotonic", True)
-    return Configuration(name, c.kind, c.inputs, c.params, description)
-
-
-PRESETS: Mapping[str, Configuration] = {
-    c.name: c
-    for c in (
-        _paper(
-            "paper_rf",
-            _P10,
-            "the paper's configuration: random forest, isotonic-calibrated, balanced, 10-D "
-            "profile (no SEA); estimate = mean P(correct)",
-        ),
-        _paper(
-            "paper_rf_tail",
-            InputSpec("profile10", mode="topk_tail"),
-            "paper_rf with entropies in topk_tail mode (leftover mass as one more outcome)",
-        ),
-        _paper(
-            "paper_rf_len",
-            InputSpec("profile10", ("length", "tail_mass")),
-            "paper_rf plus response length and mean leftover mass outside the top-k",
-        ),
-        _shift(
-            "blend_rf",
-            "ensemble",
-            _P10,
-            "mean of paper_rf's estimate and ATC on max entropy (h_max), equal weights",
-            members=["classifier", "atc:0:uncertainty"],
-        ),
-        _shift(
-            "blend_rf_plus",
-            "ensemble",
-            InputSpec("profile+baselines"),
-            "blend_rf with the classifier on the profile plus the logprob baseline scores",
-            members=["classifier", "atc:0:uncertainty"],
-        ),
-        _shift(
-            "ens_rf_nll",
-            "ensemble",
-            InputSpec("profile10", ("nll_avg",)),
-            "mean of paper_rf's estimate, ATC on max entropy and average calibrated "
-            "confidence of nll_avg, equal weights",
-            members=["classifier", "atc:0:uncertainty", "ac:10:uncertainty"],
-            classifier_columns=10,
-        ),
-        _shift(
-            "atc_clf_rf",
-            "classifier_atc",
-            _P10,
-            "ATC with paper_rf's P(correct) as the score (threshold on out-of-fold P)",
-        ),
-        _shift(
-            "pacc_rf",
-            "quantification",
-            _P10,
-            "paper_rf's mean P adjusted for base-rate shift (PACC)",
-            method="pacc",
-        ),
-        _shift(
-            "emq_rf",
-            "quantification",
-            _P10,
-            "paper_rf's posteriors re-weighted to the slice's prior by EM (Saerens et al.)",
-            method="emq",
-        ),
-        _shift(
-            "iw_rf",
-            "importance",
-            _P10,
-            "paper_rf plus a doubly robust correction with domain-classifier importance weights",
-        ),
-        _shift(
-            "ldo_rf",
-            "domain_holdout",
-            _P10,
-            "random forest calibrated on leave-one-domain-out scores",
-        ),
-    )
-}
-"""Named configurations: the paper's, and the shift-robust candidates."""
-
-
-def _alias(config: Configuration) -> Configuration:
-    """The preset with the same recipe, if any (so it runs once, under one name)."""
-    for preset in PRESETS.values():
-        if preset.spec() == config.spec():
-            return preset
-    return config
 
 
 def grid(
@@ -272,9 +175,9 @@ def grid(
     balances: Sequence[bool],
     mode: str = "topk",
 ) -> list[Configuration]:
-    """Every classifier configuration of the product (presets keep their names)."""
+    """Every bare-classifier configuration of the grid."""
     return [
-        _alias(_classifier(f, InputSpec(fs, mode=mode), c, b))
+        _classifier(f, fs, c, b, mode)
         for f in families
         for fs in features
         for c in calibrations
@@ -288,9 +191,11 @@ def score_baselines(
     """Baseline configurations: each method on each score (DoC on `DOC_SCORES` only)."""
     out = []
     for m in methods:
-        if m not in BASELINES:
-            raise ConfigError(f"baseline {m!r} is unknown; use one of {list(BASELINES)}")
+        if m not in BASELINE_METHODS:
+            raise ConfigError(f"baseline {m!r} is unknown; use one of {list(BASELINE_METHODS)}")
         for s in scores:
+            if s not in SCORES:
+                raise ConfigError(f"score {s!r} is unknown; use one of {list(SCORES)}")
             if m == "doc" and s not in DOC_SCORES:
                 continue
             desc = {"atc": "ATC on", "ac": "average calibrated confidence of", "doc": "DoC on"}[m]
@@ -298,8 +203,7 @@ def score_baselines(
                 Configuration(
                     name=f"{m}.{s}",
                     kind="baseline",
-                    inputs=InputSpec(scores=(s,), mode=mode),
-                    params={"method": m},
+                    params={"method": m, "score": s, "mode": mode},
                     description=f"{desc} {s}",
                 )
             )
@@ -312,30 +216,23 @@ def resolve(names: Iterable[str]) -> list[Configuration]:
     out = []
     for name in names:
         if name in PRESETS:
-            out.append(PRESETS[name])
+            out += preset_configurations([name])
             continue
         parts = name.split(".")
         try:
             if len(parts) == 2:
                 found = score_baselines([parts[0]], [parts[1]])
                 if found:
-                    out.extend(found)
+                    out += found
                     continue
             if len(parts) == 4:
                 family, feats, cal, bal = parts
                 mode = "topk"
                 if "@" in feats:
                     feats, mode = feats.split("@", 1)
-                out.append(
-                    _alias(
-                        _classifier(
-                            family,
-                            InputSpec(feats, mode=mode),
-                            None if cal == "uncal" else cal,
-                            {"bal": True, "unbal": False}[bal],
-                        )
-                    )
-                )
+                balance = {"bal": True, "unbal": False}[bal]
+                calibration = None if cal == "uncal" else cal
+                out.append(_classifier(family, feats, calibration, balance, mode))
                 continue
         except (ConfigError, KeyError):
             pass
@@ -345,3 +242,55 @@ def resolve(names: Iterable[str]) -> list[Configuration]:
             "a baseline METHOD.SCORE (e.g. atc.max_entropy)"
         )
     return out
+
+
+def select_configurations(
+    *,
+    presets: Sequence[str] | None = None,
+    families: Sequence[str] = (),
+    features: Sequence[str] = ("profile10",),
+    calibrations: Sequence[str | None] = ("isotonic",),
+    balances: Sequence[bool] = (True,),
+    baselines: Sequence[str] = (),
+    scores: Sequence[str] | None = None,
+    names: Sequence[str] = (),
+    mode: str = "topk",
+    has_logprobs: bool = True,
+) -> tuple[list[Configuration], list[str]]:
+    """What ``sentinel evaluate`` runs, and notes on what it left out, in this order
+    (duplicates once): the presets (None: those that can run on these traces: every one
+    with logprobs, all but ``sentinel`` without), the classifier grid, the score baselines
+    (on ``scores``, default the paper's nine where these traces define them) and
+    configurations named explicitly.
+
+    A score that needs logprobs on traces without them is a `ConfigError` when asked for
+    by name, and left out (with a note) when it comes from the default list.
+    """
+    from entropy_sentinel.scores import PAPER_SCORES
+
+    notes: list[str] = []
+    if presets is None:
+        presets = [n for n in PRESETS if has_logprobs or n != "sentinel"]
+        if not has_logprobs:
+            notes.append("preset sentinel needs logprobs (its nll_avg member): left out")
+    out = preset_configurations(presets)
+    out += grid(families, features, calibrations, balances, mode)
+    if baselines:
+        wanted = list(scores) if scores else list(PAPER_SCORES)
+        usable = [s for s in wanted if has_logprobs or not SCORES[s].needs_logprobs]
+        left = sorted(set(wanted) - set(usable))
+        if left and scores:
+            raise ConfigError(
+                f"scores {left} need logprobs, which these traces lack (they carry precomputed "
+                "entropies only)"
+            )
+        if left:
+            notes.append(f"scores {left} need logprobs, which these traces lack: left out")
+        out += score_baselines(baselines, usable, mode)
+        if "doc" in baselines:
+            notes.append("DoC runs on probability scores only (lntp, mtp)")
+    out += resolve(names)
+    unique = list({c.name: c for c in out}.values())
+    if not unique:
+        raise ConfigError("no configuration to run: give presets, a grid, baselines or names")
+    return unique, notes

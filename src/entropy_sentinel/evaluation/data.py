@@ -1,13 +1,9 @@
-"""The labelled corpus an evaluation runs on, and the input columns each configuration reads.
+"""The labelled corpus an evaluation runs on.
 
-`EvalData` holds what every configuration shares: one row per labelled trace,
-its domain (the value of the ``by`` slice dimension) and label, and the traces
-themselves, from which input matrices are computed once per entropy mode and
-cached (`StepStats` per mode, then the profile and the baseline scores).
-
-An `InputSpec` names a configuration's input columns: a feature set of
-`entropy_sentinel.estimator.featurize` and/or baseline scores (raw, in their own
-orientation), in one entropy mode.
+`EvalData` holds what every configuration shares: one row per labelled trace, its
+domain (the value of the ``by`` slice dimension) and label, and the traces themselves;
+configurations are fitted on, and estimate, subsets of those traces (`part`), as
+``sentinel fit`` and ``sentinel estimate`` would.
 
 Unlabelled traces cannot be scored against the truth: they are left out and
 counted (``n_unlabelled``); traces without the ``by`` dimension are an error.
@@ -16,8 +12,8 @@ counted (``n_unlabelled``); traces without the ``by`` dimension are an error.
 >>> recs = [{"id": str(i), "slice": {"domain": "ab"[i % 2]}, "correct": i % 3 == 0,
 ...          "token_entropy": [0.1 * (i % 5), 0.3]} for i in range(12)]
 >>> data = EvalData.from_batch(es.read_traces(recs), by="domain", name="toy")
->>> data.domain_names, data.matrix(InputSpec(scores=("max_entropy",))).shape
-(('a', 'b'), (12, 1))
+>>> data.domain_names, len(data.part(data.domains == "a"))
+(('a', 'b'), 6)
 """
 
 from __future__ import annotations
@@ -34,60 +30,15 @@ import numpy.typing as npt
 
 from entropy_sentinel._typing import FloatArray
 from entropy_sentinel.errors import ConfigError
-from entropy_sentinel.estimator.features import check_feature_set, featurize
-from entropy_sentinel.scores import SCORES, baseline_scores
-from entropy_sentinel.steps import StepStats, check_mode
 from entropy_sentinel.traces import TraceBatch, read_traces
 
-__all__ = ["EvalData", "InputSpec", "load_traces"]
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """Input columns: ``features`` (a feature set, or None) then ``scores``, in ``mode``.
-
-    >>> InputSpec("profile10", ("length",)).label
-    'profile10+length'
-    """
-
-    features: str | None = None
-    scores: tuple[str, ...] = ()
-    mode: str = "topk"
-
-    def __post_init__(self) -> None:
-        if self.features is None and not self.scores:
-            raise ConfigError("an input spec needs a feature set or at least one score")
-        if self.features is not None:
-            check_feature_set(self.features)
-        unknown = [s for s in self.scores if s not in SCORES]
-        if unknown:
-            raise ConfigError(f"unknown score(s) {unknown}; known: {list(SCORES)}")
-        check_mode(self.mode)
-
-    @property
-    def label(self) -> str:
-        """Short name: the feature set and scores joined by ``+`` (mode if not topk)."""
-        parts = ([self.features] if self.features else []) + list(self.scores)
-        text = "+".join(parts)
-        return text if self.mode == "topk" else f"{text}@{self.mode}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"features": self.features, "scores": list(self.scores), "mode": self.mode}
+__all__ = ["EvalData", "load_traces"]
 
 
 def load_traces(path: str | os.PathLike[str]) -> TraceBatch:
-    """A corpus Parquet file (`entropy_sentinel.collect.corpus`) or a JSONL trace file.
-
-    JSONL is read in bulk mode: rejected records are kept in ``batch.rejected``.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"corpus {str(p)!r} does not exist")
-    if p.suffix == ".parquet":
-        from entropy_sentinel.collect.corpus import read_corpus
-
-        return read_corpus(p)
-    return read_traces(p, errors="collect")
+    """Traces from any path `read_traces` takes (a corpus Parquet file, JSONL, a Parquet
+    dataset), read in bulk mode: rejected records are kept in ``batch.rejected``."""
+    return read_traces(path, errors="collect")
 
 
 @dataclass(eq=False)
@@ -113,8 +64,6 @@ class EvalData:
     n_unlabelled: int = 0
     n_rejected: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
-    _steps: dict[str, StepStats] = field(default_factory=dict, repr=False)
-    _cache: dict[tuple[str, str], FloatArray] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_batch(cls, batch: TraceBatch, *, by: str = "domain", name: str = "") -> EvalData:
@@ -154,8 +103,8 @@ class EvalData:
         """`load_traces` then `from_batch`, named after the file (with the corpus
         file's run description as ``metadata``)."""
         data = cls.from_batch(load_traces(path), by=by, name=Path(path).name)
-        if Path(path).suffix == ".parquet":
-            from entropy_sentinel.collect.corpus import corpus_metadata
+        if Path(path).is_file() and Path(path).suffix == ".parquet":
+            from entropy_sentinel.traces.corpus import corpus_metadata
 
             data.metadata = corpus_metadata(path)
         return data
@@ -175,30 +124,9 @@ class EvalData:
     def domain_counts(self) -> dict[str, int]:
         return {d: int((self.domains == d).sum()) for d in self.domain_names}
 
-    def steps(self, mode: str) -> StepStats:
-        """Per-step statistics in entropy ``mode`` (computed once)."""
-        if mode not in self._steps:
-            self._steps[mode] = StepStats(self.batch, check_mode(mode))
-        return self._steps[mode]
-
-    def _block(self, kind: str, name: str, mode: str) -> FloatArray:
-        key = (f"{kind}:{name}", mode)
-        if key not in self._cache:
-            stats = self.steps(mode)
-            if kind == "features":
-                block = featurize(stats, name, mode)
-            else:
-                block = baseline_scores(stats, (name,))[name].reshape(-1, 1)
-            self._cache[key] = np.ascontiguousarray(block, dtype=np.float64)
-        return self._cache[key]
-
-    def matrix(self, spec: InputSpec) -> FloatArray:
-        """The ``(n, d)`` input matrix of ``spec`` (scores raw, NaN where undefined)."""
-        blocks = []
-        if spec.features is not None:
-            blocks.append(self._block("features", spec.features, spec.mode))
-        blocks += [self._block("score", s, spec.mode) for s in spec.scores]
-        return np.ascontiguousarray(np.hstack(blocks))
+    def part(self, mask: npt.NDArray[np.bool_]) -> TraceBatch:
+        """The traces of the rows selected by a boolean ``mask``."""
+        return self.batch.subset(mask)
 
     def fingerprint(self) -> str:
         """SHA-256 (hex, 16 chars) of the rows: ids, domains, labels and per-step numbers."""
@@ -230,7 +158,7 @@ class EvalData:
             "n_rejected": self.n_rejected,
             "accuracy": float(self.labels.mean()),
             "source": "logprobs" if self.batch.has_logprobs.all() else "precomputed entropies",
-            "k": self.batch.k,
+            "k": int(self.batch.trace_k.max()) if len(self.batch) else 0,
             "models": models,
             "metadata": self.metadata,
             "domains": {d: {"n": counts[d], "accuracy": acc[d]} for d in self.domain_names},

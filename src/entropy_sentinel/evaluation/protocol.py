@@ -1,6 +1,6 @@
 """The paper's evaluation protocol: training groups of k domains and seeded 80/20 splits.
 
-PRODUCT.md section 6: for every training group ``S`` of ``k`` domains, an
+docs/definitions.md: for every training group ``S`` of ``k`` domains, an
 estimator is trained on 80% of each domain in ``S`` and estimates the accuracy
 of every domain: the other 20% of each domain in ``S`` ("in-domain") and every
 domain outside ``S`` in full ("held-out").

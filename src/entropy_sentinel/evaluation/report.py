@@ -45,7 +45,7 @@ PAPER_REFERENCE: dict[str, dict[str, float]] = {
     "Intermediate": {"aee": 0.129, "spearman": 0.891},
     "ATC on max entropy": {"aee": 0.077, "spearman": math.nan},
 }
-"""The paper's published medians (PRODUCT.md section 6): over nine LLMs, random
+"""The paper's published medians (docs/definitions.md): over nine LLMs, random
 forest, calibrated, balanced; and the ATC baseline on max entropy."""
 
 

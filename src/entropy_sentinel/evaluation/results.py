@@ -45,6 +45,13 @@ DOMAIN_COLUMNS = (
     "abs_error",
     "auroc",
     "brier",
+    "lower",
+    "upper",
+    "shift",
+    "sampling_sd",
+    "calibration_sd",
+    "transfer_half_width",
+    "unseen_fraction",
 )
 
 
@@ -84,30 +91,33 @@ class EvaluationResults:
 def _config_columns(name: str, info: dict[str, Any]) -> dict[str, Any]:
     spec = info.get("spec", {})
     params = spec.get("params", {})
-    inputs = spec.get("inputs", {})
-    parts = ([inputs["features"]] if inputs.get("features") else []) + list(
-        inputs.get("scores", [])
-    )
-    features = "+".join(parts)
-    if inputs.get("mode", "topk") != "topk":
-        features += f"@{inputs['mode']}"
     kind = spec.get("kind", "")
-    method = (
-        params.get("method")
-        if kind == "baseline"
-        else params.get("estimator")
-        if kind == "shift"
-        else "classifier"
-    )
-    calibration = params.get("calibration", None)
+    if kind == "preset":
+        clf = spec.get("definition", {}).get("classifier", {})
+        method = params.get("preset")
+    elif kind == "baseline":
+        clf, method = {}, params.get("method")
+    else:
+        clf, method = params, "classifier"
+    if kind == "baseline":
+        features = str(params.get("score", ""))
+    else:
+        features = str(clf.get("features", ""))
+        blend = clf.get("blend") or ()
+        if blend:
+            features += "+" + "+".join(blend)
+    mode = params.get("mode", clf.get("entropy_mode", "topk")) or "topk"
+    if mode != "topk":
+        features += f"@{mode}"
+    calibration = clf.get("calibration")
     return {
         "configuration": name,
         "kind": kind,
         "method": method,
-        "family": params.get("family"),
+        "family": clf.get("family"),
         "features": features,
         "calibration": "none" if kind != "baseline" and calibration is None else calibration,
-        "balance": params.get("balance"),
+        "balance": clf.get("balance"),
     }
 
 

@@ -1,11 +1,13 @@
 """Run configurations over training groups: in parallel, cached, resumable.
 
-Each (configuration, group) pair is one task: build a fresh method, fit it on
-the training part of the group's domains, assess every domain (`protocol`),
-and record one `domain_metrics` row per domain. The tasks of one group run
-together (`evaluate_group`), so that configurations wrapping the same classifier
-share its fit; groups run in parallel with joblib (``jobs`` processes, each
-single-threaded) behind a progress bar.
+Each (configuration, group) pair is one task: build a fresh slice estimator
+(`Configuration.build`), fit it on the training part of the group's domains
+(``fit_traces``), estimate every domain's evaluation part (``estimate``, as ``sentinel
+estimate`` would), and record one `domain_metrics` row per domain with the interval's
+parts. A preset's per-trace scores are kept next to its entry (``.npz``), so that
+intervals under another transfer relation and the label loop can be assessed later
+without refitting (`entropy_sentinel.evaluation.assess`). Groups run in parallel with
+joblib (``jobs`` processes, each single-threaded) behind a progress bar.
 
 **Cache.** Every finished task is written at once to
 ``OUTPUT/cache/<configuration>/<group>.json`` (written to a temporary file, then
@@ -29,7 +31,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,17 +42,18 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from entropy_sentinel._typing import FloatArray
 from entropy_sentinel.errors import ConfigError
+from entropy_sentinel.estimator.baselines import ScoreBaseline
+from entropy_sentinel.estimator.sentinel import SentinelEstimator, TraceScores
 from entropy_sentinel.evaluation.configurations import Configuration
 from entropy_sentinel.evaluation.data import EvalData
-from entropy_sentinel.evaluation.methods import FitMemo
 from entropy_sentinel.evaluation.metrics import domain_metrics
 from entropy_sentinel.evaluation.protocol import Group, Split, domain_split
+from entropy_sentinel.traces.batch import TraceBatch
 
 __all__ = [
     "RunSummary",
     "cache_path",
     "evaluate_group",
-    "input_key",
     "run_evaluation",
     "task_key",
 ]
@@ -84,33 +87,37 @@ def task_key(data_fingerprint: str, split: Split, config: Configuration) -> str:
 def evaluate_group(
     tasks: Sequence[tuple[Configuration, str]],
     group: Group,
-    matrices: Mapping[str, FloatArray],
-    y: FloatArray,
+    batch: TraceBatch,
+    by: str,
     domains: npt.NDArray[np.object_],
     train_mask: npt.NDArray[np.bool_],
     seed: int,
     output: Path | None = None,
     data_fingerprint: str = "",
 ) -> list[dict[str, Any]]:
-    """Fit each configuration on ``group``'s training rows and assess every domain.
+    """Fit each configuration on ``group``'s training traces and estimate every domain.
 
     Args:
         tasks: (configuration, task key) pairs, all for this group.
-        matrices: each configuration's input matrix, by ``input_key(config)``.
-        y, domains: labels and domain of every row.
-        train_mask: each row's membership of its domain's training part.
-        seed: seeds the methods.
-        output: the results folder: each entry is cached there as soon as it is done.
+        batch: the labelled traces of the corpus; ``by`` their domain dimension.
+        domains: the domain of every trace.
+        train_mask: each trace's membership of its domain's training part.
+        seed: seeds the estimators.
+        output: the results folder: each entry is cached there as soon as it is done,
+            and a preset's per-trace scores next to it (``.npz``, for `assess`).
         data_fingerprint: recorded in each entry.
 
     Returns:
         one entry per task: status ``ok`` with one record per domain, or ``failed``
-        with the error. Configurations wrapping the same classifier share its fit.
+        with the error.
     """
-    memo: FitMemo = {}
     in_group = np.isin(domains, group.domains)
     train = in_group & train_mask
     names = sorted({str(v) for v in domains})
+    held = ~train
+    evaluated = batch.subset(held)
+    eval_domains = domains[held]
+    y = evaluated.labels
     entries = []
     for config, key in tasks:
         started = time.perf_counter()
@@ -121,21 +128,40 @@ def evaluate_group(
             "key": key,
             "data": data_fingerprint,
         }
-        X = matrices[input_key(config)]
         try:
             with threadpool_limits(limits=1):
-                method = config.build(seed, memo).fit(X[train], y[train], domains[train])
-                rows = []
-                for d in names:
-                    rows_d = (domains == d) & ~train
-                    a = method.assess(X[rows_d])
-                    yd = y[rows_d]
-                    role = "in" if d in group.domains else "heldout"
-                    rows.append(
-                        domain_metrics(
-                            d, role, a.estimate, float(yd.mean()), a.confidence, yd, a.proba
-                        )
-                    )
+                estimator: Any = config.build(seed)
+                estimator.fit_traces(batch.subset(train))
+                result = estimator.estimate(evaluated, by=by)
+                confidence, proba, scores = _per_trace(estimator, evaluated)
+            records = {r.key[0]: r for r in result}
+            rows = []
+            for d in names:
+                rows_d = eval_domains == d
+                r = records[d]
+                role = "in" if d in group.domains else "heldout"
+                row = domain_metrics(
+                    d,
+                    role,
+                    r.estimate,
+                    float(y[rows_d].mean()),
+                    confidence[rows_d],
+                    y[rows_d],
+                    None if proba is None else proba[rows_d],
+                )
+                row.update(
+                    lower=r.lower,
+                    upper=r.upper,
+                    shift=r.shift,
+                    sampling_sd=r.sampling_sd,
+                    calibration_sd=r.calibration_sd,
+                    transfer_half_width=r.transfer_half_width,
+                    unseen_fraction=r.unseen_fraction,
+                )
+                rows.append(row)
+            if output is not None and scores is not None:
+                path = cache_path(output, config, group).with_suffix(".npz")
+                _write_scores(path, scores, estimator, np.flatnonzero(held))
             entry.update(status="ok", error=None, domains=rows)
         except Exception as exc:  # a failed row, never dropped (module docstring)
             entry.update(status="failed", error=f"{type(exc).__name__}: {exc}", domains=[])
@@ -146,9 +172,39 @@ def evaluate_group(
     return entries
 
 
-def input_key(config: Configuration) -> str:
-    """Configurations with equal input columns share one matrix."""
-    return json.dumps(config.inputs.to_dict(), sort_keys=True)
+def _per_trace(
+    estimator: Any, traces: TraceBatch
+) -> tuple[FloatArray, FloatArray | None, TraceScores | None]:
+    """Per response: a confidence (for AUROC), a P(correct) if the method has one (for
+    the Brier score), and a `SentinelEstimator`'s scores."""
+    if isinstance(estimator, SentinelEstimator):
+        scores = estimator.score(traces)
+        return scores.p_classifier, scores.p, scores
+    if isinstance(estimator, ScoreBaseline):
+        values = estimator.values(traces)
+        return values, values if estimator.method == "ac" else None, None
+    p = np.asarray(estimator.predict_traces(traces), dtype=np.float64)
+    return p, p, None
+
+
+def _write_scores(
+    path: Path, scores: TraceScores, estimator: SentinelEstimator, rows: npt.NDArray[np.intp]
+) -> None:
+    """A preset's per-trace outputs on the evaluated rows (corpus row numbers ``rows``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + f".tmp{os.getpid()}.npz")
+    shift = estimator.shift_
+    np.savez_compressed(
+        tmp,
+        rows=rows,
+        p=scores.p,
+        p_classifier=scores.p_classifier,
+        seen=scores.seen,
+        cal=scores.cal,
+        w=scores.w,
+        n_reference=np.array(0 if shift is None else shift.n_reference_),
+    )
+    tmp.replace(path)
 
 
 def _safe(name: str) -> str:
@@ -262,12 +318,8 @@ def run_evaluation(
     }
     manifest["runs"].append(run_record)
     _write_json(out / MANIFEST, manifest)
-    matrices = {input_key(c): data.matrix(c.inputs) for c in configurations}
     n_computed = 0
-    calls = [
-        (tasks, group, {input_key(c): matrices[input_key(c)] for c, _ in tasks})
-        for group, tasks in todo.items()
-    ]
+    calls = list(todo.items())
     for entry in _execute(calls, n_todo, data, train_mask, split, out, fp, jobs, progress):
         n_computed += 1
         n_failed += entry["status"] != "ok"
@@ -285,7 +337,7 @@ def run_evaluation(
 
 
 def _execute(
-    calls: Sequence[tuple[list[tuple[Configuration, str]], Group, dict[str, FloatArray]]],
+    calls: Sequence[tuple[Group, list[tuple[Configuration, str]]]],
     n_tasks: int,
     data: EvalData,
     train_mask: npt.NDArray[np.bool_],
@@ -310,20 +362,20 @@ def _execute(
     if not calls:
         return
     # Groups with the most work first, so that the last ones to finish are short.
-    ordered = sorted(calls, key=lambda c: -len(c[0]))
+    ordered = sorted(calls, key=lambda c: -len(c[1]))
     delayed_calls = (
         delayed(evaluate_group)(
             tasks,
             group,
-            mats,
-            data.labels,
+            data.batch,
+            data.by,
             data.domains,
             train_mask,
             split.seed,
             output,
             fingerprint,
         )
-        for tasks, group, mats in ordered
+        for group, tasks in ordered
     )
     columns = (
         TextColumn("[bold]evaluating[/]"),

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from entropy_sentinel.aggregate import SliceStats
 from entropy_sentinel.errors import ConfigError
-from entropy_sentinel.service.timeutil import format_duration, parse_duration
+from entropy_sentinel.timeutil import format_duration, parse_duration
 
 __all__ = ["AlertRule", "Verdict", "judge"]
 

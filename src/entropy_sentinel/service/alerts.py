@@ -46,7 +46,7 @@ from entropy_sentinel.service.metrics import Metrics
 from entropy_sentinel.service.storage.db import Database
 from entropy_sentinel.service.storage.store import Storage, dumps
 from entropy_sentinel.service.storage.tables import ALL, alerts
-from entropy_sentinel.service.timeutil import bucket_of, format_instant
+from entropy_sentinel.timeutil import bucket_of, format_instant
 
 __all__ = ["AlertEngine", "AlertEvent", "alert_payload", "list_alerts"]
 

@@ -49,7 +49,7 @@ from entropy_sentinel.service.routes import ROUTERS
 from entropy_sentinel.service.routes.ingest import record_schemas
 from entropy_sentinel.service.settings import Settings
 from entropy_sentinel.service.state import ServiceState
-from entropy_sentinel.service.timeutil import bucket_of
+from entropy_sentinel.timeutil import bucket_of
 
 __all__ = ["create_app", "maintain_once"]
 

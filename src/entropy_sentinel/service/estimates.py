@@ -31,7 +31,7 @@ from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.service.records import ScorerInfo
 from entropy_sentinel.service.storage.db import Database
 from entropy_sentinel.service.storage.tables import ALL, SUM_COLUMNS, slice_buckets
-from entropy_sentinel.service.timeutil import format_duration, format_instant
+from entropy_sentinel.timeutil import format_duration, format_instant
 
 __all__ = [
     "EstimateQuery",

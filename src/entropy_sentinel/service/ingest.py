@@ -2,7 +2,7 @@
 
 Accepted bodies (``POST /v1/traces``):
 
-* ``application/json``: one trace record (PRODUCT.md section 2: a canonical record,
+* ``application/json``: one trace record (docs/formats.md: a canonical record,
   a bare OpenAI/vLLM/llama.cpp response, or a JSON array of stream chunks), or a
   batch ``{"traces": [record, ...]}`` (an object with a ``traces`` array is a batch);
 * ``application/x-ndjson`` (also ``application/jsonl``): one record per line.
@@ -37,7 +37,7 @@ import msgspec
 
 from entropy_sentinel.errors import ConfigError, TraceError
 from entropy_sentinel.service.storage.tables import ALL, MAX_DIMENSION, MAX_ID, MAX_VALUE
-from entropy_sentinel.service.timeutil import format_instant, parse_instant
+from entropy_sentinel.timeutil import format_instant, parse_instant
 from entropy_sentinel.traces import Rejection, decode_record
 from entropy_sentinel.traces.parse import Parsed
 

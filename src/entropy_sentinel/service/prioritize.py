@@ -42,7 +42,7 @@ from entropy_sentinel.service.estimates import slice_stats
 from entropy_sentinel.service.records import ScorerInfo
 from entropy_sentinel.service.storage.db import Database
 from entropy_sentinel.service.storage.tables import ALL, trace_slices, traces
-from entropy_sentinel.service.timeutil import format_instant
+from entropy_sentinel.timeutil import format_instant
 
 __all__ = ["LabelRequest", "Priorities", "SlicePriority", "prioritize"]
 

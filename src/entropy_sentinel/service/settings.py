@@ -45,7 +45,7 @@ from typing import Any, Literal
 
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.service.alert_rules import AlertRule
-from entropy_sentinel.service.timeutil import parse_duration
+from entropy_sentinel.timeutil import parse_duration
 
 __all__ = ["SCOPES", "ApiKey", "Settings", "load_settings"]
 

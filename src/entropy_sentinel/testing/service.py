@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,16 +27,10 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from entropy_sentinel.errors import ConfigError
+from entropy_sentinel._ports import free_port
+from entropy_sentinel.errors import ProcessError
 
 __all__ = ["ServiceProcess", "ThreadedServer", "free_port", "postgres_database"]
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -127,7 +120,7 @@ class ServiceProcess:
         last = "no answer"
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise ConfigError(
+                raise ProcessError(
                     f"the service exited with code {self.proc.returncode} while starting"
                     + (f"; see {self.log_path}" if self.log_path else "")
                 )
@@ -139,7 +132,7 @@ class ServiceProcess:
             except httpx.HTTPError as exc:
                 last = repr(exc)
             time.sleep(0.1)
-        raise ConfigError(f"the service did not become healthy within {timeout} s ({last})")
+        raise ProcessError(f"the service did not become healthy within {timeout} s ({last})")
 
     def kill(self) -> None:
         """SIGKILL: no shutdown handler runs (the crash test)."""
@@ -201,7 +194,7 @@ class ThreadedServer:
         deadline = time.monotonic() + 60
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise ConfigError("the threaded server did not start (see the log)")
+                raise ProcessError("the threaded server did not start (see the log)")
             time.sleep(0.02)
         return self
 

@@ -81,6 +81,8 @@ class TraceBatch:
             0 where the record does not say (see `trace_k`).
         prompts, answers: per trace, the prompt (text or chat messages) and the answer
             text when the record carries them (an opt-in of the application), else None.
+        timestamps: float64 ``(n,)``, when the trace happened (the record's ``timestamp``)
+            in Unix epoch seconds (UTC), NaN where the record does not say.
     """
 
     ids: tuple[str, ...]
@@ -97,6 +99,7 @@ class TraceBatch:
     requested_k: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     prompts: tuple[Any, ...] = field(default=())
     answers: tuple[str | None, ...] = field(default=())
+    timestamps: FloatArray = field(default_factory=lambda: np.zeros(0))
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -106,6 +109,8 @@ class TraceBatch:
                 object.__setattr__(self, name, (None,) * n)
         if self.requested_k.shape[0] == 0 and n:
             object.__setattr__(self, "requested_k", np.zeros(n, dtype=np.int64))
+        if self.timestamps.shape[0] == 0 and n:
+            object.__setattr__(self, "timestamps", np.full(n, np.nan))
         offsets = self.offsets
         if offsets.ndim != 1 or offsets.shape[0] != n + 1 or (n + 1 > 0 and offsets[0] != 0):
             raise ValueError(f"offsets must have shape ({n + 1},) and start at 0")
@@ -128,6 +133,8 @@ class TraceBatch:
             raise ValueError(f"labels must have shape ({n},), got {self.labels.shape}")
         if self.requested_k.shape != (n,):
             raise ValueError(f"requested_k must have shape ({n},), got {self.requested_k.shape}")
+        if self.timestamps.shape != (n,):
+            raise ValueError(f"timestamps must have shape ({n},), got {self.timestamps.shape}")
 
     # ----------------------------------------------------------------- shape
     def __len__(self) -> int:
@@ -308,7 +315,7 @@ class TraceBatch:
         return batch
 
     def validate(self) -> None:
-        """Check the numeric input rules of PRODUCT.md section 2, raising `TraceError`.
+        """Check the numeric input rules of docs/formats.md, raising `TraceError`.
 
         Logprobs must be finite (except ``-inf`` padding of the top-k matrix) and
         ``<= 0``; precomputed entropies must be finite and ``>= 0``; labels 0, 1 or NaN.
@@ -372,6 +379,7 @@ class TraceBatch:
             requested_k=self.requested_k[idx],
             prompts=tuple(self.prompts[i] for i in idx),
             answers=tuple(self.answers[i] for i in idx),
+            timestamps=self.timestamps[idx],
         )
 
     @classmethod
@@ -404,6 +412,7 @@ class TraceBatch:
             requested_k=np.concatenate([b.requested_k for b in parts]),
             prompts=tuple(x for b in parts for x in b.prompts),
             answers=tuple(x for b in parts for x in b.answers),
+            timestamps=np.concatenate([b.timestamps for b in parts]),
         )
 
     @classmethod

@@ -12,6 +12,7 @@ Errors are `TraceError` with the record id and a JSON path to the field.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from entropy_sentinel.errors import TraceError
+from entropy_sentinel.errors import ConfigError, TraceError
+from entropy_sentinel.timeutil import parse_instant
 from entropy_sentinel.traces.shapes import Alt, Choice, ChoiceLogprobs, Node, Record, Step
 
 __all__ = ["MAX_K", "Parsed", "parse_record"]
@@ -47,6 +49,7 @@ class Parsed:
     k: int = 0  # top_logprobs the request asked for; 0 when the record does not say
     prompt: str | list[dict[str, Any]] | None = None
     answer: str | None = None
+    timestamp: float = math.nan  # Unix epoch seconds (UTC); NaN when the record does not say
 
     @property
     def n_steps(self) -> int:
@@ -67,6 +70,7 @@ def parse_record(record: Record | list[Step], index: int) -> list[Parsed]:
     label = _parse_label(record.correct, rid)
     meta = record.meta if record.meta is not None else {}
     model, k = _parse_model(record, rid), _parse_k(record.k, rid)
+    when = _parse_timestamp(record.timestamp, rid)
 
     if record.token_entropy is not None:
         if record.logprobs is not None:
@@ -90,6 +94,7 @@ def parse_record(record: Record | list[Step], index: int) -> list[Parsed]:
                 k=k,
                 prompt=record.prompt,
                 answer=record.answer,
+                timestamp=when,
             )
         ]
 
@@ -119,6 +124,7 @@ def parse_record(record: Record | list[Step], index: int) -> list[Parsed]:
             k=k,
             prompt=record.prompt,
             answer=record.answer,
+            timestamp=when,
         )
         for suffix, (sampled, in_topk, topk) in flats
     ]
@@ -132,6 +138,16 @@ def _record_id(record: Record, index: int) -> str:
     if not rid:
         raise TraceError("id must be a non-empty string", field="$.id", index=index)
     return rid
+
+
+def _parse_timestamp(value: str | float | None, rid: str) -> float:
+    """The record's ``timestamp`` (RFC 3339 text or epoch seconds) in epoch seconds."""
+    if value is None:
+        return math.nan
+    try:
+        return parse_instant(value, what="timestamp")
+    except ConfigError as exc:
+        raise TraceError(str(exc), record_id=rid, field="$.timestamp") from None
 
 
 def _parse_model(record: Record, rid: str) -> str | None:

@@ -1,4 +1,4 @@
-"""`read_traces`: JSON Lines files or in-memory records into a `TraceBatch`.
+"""JSON Lines and in-memory records, decoded and parsed one record at a time.
 
 JSONL lines are decoded by msgspec straight into the typed shapes of
 `entropy_sentinel.traces.shapes`; Python objects (dicts, OpenAI client response
@@ -24,10 +24,11 @@ from entropy_sentinel.traces.batch import Rejection, TraceBatch
 from entropy_sentinel.traces.parse import Parsed, parse_record
 from entropy_sentinel.traces.shapes import Record, Step, TopLevel
 
-__all__ = ["TraceSource", "decode_record", "iter_parsed", "read_traces"]
+__all__ = ["TraceSource", "assemble", "decode_record", "iter_parsed"]
 
 TraceSource = str | os.PathLike[str] | Iterable[Any]
-"""A JSONL path (``.jsonl`` or ``.jsonl.gz``) or an iterable of records.
+"""A path (JSON Lines, Parquet, a directory or glob: `entropy_sentinel.traces.formats`)
+or an iterable of records.
 
 Records may be dicts, JSON strings/bytes, objects with ``model_dump()`` (OpenAI
 client responses), or lists of stream chunks.
@@ -93,34 +94,6 @@ def iter_parsed(
             rejections.append(Rejection.from_error(index, exc))
 
 
-def read_traces(
-    source: TraceSource,
-    *,
-    errors: Literal["raise", "collect"] = "raise",
-    on_progress: Callable[[int], None] | None = None,
-) -> TraceBatch:
-    """Read traces into a `TraceBatch`.
-
-    Args:
-        source: a JSONL path (``.gz`` is decompressed) or an iterable of records (dicts,
-            JSON strings, OpenAI client response objects, lists of stream chunks).
-        errors: ``"raise"`` stops at the first bad record with a `TraceError` naming its
-            id and field; ``"collect"`` keeps reading and lists every bad record in
-            ``batch.rejected`` (bulk mode: nothing is dropped silently).
-        on_progress: called with bytes (files) or records (iterables) consumed.
-
-    >>> batch = read_traces([{"id": "a", "slice": {"domain": "gsm8k"}, "correct": True,
-    ...                       "token_entropy": [0.1, 0.7, 0.0]}])
-    >>> batch.ids, batch.lengths.tolist(), batch.labels.tolist()
-    (('a',), [3], [1.0])
-    """
-    rejections: list[Rejection] = []
-    parsed = list(
-        iter_parsed(source, errors=errors, rejections=rejections, on_progress=on_progress)
-    )
-    return assemble(parsed, rejected=tuple(rejections))
-
-
 def assemble(parsed: list[Parsed], *, rejected: tuple[Rejection, ...] = ()) -> TraceBatch:
     """Concatenate parsed traces into one batch (already validated record by record)."""
     if not parsed:
@@ -152,6 +125,7 @@ def assemble(parsed: list[Parsed], *, rejected: tuple[Rejection, ...] = ()) -> T
         requested_k=np.fromiter((p.k for p in parsed), dtype=np.int64, count=len(parsed)),
         prompts=tuple(p.prompt for p in parsed),
         answers=tuple(p.answer for p in parsed),
+        timestamps=np.fromiter((p.timestamp for p in parsed), dtype=np.float64, count=len(parsed)),
     )
 
 

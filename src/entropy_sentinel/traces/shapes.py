@@ -15,7 +15,7 @@ One struct serves several shapes where their fields do not clash:
 * `Node` is a choice-level logprobs object (chat ``{"content": [...]}`` or legacy
   ``{"tokens", "token_logprobs", "top_logprobs"}``), a whole response
   (``{"choices": [...]}``), or a llama.cpp ``/completion`` response.
-* `Record` is a canonical trace record (PRODUCT.md section 2), which may also be
+* `Record` is a canonical trace record (docs/formats.md), which may also be
   a bare response.
 """
 
@@ -94,6 +94,7 @@ class Record(Node, gc=False):
     k: int | None = None
     prompt: str | list[dict[str, Any]] | None = None
     answer: str | None = None
+    timestamp: str | float | None = None
 
 
 TopLevel = Record | list[Step]

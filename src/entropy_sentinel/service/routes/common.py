@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from entropy_sentinel.errors import ConfigError
-from entropy_sentinel.service.timeutil import parse_duration, parse_when
+from entropy_sentinel.timeutil import parse_duration, parse_when
 
 __all__ = ["ErrorOut", "errors", "opt_duration", "opt_instant", "time_range"]
 

@@ -15,7 +15,7 @@ from entropy_sentinel.service.estimates import EstimateQuery, estimate, slice_va
 from entropy_sentinel.service.records import ScorerInfo
 from entropy_sentinel.service.routes.common import errors, opt_duration, opt_instant, time_range
 from entropy_sentinel.service.state import ServiceState, service
-from entropy_sentinel.service.timeutil import format_instant
+from entropy_sentinel.timeutil import format_instant
 
 __all__ = ["router"]
 

@@ -22,7 +22,7 @@ router = APIRouter(tags=["ingest"])
 
 
 class TraceRecord(Record):
-    """A trace record (PRODUCT.md section 2), plus the service's optional ``timestamp``."""
+    """A trace record (docs/formats.md), plus the service's optional ``timestamp``."""
 
     timestamp: str | float | None = None
 

@@ -1,7 +1,9 @@
 """The compact corpus: graded traces in one Parquet file (zstd), read back as a `TraceBatch`.
 
-`write_corpus` converts the collector's JSON Lines output (~10 kB per generated token
-of JSON) into one row per trace:
+This is version 1 of the columnar trace format (`entropy_sentinel.traces.parquet`
+reads it wherever traces are read): the collector's metadata flattened into
+queryable columns. `write_corpus` converts the collector's JSON Lines output (~10 kB
+per generated token of JSON) into one row per trace:
 
 ==================  =======================  =========================================
 column              type                     meaning
@@ -45,7 +47,9 @@ import numpy as np
 import numpy.typing as npt
 
 from entropy_sentinel.errors import ConfigError
-from entropy_sentinel.traces import TraceBatch, read_traces
+from entropy_sentinel.traces.batch import TraceBatch
+from entropy_sentinel.traces.formats import read_traces
+from entropy_sentinel.traces.parquet import arrow_to_traces
 
 __all__ = [
     "CORPUS_METADATA_KEY",
@@ -257,36 +261,7 @@ def read_corpus(
         if unknown:
             raise ConfigError(f"domains {unknown} are not in {path}; known: {sorted(known)}")
         table = table.filter(pc.is_in(table.column("domain"), value_set=_pa_array(domains)))
-    sampled_col = table.column("sampled_logprob").combine_chunks()
-    in_topk_col = table.column("sampled_in_topk").combine_chunks()
-    topk_col = table.column("topk_logprobs").combine_chunks()
-    offsets = np.asarray(sampled_col.offsets, dtype=np.int64)
-    offsets -= offsets[0]
-    sampled = np.asarray(sampled_col.flatten(), dtype=np.float64)
-    in_topk = np.asarray(in_topk_col.flatten(), dtype=bool)
-    steps = topk_col.flatten()
-    step_offsets = np.asarray(steps.offsets, dtype=np.int64)
-    counts = np.diff(step_offsets)
-    values = np.asarray(steps.flatten(), dtype=np.float64)
-    width = int(counts.max()) if counts.size else 0
-    topk = np.full((counts.shape[0], width), -np.inf)
-    rows = np.repeat(np.arange(counts.shape[0]), counts)
-    cols = np.arange(values.shape[0]) - np.repeat(step_offsets[:-1] - step_offsets[0], counts)
-    topk[rows, cols] = values
-    scalars = table.select(list(SCALAR_COLUMNS)).to_pylist()
-    labels = np.array([np.nan if r["correct"] is None else float(r["correct"]) for r in scalars])
-    return TraceBatch.from_arrays(
-        offsets,
-        sampled_logprob=sampled,
-        topk_logprobs=topk,
-        sampled_in_topk=in_topk,
-        ids=[r["id"] for r in scalars],
-        slices=[{"domain": r["domain"], "benchmark": r["benchmark"]} for r in scalars],
-        labels=labels,
-        meta=[
-            {k: v for k, v in r.items() if k not in ("id", "domain", "benchmark")} for r in scalars
-        ],
-    )
+    return arrow_to_traces(table, source=str(path))
 
 
 def _pa_array(values: Sequence[str]) -> Any:
