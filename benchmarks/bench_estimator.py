@@ -3,8 +3,9 @@ scikit-learn's own, side by side, for every family (the default preset's blend i
 
     .venv/bin/python benchmarks/bench_estimator.py [--repeats 30]
 
-Fits each family (`sentinel` preset: blended with ATC on max entropy and average
-confidence of ``nll_avg``; one grid setting, 2 folds, to keep the fits short) on the
+Fits each family (the `sentinel` preset's classifier: blended with ATC on max entropy
+and average confidence of ``nll_avg``; one grid setting, 2 folds, to keep the fits
+short) on the
 committed SmolLM2 corpus, then times ``predict_proba`` on 1, 20 and all 1,950 rows with
 the fast path (`entropy_sentinel.estimator.fastpredict`) and with it switched off
 (scikit-learn's path), and prints the largest difference between the two. Medians of
@@ -28,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import entropy_sentinel.estimator.model as model_module
 from entropy_sentinel.collect import read_corpus
-from entropy_sentinel.estimator import preset
+from entropy_sentinel.estimator.presets import classifier_of
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus" / "smollm2" / "corpus.parquet"
 ONE_SETTING: dict[str, dict[str, list[Any]]] = {
@@ -63,7 +64,7 @@ def main() -> None:
         "|---|---:|---:|---:|---:|"
     )
     for family, grid in ONE_SETTING.items():
-        est = preset("sentinel", family=family, param_grid=grid, cv=2, random_state=0)
+        est = classifier_of("sentinel", family=family, param_grid=grid, cv=2, random_state=0)
         est.fit_traces(batch)
         X = est.featurize(batch)
         for rows in (1, 20, X.shape[0]):

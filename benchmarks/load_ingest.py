@@ -140,10 +140,11 @@ def _templates(bodies: list[dict[str, Any]]) -> list[bytes]:
 
 
 def fit_model(traffic: str, estimator: str, workdir: Path) -> Path:
-    """A real estimator for the traffic's kind of traces: ``default`` is `sentinel fit`'s
-    default preset (a random forest blended with two score baselines; for entropy-only
-    traffic its entropy-only variant), ``lr`` the L1-logistic regression."""
-    from entropy_sentinel.estimator import preset
+    """A real estimator for the traffic's kind of traces: ``default`` is the per-response
+    classifier of `sentinel fit`'s default preset (its family chosen by cross-validation,
+    blended with two score baselines; for entropy-only traffic the entropy-only variant),
+    ``lr`` the L1-logistic regression."""
+    from entropy_sentinel.estimator.presets import classifier_of
 
     if traffic == "phi35":
         batch = read_traces(PHI35)
@@ -157,8 +158,8 @@ def fit_model(traffic: str, estimator: str, workdir: Path) -> Path:
     if estimator == "lr":
         est = CorrectnessEstimator(family="lr", random_state=0)
     else:
-        est = preset("sentinel-entropy" if traffic == "phi35" else "sentinel", random_state=0)
-        est.set_params(n_jobs=2)
+        name = "sentinel-entropy" if traffic == "phi35" else "sentinel"
+        est = classifier_of(name, random_state=0, n_jobs=2)  # what the service scores with
     est.fit_traces(batch, slice_dim=dim)
     return est.save(workdir / f"{traffic}-{estimator}.skops")
 
