@@ -50,6 +50,7 @@ from entropy_sentinel.collect.benchmarks import Item
 from entropy_sentinel.collect.model_server import LocalModelServer
 from entropy_sentinel.estimator import estimate_accuracy, preset
 from entropy_sentinel.estimator.card import card_markdown, plot_reliability
+from entropy_sentinel.model_names import record_model
 from entropy_sentinel.testing.service import ServiceProcess
 from entropy_sentinel.testing.traffic import TrafficResult, run_traffic
 
@@ -116,6 +117,7 @@ def main() -> None:
         )
         with console.status("cross-validating the grid, calibrating..."):
             estimator = preset("sentinel", random_state=0).fit_traces(train)
+        record_model(estimator.card_, server.alias)  # as `sentinel fit --model-name` does
         model_path = estimator.save(out / "model.skops")
         (out / "model.card.md").write_text(card_markdown(estimator.card_))
         plot_reliability(estimator.card_, out / "model.reliability.png")

@@ -293,3 +293,32 @@ def test_demo_traffic_goes_through_the_proxy_with_its_slices(
             "customer": r.slice["customer"],
         }
         assert json.loads(zlib.decompress(row.raw))["answer"] == r.text
+
+
+def test_each_trace_is_keyed_by_the_model_the_request_asked_for(
+    proxy: ThreadedServer, clients: tuple[openai.OpenAI, openai.OpenAI]
+) -> None:
+    """Two model names through the proxy to the one real server: each trace belongs to the
+    model its request named, the answer's own model name is kept in meta; the artifact
+    records no model, so it scores both and their estimates are marked."""
+    via, _ = clients
+    ids, named = {}, {}
+    for name in ("smol-fast", "smol-slow"):
+        answer = via.chat.completions.create(
+            model=name,
+            messages=[{"role": "user", "content": "Name a colour."}],
+            max_tokens=8,
+            extra_headers={"X-Sentinel-Slice": "domain=colours"},
+        )
+        ids[name], named[name] = answer.id, answer.model
+    rows = _rows(proxy, list(ids.values()))
+    for name, tid in ids.items():
+        row = rows[tid]
+        assert row.model == name and row.p is not None
+        assert json.loads(row.meta)["proxy"]["answer_model"] == named[name]
+    models = {
+        m["name"]: m for m in httpx.get(proxy.url + "/v1/models", timeout=30).json()["models"]
+    }
+    for name in ids:
+        assert models[name]["estimator"]["other_model"] is True
+        assert models[name]["traces"]["scored"] == 1

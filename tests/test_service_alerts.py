@@ -183,7 +183,7 @@ def test_failed_webhooks_are_retried_and_instances_do_not_duplicate(
     _write(storage, "bad", "bad", [0.2] * 10, NOW - 60)
     assert len(a.evaluate(NOW)) == 1
     assert b.evaluate(NOW) == []  # the episode is already open (shared database)
-    assert b._open(LOW, "bad", {}, NOW) is None  # the unique index refuses a second one
+    assert b._open(LOW, "", "bad", {}, NOW) is None  # the unique index refuses a second one
     receiver.status = 500
     assert asyncio.run(a.deliver()) == 0
     [row] = list_alerts(storage.db)

@@ -289,7 +289,7 @@ def test_metrics_count_and_export_slice_gauges(
     line = next(
         x
         for x in text.splitlines()
-        if x.startswith('sentinel_slice_estimate{dimension="domain",value="metrics"}')
+        if x.startswith('sentinel_slice_estimate{dimension="domain",model="",value="metrics"}')
     )
     value = float(line.split()[-1])
     est = client.get("/v1/estimates", params={"by": "domain", "since": "4h"}).json()

@@ -7,6 +7,7 @@ stored traces (`check_aggregates`), and estimates summed from buckets equal
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections.abc import Iterator
@@ -23,13 +24,15 @@ from hypothesis import strategies as st
 
 from entropy_sentinel.aggregate import SliceStats
 from entropy_sentinel.errors import ConfigError, StorageError
+from entropy_sentinel.service.alerts import list_alerts
 from entropy_sentinel.service.estimates import EstimateQuery, estimate, slice_stats, slice_values
 from entropy_sentinel.service.recalibration import apply_calibration
 from entropy_sentinel.service.records import ScorerInfo
+from entropy_sentinel.service.storage.buckets import bucket_rows
 from entropy_sentinel.service.storage.consistency import check_aggregates
 from entropy_sentinel.service.storage.db import current_revision, head_revision, open_database
 from entropy_sentinel.service.storage.store import Storage
-from entropy_sentinel.service.storage.tables import metadata, traces
+from entropy_sentinel.service.storage.tables import FEATURE_COLUMNS, metadata, traces
 from tests.service_fixtures import T0, db_url, scored_traces
 
 __all__ = ["db_url"]
@@ -81,6 +84,126 @@ def test_migrations_build_exactly_the_declared_schema(db_url: str) -> None:
     again = open_database(db_url)  # idempotent: nothing left to apply
     assert current_revision(again) == head_revision()
     again.dispose()
+
+
+def test_a_0001_database_upgrades_in_place_with_all_its_data(db_url: str) -> None:
+    """A database written by the first schema (one estimator, no model names) keeps every
+    trace, slice row, payload, aggregate and open alert, now as the model ``""``; on
+    SQLite the copy of ``traces`` must not cascade-delete the rows that reference it."""
+    db = open_database(db_url, revision="0001")
+    assert current_revision(db) == "0001"
+    n, t = 40, [T0 + 30 * i for i in range(40)]
+    p = np.linspace(0.1, 0.9, n)
+    labels = np.where(np.arange(n) % 5 == 0, 1.0, np.nan)
+    slices = [{"domain": "ab"[i % 2]} for i in range(n)]
+    buckets = [int(x // BUCKET) * BUCKET for x in t]
+    old = sa.MetaData()
+    tables = {
+        name: sa.Table(name, old, autoload_with=db.read)
+        for name in (
+            "scorers",
+            "sentinel_meta",
+            "traces",
+            "trace_slices",
+            "trace_payloads",
+            "slice_buckets",
+            "alerts",
+        )
+    }
+    with db.write.begin() as conn:
+        conn.execute(
+            tables["scorers"].insert(),
+            {
+                "estimator_sha256": SHA,
+                "entropy_mode": "topk",
+                "features": "[]",
+                "model_sd": 0.02,
+                "card": "{}",
+                "created_at": T0,
+            },
+        )
+        conn.execute(
+            tables["sentinel_meta"].insert(),
+            [{"key": "bucket", "value": "60"}, {"key": "active_scorer", "value": "1"}],
+        )
+        conn.execute(
+            tables["traces"].insert(),
+            [
+                {
+                    "trace_id": f"old-{i}",
+                    "ts": t[i],
+                    "bucket": buckets[i],
+                    "received_at": T0,
+                    "slice": json.dumps(slices[i]),
+                    "n_tokens": 5,
+                    "k": 20,
+                    "entropy_mode": "topk",
+                    **dict.fromkeys(FEATURE_COLUMNS, 0.5),
+                    "p_raw": p[i],
+                    "p": p[i],
+                    "scorer_id": 1,
+                    "label": None if math.isnan(labels[i]) else labels[i],
+                    "meta": None,
+                }
+                for i in range(n)
+            ],
+        )
+        conn.execute(
+            tables["trace_slices"].insert(),
+            [
+                {
+                    "trace_pk": i + 1,
+                    "dimension": "domain",
+                    "value": slices[i]["domain"],
+                    "bucket": buckets[i],
+                }
+                for i in range(n)
+            ],
+        )
+        conn.execute(
+            tables["trace_payloads"].insert(), [{"trace_pk": i + 1, "raw": b"x"} for i in range(n)]
+        )
+        conn.execute(tables["slice_buckets"].insert(), bucket_rows(1, buckets, slices, p, labels))
+        conn.execute(
+            tables["alerts"].insert(),
+            {
+                "rule": "low",
+                "dimension": "domain",
+                "value": "a",
+                "opened_at": T0,
+                "evidence": "{}",
+                "last_evidence": "{}",
+            },
+        )
+    db.dispose()
+
+    db = open_database(db_url)  # what `sentinel serve` does at start
+    try:
+        assert current_revision(db) == head_revision()
+        with db.read.connect() as conn:
+            diff = compare_metadata(
+                MigrationContext.configure(conn, opts={"compare_type": True}), metadata
+            )
+            assert diff == []
+            counts = {
+                name: conn.execute(sa.select(sa.func.count()).select_from(sa.table(name))).scalar()
+                for name in ("traces", "trace_slices", "trace_payloads", "alerts")
+            }
+            assert counts == {"traces": n, "trace_slices": n, "trace_payloads": n, "alerts": 1}
+            rows = conn.execute(sa.select(traces).order_by(traces.c.id)).all()
+        assert {r.model for r in rows} == {""} and [r.p for r in rows] == pytest.approx(p)
+        storage = Storage(db, BUCKET)
+        active = storage.active_scorer("")
+        assert active is not None and active.id == 1 and active.model == ""
+        assert storage.meta("active_scorer") is None  # moved to the models table
+        assert check_aggregates(db).ok
+        stats = slice_stats(db, 1, "domain", T0, T0 + 3600)
+        assert stats["a"].estimate == pytest.approx(p[::2].mean())
+        assert stats["a"].n_labelled == int((~np.isnan(labels[::2])).sum())
+        [alert] = list_alerts(db)
+        assert alert["model"] == "" and alert["status"] == "open"
+    finally:
+        db.dispose()
 
 
 def test_concurrent_first_starts_migrate_once(db_url: str) -> None:

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from entropy_sentinel.service.records import ScorerInfo
     from entropy_sentinel.service.storage.store import Storage
 
-__all__ = ["open_storage", "require_scorer", "when"]
+__all__ = ["open_storage", "require_scorer", "require_scorers", "when"]
 
 
 @contextmanager
@@ -27,13 +27,37 @@ def open_storage(url: str) -> Iterator[Storage]:
         db.dispose()
 
 
-def require_scorer(storage: Storage) -> ScorerInfo:
-    from entropy_sentinel.errors import StorageError
+def require_scorers(storage: Storage, models: list[str] | None = None) -> list[ScorerInfo]:
+    """The active scorers of ``models`` (model keys), default: of every model."""
+    from entropy_sentinel.errors import ConfigError, StorageError
 
-    scorer = storage.active_scorer()
-    if scorer is None:
+    scorers = storage.active_scorers()
+    if not scorers:
         raise StorageError("the database has no model registered: serve it once with --model")
-    return scorer
+    if models is None:
+        return scorers
+    by_model = {s.model: s for s in scorers}
+    missing = [m for m in models if m not in by_model]
+    if missing:
+        raise ConfigError(
+            f"no estimator is registered for model {missing[0]!r}; models with one: "
+            f"{sorted(by_model)}"
+        )
+    return [by_model[m] for m in dict.fromkeys(models)]
+
+
+def require_scorer(storage: Storage, model: str | None = None) -> ScorerInfo:
+    """The active scorer of ``model``; without one, the only model's (an error naming the
+    models when there are several)."""
+    from entropy_sentinel.errors import ConfigError
+
+    scorers = require_scorers(storage, None if model is None else [model])
+    if len(scorers) > 1:
+        raise ConfigError(
+            f"{len(scorers)} models have estimators ({', '.join(repr(s.model) for s in scorers)})"
+            "; choose one with --model NAME"
+        )
+    return scorers[0]
 
 
 def when(value: str | None, what: str) -> float | None:

@@ -18,9 +18,13 @@ from entropy_sentinel.cli._io import (
 )
 from entropy_sentinel.cli.app import console
 from entropy_sentinel.errors import ConfigError
+from entropy_sentinel.model_names import fitted_model, models_named
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
     from entropy_sentinel.estimator.slices import SliceAccuracy
+    from entropy_sentinel.traces.batch import TraceBatch
 
 __all__ = ["estimate", "slice_table"]
 
@@ -96,6 +100,13 @@ def estimate(
     master: Annotated[
         str | None, typer.Option(help="Spark master URL, e.g. local[2] (engine spark).")
     ] = None,
+    allow_other_model: Annotated[
+        bool,
+        typer.Option(
+            help="Estimate traces that name another model than the one the estimator was "
+            "fitted for (refused by default: entropy scales differ between models)."
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Estimate accuracy per slice with intervals, ranked worst first.
@@ -103,7 +114,9 @@ def estimate(
     Reads the input batch by batch (memory does not grow with its size). Labels in
     the traces, where present, add the true accuracy, the error and a label-corrected
     (prediction-powered) estimate. Traces the estimator cannot score (another top-k,
-    precomputed entropies) are rejected and listed, like unreadable records.
+    precomputed entropies) are rejected and listed, like unreadable records. Traces that
+    name another model than the one the estimator was fitted for (the `model` of their
+    records) are refused unless --allow-other-model (engine local).
     """
     from entropy_sentinel.estimator.artifact import load_estimator
     from entropy_sentinel.streaming import estimate_stream
@@ -122,12 +135,24 @@ def estimate(
     if engine == "spark":
         from entropy_sentinel.spark.cli import spark_estimate
 
+        if fitted_model(estimator.card_) is not None and not allow_other_model:
+            console.print(
+                "note: the spark engine does not check the traces' model against the "
+                f"estimator's ({fitted_model(estimator.card_)!r}); the local engine does",
+                highlight=False,
+            )
         result, summary = spark_estimate(
             input, estimator, by=slices, window=seconds, level=level, master=master
         )
     else:
+        batches = stream_traces_cli(input, quiet=quiet)
+        fitted = fitted_model(estimator.card_)
         result, summary = estimate_stream(
-            stream_traces_cli(input, quiet=quiet), estimator, slices, level, window=seconds
+            _same_model(batches, fitted, allow_other_model),
+            estimator,
+            slices,
+            level,
+            window=seconds,
         )
     report_rejections((summary.n_traces, summary.n_tokens, summary.rejected), input, rejected_path)
     check_read(summary.n_traces, len(summary.rejected), input)
@@ -139,3 +164,43 @@ def estimate(
     if plot is not None:
         result.plot(plot)
         console.print(f"wrote the plot to {plot}", highlight=False)
+
+
+def _same_model(
+    batches: Iterable[TraceBatch], fitted: str | None, allow: bool
+) -> Iterator[TraceBatch]:
+    """The batches, refused at the first trace naming another model than ``fitted`` (the
+    estimator's) unless ``allow`` (then a warning at the end names them)."""
+    others: dict[str, int] = {}
+    for batch in batches:
+        if fitted is not None:
+            for m in models_named(batch.models):
+                if m != fitted:
+                    others[m] = others.get(m, 0) + sum(1 for x in batch.models if x == m)
+            if others and not allow:
+                raise ConfigError(
+                    _other_models(others, fitted, len(batch))
+                    + (
+                        ". Use an estimator fitted on that model's traces (sentinel fit "
+                        "--model-name), or pass --allow-other-model to estimate anyway"
+                    )
+                )
+        yield batch
+    if others:
+        console.print(
+            f"[yellow]warning:[/] {_other_models(others, fitted, None)} (--allow-other-model)",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _other_models(others: dict[str, int], fitted: str | None, of: int | None) -> str:
+    n = sum(others.values())
+    names = sorted(others)
+    shown = ", ".join(repr(m) for m in names[:5]) + (" ..." if len(names) > 5 else "")
+    among = f" of {of}" if of is not None else ""
+    return (
+        f"{n}{among} traces name the model {shown}, but the estimator was fitted on the "
+        f"traces of {fitted!r}: entropy scales differ between models, so its estimates for "
+        "them would be wrong"
+    )

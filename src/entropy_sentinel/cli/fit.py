@@ -15,6 +15,7 @@ from entropy_sentinel.estimator.blend import parse_blend
 from entropy_sentinel.estimator.calibration import check_calibration
 from entropy_sentinel.estimator.features import FEATURE_SETS, check_feature_set
 from entropy_sentinel.estimator.grids import FAMILIES, check_family
+from entropy_sentinel.model_names import models_named, record_model
 from entropy_sentinel.steps import ENTROPY_MODES, check_mode
 
 __all__ = ["card_paths", "fit"]
@@ -69,6 +70,14 @@ def fit(
             "each (and whose training slices the card lists)."
         ),
     ] = "domain",
+    model_name: Annotated[
+        str | None,
+        typer.Option(
+            help="The generating model the traces come from, recorded in the artifact (the "
+            "service scores that model's traces with it). Default: the model the training "
+            "traces name, if they name one."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     jobs: Annotated[int, typer.Option(help="Parallel fits (-1: all cores).")] = 1,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
@@ -107,6 +116,8 @@ def fit(
         raise ConfigError(f"--output {str(output)!r} is a directory; give a file name")
     batch = read_traces_cli(input, quiet=quiet)
     report_rejections(batch, input, output.with_name(output.name + ".rejected.jsonl"))
+    trained = zip(batch.models, batch.has_label.tolist(), strict=True)
+    model_name = _model_name(model_name, models_named(m for m, lab in trained if lab))
     if preset == "auto":
         preset = presets.choose_preset(batch.subset(batch.has_label))
         why = (
@@ -127,9 +138,11 @@ def fit(
     what = estimator.classifier.family if estimator.classifier else "the classifier"
     with console.status(f"fitting {what} on {int(batch.has_label.sum())} labelled traces"):
         estimator.fit_traces(batch)
+    record_model(estimator.card_, model_name)
     estimator.save(output)
     card_md, card_png = card_paths(output)
-    card_md.write_text(card_markdown(estimator.card_, title=f"Slice estimator {output.name}"))
+    title = f"Slice estimator {output.name}" + (f" for model {model_name}" if model_name else "")
+    card_md.write_text(card_markdown(estimator.card_, title=title))
     plot_reliability(estimator.card_, card_png)
     clf = estimator.classifier_
     m, t = estimator.card_["metrics"], estimator.card_["training"]
@@ -145,4 +158,27 @@ def fit(
     )
     if t["n_unlabelled_ignored"]:
         console.print(f"  {t['n_unlabelled_ignored']} unlabelled traces not used", highlight=False)
+    console.print(
+        f"  fitted for model {model_name}"
+        if model_name
+        else "  fitted for no named model: `sentinel serve` uses it for every model, with a "
+        "warning (name it with --model-name)",
+        highlight=False,
+    )
     console.print(f"wrote {output}, {card_md} and {card_png}", highlight=False)
+
+
+def _model_name(given: str | None, named: list[str]) -> str | None:
+    """The model to record: ``given``, else the one model the traces name (None if none)."""
+    if given is not None:
+        if not given.strip():
+            raise ConfigError("--model-name is empty; give the generating model's name")
+        return given.strip()
+    if len(named) > 1:
+        shown = ", ".join(repr(m) for m in named[:5]) + (" ..." if len(named) > 5 else "")
+        raise ConfigError(
+            f"the training traces name {len(named)} models ({shown}); entropy scales differ "
+            "between models, so fit one estimator per model (filter the traces by `model`), or "
+            "give --model-name NAME to record one name anyway"
+        )
+    return named[0] if named else None

@@ -76,6 +76,9 @@ def recalibrate_cmd(
     force: Annotated[
         bool, typer.Option(help="Activate even if the held-out Brier score does not improve.")
     ] = False,
+    model: Annotated[
+        str | None, typer.Option(help="Model key; required when several models are served.")
+    ] = None,
 ) -> None:
     """Fit a recalibration of the active estimator on the stored labels; activate it and
     rescore the stored traces if it lowers the cross-validated Brier score (or --force).
@@ -83,8 +86,10 @@ def recalibrate_cmd(
     from entropy_sentinel.service.labels import recalibrate
 
     with open_storage(db) as storage:
-        before = require_scorer(storage)
-        outcome = recalibrate(storage, method=method, min_labels=min_labels, force=force)
+        before = require_scorer(storage, model)
+        outcome = recalibrate(
+            storage, model=before.model, method=method, min_labels=min_labels, force=force
+        )
     fit = outcome.fit
     console.print(
         f"{fit.spec['method']} recalibration on {fit.n_labels} labels ({fit.folds}-fold "

@@ -28,6 +28,9 @@ def prioritize(
     ] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed (same seed, same list).")] = 0,
     level: Annotated[float, typer.Option(help="Interval level.")] = 0.95,
+    model: Annotated[
+        str | None, typer.Option(help="Model key; required when several models are served.")
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -54,7 +57,7 @@ def prioritize(
     if output is not None and output.suffix not in (".csv", ".jsonl"):
         raise ConfigError(f"--output {str(output)!r}: use a .csv or .jsonl file")
     with open_storage(db) as storage:
-        scorer = require_scorer(storage)
+        scorer = require_scorer(storage, model)
         result = rank(
             storage.db,
             scorer,
@@ -66,7 +69,8 @@ def prioritize(
             level=level,
             seed=seed,
         )
-    table = Table(title=f"labelling priorities by {by} (target {result.target:.3f})")
+    of_model = f" of model {scorer.model}" if scorer.model else ""
+    table = Table(title=f"labelling priorities{of_model} by {by} (target {result.target:.3f})")
     for col in (
         "rank",
         "slice",

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from entropy_sentinel.cli._database import open_storage, require_scorer, when
+from entropy_sentinel.cli._database import open_storage, require_scorers, when
 from entropy_sentinel.cli.app import console
 
 if TYPE_CHECKING:
@@ -44,6 +44,13 @@ def report(
     check: Annotated[
         bool, typer.Option(help="Also verify the aggregates against a recount of the traces.")
     ] = False,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Model key (repeatable: one set of rows per model, on the same slices); "
+            "default: all models together, each trace scored by its own estimator."
+        ),
+    ] = None,
 ) -> None:
     """Estimated accuracy per slice and time window, from the monitoring database.
 
@@ -65,15 +72,20 @@ def report(
         min_count=min_count,
     )
     with open_storage(db) as storage:
-        scorer = require_scorer(storage)
-        result = estimate(storage.db, scorer, storage.bucket, query, now=time.time())
+        scorers = require_scorers(storage, model)
+        result = estimate(
+            storage.db, scorers, storage.bucket, query, now=time.time(), split=model is not None
+        )
         consistency = check_aggregates(storage.db) if check else None
-    console.print(_table(result.records, by, level))
-    console.print(
-        f"{len(result.records)} records; scorer {scorer.id} (model_sd {scorer.model_sd:.4f}"
-        f"{', recalibrated' if scorer.calibration else ''})",
-        highlight=False,
-    )
+    console.print(_table(result.records, by, level, split=model is not None))
+    for s in scorers:
+        console.print(
+            f"model {s.model!r}: scorer {s.id} (model_sd {s.model_sd:.4f}"
+            f"{', recalibrated' if s.calibration else ''}"
+            f"{f', fitted on the traces of {s.fitted_on!r}' if s.other_model else ''})",
+            highlight=False,
+        )
+    console.print(f"{len(result.records)} records", highlight=False)
     if output is not None:
         if output.suffix == ".json":
             output.write_text(json.dumps(result.to_dict(), indent=2))
@@ -93,23 +105,28 @@ def report(
             raise typer.Exit(1)
 
 
-def _table(records: Sequence[SliceEstimate], by: str, level: float) -> Table:
-    """Columns for references and labels only when some record has them."""
+def _table(
+    records: Sequence[SliceEstimate], by: str, level: float, *, split: bool = False
+) -> Table:
+    """Columns for models, references and labels only when some record has them."""
     has_ref = any(r.reference_interval is not None for r in records)
     has_labels = any(r.stats.n_labelled for r in records)
-    cols = ["window", "slice", "n", "est.", "interval"]
+    cols = ["window", *(["model"] if split else []), "slice", "n", "est.", "interval"]
     cols += ["ref.", "change"] if has_ref else []
     cols += ["labels", "corrected"] if has_labels else []
     table = Table(title=f"estimated accuracy by {by}, {level:.0%} intervals (UTC)")
     for col in cols:
         table.add_column(
-            col, justify="left" if col in ("window", "slice") else "right", no_wrap=col == "window"
+            col,
+            justify="left" if col in ("window", "model", "slice") else "right",
+            no_wrap=col == "window",
         )
     for r in records:
         ref = r.reference_interval
         lc = r.label_corrected
         row = [
             _when(r.window_start, r.window_end),
+            *([(r.model or "(none)") + (" *" if r.other_model else "")] if split else []),
             "all" if r.dimension == "*" else r.value,
             str(r.stats.n),
             _f(r.interval.estimate),

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from entropy_sentinel.service.settings import Settings
 
 __all__ = ["serve"]
 
@@ -19,10 +22,13 @@ def serve(
         ),
     ] = None,
     model: Annotated[
-        Path | None,
+        list[str] | None,
         typer.Option(
-            help="Estimator artifact from `sentinel fit` (required, here or in --config).",
-            dir_okay=False,
+            help="An estimator artifact from `sentinel fit`, as NAME=PATH (it scores the "
+            "traces of model NAME) or PATH (the model the artifact records, or every model "
+            "if it records none); repeat it for several models. Required, here or in "
+            "--config ([models.NAME] tables).",
+            metavar="[NAME=]PATH",
         ),
     ] = None,
     upstream: Annotated[
@@ -47,24 +53,36 @@ def serve(
     ] = None,
     log_format: Annotated[str | None, typer.Option(help="json (default) or text.")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+    otel_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="OTLP/HTTP traces endpoint to export one span per scored trace to, with its "
+            "P(correct) (e.g. Phoenix: http://127.0.0.1:6006/v1/traces; needs the otel extra)."
+        ),
+    ] = None,
 ) -> None:
     """Serve the monitoring API until SIGTERM/SIGINT (then flush and exit).
 
-    API keys come from SENTINEL_INGEST_KEYS / SENTINEL_READ_KEYS (comma-separated) or
-    the `keys` tables of --config; without keys only loopback clients are served.
+    API keys come from SENTINEL_INGEST_KEYS / SENTINEL_READ_KEYS / SENTINEL_TEXT_KEYS
+    (comma-separated) or the `keys` tables of --config; without keys only loopback
+    clients are served. SIGHUP re-reads --config and serves its models at once.
     """
     from entropy_sentinel.service.server import run
-    from entropy_sentinel.service.settings import load_settings
+    from entropy_sentinel.service.settings import ModelSpec, load_settings
 
-    settings = load_settings(
-        config,
-        db_url=db,
-        model_path=model,
-        upstream=upstream,
-        host=host,
-        port=port,
-        workers=workers,
-        log_format=log_format,
-        log_level=log_level,
-    )
-    run(settings)
+    overrides: dict[str, Any] = {
+        "db_url": db,
+        "upstream": upstream,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "log_format": log_format,
+        "log_level": log_level,
+        "otel_endpoint": otel_endpoint,
+    }
+    specs = tuple(ModelSpec.parse(m) for m in model or ())
+
+    def settings() -> Settings:
+        return load_settings(config, models=specs, **overrides)
+
+    run(settings(), reloader=settings)

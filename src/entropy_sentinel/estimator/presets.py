@@ -5,7 +5,7 @@ Each preset is a `SentinelEstimator` around a per-response `CorrectnessEstimator
 ====================  =========================================================================
 ``sentinel``          the classifier family chosen by cross-validated AUROC among L1 logistic
                       regression, random forest and gradient boosting (`grids.AUTO_FAMILIES`),
-                      isotonic-calibrated, balanced, on the 10-D profile; for responses of
+                      isotonic-calibrated, balanced, on the 11-D profile; for responses of
                       slices unseen in training blended with ATC on max entropy and isotonic
                       average confidence of ``nll_avg`` (needs logprobs); a calibration
                       offset per training slice value; transfer error in the intervals
@@ -46,11 +46,21 @@ _PAPER: dict[str, Any] = {
 }
 PRESETS: dict[str, dict[str, Any]] = {
     "sentinel": {
-        "classifier": {**_PAPER, "family": "auto", "blend": ("atc:max_entropy", "ac:nll_avg")},
+        "classifier": {
+            **_PAPER,
+            "family": "auto",
+            "features": "profile",
+            "blend": ("atc:max_entropy", "ac:nll_avg"),
+        },
         "estimator": {"calibrate": True, "transfer": "sentinel"},
     },
     "sentinel-entropy": {
-        "classifier": {**_PAPER, "family": "auto", "blend": ("atc:max_entropy",)},
+        "classifier": {
+            **_PAPER,
+            "family": "auto",
+            "features": "profile",
+            "blend": ("atc:max_entropy",),
+        },
         "estimator": {"calibrate": True, "transfer": "sentinel-entropy"},
     },
     "paper": {

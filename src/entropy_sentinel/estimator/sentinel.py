@@ -35,7 +35,7 @@ same numbers and finish them with the same function.
 >>> clf = es.CorrectnessEstimator(family="lr", random_state=0)
 >>> est = SentinelEstimator(clf, transfer=None).fit_traces(batch)
 >>> res = est.estimate(batch, by="domain")
->>> [(r.key, r.n, r.shift_word) for r in res]
+>>> sorted((r.key, r.n, r.shift_word) for r in res)
 [(('a',), 120, 'seen in training'), (('b',), 120, 'seen in training')]
 """
 

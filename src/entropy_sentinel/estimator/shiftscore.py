@@ -56,11 +56,13 @@ _MIN_EIGEN = 1e-6
 nearly collinear columns does not blow their noise up."""
 
 SHIFT_WORDS: tuple[tuple[float, str], ...] = (
-    (0.6, "like the training data"),
-    (0.75, "somewhat unlike the training data"),
+    (0.6, "new, looks like training"),
+    (0.75, "new, somewhat unlike training"),
     (1.01, "unlike the training data: label some"),
 )
-"""Plain words for a shift score: the first whose bound exceeds the score."""
+"""Plain words for the shift score of responses whose slice value the training data did
+not have: the first whose bound exceeds the score. (A slice whose every response had
+calibration in training is "seen in training", `entropy_sentinel.estimator.slices`.)"""
 
 
 class ShiftReference(BaseEstimator):  # type: ignore[misc]

@@ -1,7 +1,8 @@
 """`AlertEngine`: evaluates the alert rules, keeps one alert per episode, delivers webhooks.
 
 Every ``evaluate_every`` seconds the service calls `AlertEngine.evaluate`: for each
-rule and each value of its slice dimension, the current window (the last ``window``
+model (each judged on its own estimator's numbers), each rule and each value of its
+slice dimension, the current window (the last ``window``
 seconds, bucket-aligned, the current bucket included) and, for ``drop`` rules, the
 reference window before it are summed from the aggregates and judged
 (`entropy_sentinel.service.alert_rules.judge`).
@@ -10,8 +11,8 @@ Episodes: a slice that starts breaking a rule opens an alert (stored in ``alerts
 logged at WARNING, counted in ``sentinel_alerts_raised_total``); while it keeps
 breaking the rule nothing new is raised (only the alert's latest evidence is
 updated); when the rule holds again the alert is resolved (logged at INFO). A
-partial unique index allows one open alert per (rule, dimension, value) across all
-instances, so two instances evaluating at once open it once.
+partial unique index allows one open alert per (rule, model, dimension, value) across
+all instances, so two instances evaluating at once open it once.
 
 Webhooks: each opened (and each resolved) alert is POSTed as JSON to ``webhook_url``
 until the receiver answers 2xx, retried on every evaluation up to
@@ -19,7 +20,7 @@ until the receiver answers 2xx, retried on every evaluation up to
 attempt counter, so instances do not deliver the same event twice at once. The
 payload (``status`` is ``"firing"`` or ``"resolved"``)::
 
-    {"status": "firing", "alert_id": 3, "rule": "low-accuracy",
+    {"status": "firing", "alert_id": 3, "rule": "low-accuracy", "model": "gpt-4o",
      "description": "low-accuracy: domain estimate < 0.7 over 1h (n >= 30)",
      "slice": {"domain": "chemistry"}, "opened_at": "...", "resolved_at": null,
      "evidence": {"n": 212, "estimate": 0.61, "lower": 0.55, "upper": 0.67, ...},
@@ -31,7 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,7 @@ from entropy_sentinel.aggregate import SliceStats
 from entropy_sentinel.service.alert_rules import AlertRule, judge
 from entropy_sentinel.service.estimates import slice_stats
 from entropy_sentinel.service.metrics import Metrics
+from entropy_sentinel.service.records import ScorerInfo
 from entropy_sentinel.service.storage.db import Database
 from entropy_sentinel.service.storage.store import Storage, dumps
 from entropy_sentinel.service.storage.tables import ALL, alerts
@@ -65,6 +67,7 @@ class AlertEvent:
     dimension: str
     value: str
     evidence: dict[str, Any]
+    model: str = ""
 
 
 class AlertEngine:
@@ -90,60 +93,77 @@ class AlertEngine:
 
     # ------------------------------------------------------------- evaluation
     def evaluate(self, now: float | None = None) -> list[AlertEvent]:
-        """Judge every rule now; open and resolve alerts; return what changed."""
-        scorer = self.storage.active_scorer()
-        if scorer is None or not self.rules:
+        """Judge every rule for every model now; open and resolve alerts; return what
+        changed."""
+        scorers = self.storage.active_scorers()
+        if not scorers or not self.rules:
             return []
         t = self.clock() if now is None else now
         end = bucket_of(t, self.storage.bucket) + self.storage.bucket
         open_now = self._open_alerts()
         events: list[AlertEvent] = []
-        for rule in self.rules.values():
-            current = self._stats(scorer.id, rule.dimension, end - rule.window, end)
-            reference: dict[str, SliceStats] = {}
-            if rule.kind == "drop" and rule.reference:
-                start = end - rule.window
-                reference = self._stats(scorer.id, rule.dimension, start - rule.reference, start)
-            values = set(current) | {v for (r, _, v) in open_now if r == rule.name}
-            for value in sorted(values):
-                verdict = judge(
-                    rule,
-                    current.get(value, SliceStats()),
-                    reference.get(value),
-                    model_sd=scorer.model_sd,
-                )
-                evidence = {
-                    **verdict.evidence,
-                    "window_start": format_instant(end - rule.window),
-                    "window_end": format_instant(end),
-                    "scorer_id": scorer.id,
-                }
-                key = (rule.name, rule.dimension, value)
-                if verdict.firing and key not in open_now:
-                    event = self._open(rule, value, evidence, t)
-                    if event is not None:
-                        events.append(event)
-                elif verdict.firing and key in open_now:
-                    self._touch(open_now[key], evidence)
-                elif verdict.firing is False and key in open_now:
-                    events.append(self._resolve(open_now[key], rule, value, evidence, t))
+        for scorer in scorers:
+            for rule in self.rules.values():
+                events += self._judge(scorer, rule, end, t, open_now)
         self.metrics.alerts_open.set(len(self._open_alerts()))
+        return events
+
+    def _judge(
+        self,
+        scorer: ScorerInfo,
+        rule: AlertRule,
+        end: int,
+        t: float,
+        open_now: dict[tuple[str, str, str, str], int],
+    ) -> list[AlertEvent]:
+        model = scorer.model
+        current = self._stats(scorer.id, rule.dimension, end - rule.window, end)
+        reference: dict[str, SliceStats] = {}
+        if rule.kind == "drop" and rule.reference:
+            start = end - rule.window
+            reference = self._stats(scorer.id, rule.dimension, start - rule.reference, start)
+        values = set(current) | {v for (r, m, _, v) in open_now if r == rule.name and m == model}
+        events: list[AlertEvent] = []
+        for value in sorted(values):
+            verdict = judge(
+                rule,
+                current.get(value, SliceStats()),
+                reference.get(value),
+                model_sd=scorer.model_sd,
+            )
+            evidence = {
+                **verdict.evidence,
+                "window_start": format_instant(end - rule.window),
+                "window_end": format_instant(end),
+                "scorer_id": scorer.id,
+                "model": model,
+                "other_model": scorer.other_model,
+            }
+            key = (rule.name, model, rule.dimension, value)
+            if verdict.firing and key not in open_now:
+                event = self._open(rule, model, value, evidence, t)
+                if event is not None:
+                    events.append(event)
+            elif verdict.firing and key in open_now:
+                self._touch(open_now[key], evidence)
+            elif verdict.firing is False and key in open_now:
+                events.append(self._resolve(open_now[key], rule, model, value, evidence, t))
         return events
 
     def _stats(self, scorer_id: int, dimension: str, start: int, end: int) -> dict[str, SliceStats]:
         return slice_stats(self.db, scorer_id, dimension, start, end)
 
-    def _open_alerts(self) -> dict[tuple[str, str, str], int]:
+    def _open_alerts(self) -> dict[tuple[str, str, str, str], int]:
         with self.db.read.connect() as conn:
             rows = conn.execute(
-                sa.select(alerts.c.id, alerts.c.rule, alerts.c.dimension, alerts.c.value).where(
-                    alerts.c.resolved_at.is_(None)
-                )
+                sa.select(
+                    alerts.c.id, alerts.c.rule, alerts.c.model, alerts.c.dimension, alerts.c.value
+                ).where(alerts.c.resolved_at.is_(None))
             ).all()
-        return {(r.rule, r.dimension, r.value): int(r.id) for r in rows}
+        return {(r.rule, r.model, r.dimension, r.value): int(r.id) for r in rows}
 
     def _open(
-        self, rule: AlertRule, value: str, evidence: dict[str, Any], t: float
+        self, rule: AlertRule, model: str, value: str, evidence: dict[str, Any], t: float
     ) -> AlertEvent | None:
         insert = (sqlite.insert if self.db.dialect == "sqlite" else postgresql.insert)(alerts)
         text = dumps(evidence)
@@ -151,6 +171,7 @@ class AlertEngine:
             row = conn.execute(
                 insert.values(
                     rule=rule.name,
+                    model=model,
                     dimension=rule.dimension,
                     value=value,
                     opened_at=t,
@@ -164,17 +185,19 @@ class AlertEngine:
             return None  # another instance opened this episode a moment ago
         self.metrics.alerts_raised.labels(rule.name).inc()
         log.warning(
-            "alert opened: %s for %s",
+            "alert opened: %s for %s%s",
             rule.describe(),
             _slice_text(rule.dimension, value),
+            _model_text(model),
             extra={
                 "alert_id": int(row.id),
                 "rule": rule.name,
+                "model": model,
                 "slice": _slice(rule.dimension, value),
                 "evidence": evidence,
             },
         )
-        return AlertEvent("opened", int(row.id), rule.name, rule.dimension, value, evidence)
+        return AlertEvent("opened", int(row.id), rule.name, rule.dimension, value, evidence, model)
 
     def _touch(self, alert_id: int, evidence: dict[str, Any]) -> None:
         with self.db.write.begin() as conn:
@@ -185,7 +208,13 @@ class AlertEngine:
             )
 
     def _resolve(
-        self, alert_id: int, rule: AlertRule, value: str, evidence: dict[str, Any], t: float
+        self,
+        alert_id: int,
+        rule: AlertRule,
+        model: str,
+        value: str,
+        evidence: dict[str, Any],
+        t: float,
     ) -> AlertEvent:
         with self.db.write.begin() as conn:
             conn.execute(
@@ -194,17 +223,19 @@ class AlertEngine:
                 .values(resolved_at=t, last_evidence=dumps(evidence))
             )
         log.info(
-            "alert resolved: %s for %s",
+            "alert resolved: %s for %s%s",
             rule.name,
             _slice_text(rule.dimension, value),
+            _model_text(model),
             extra={
                 "alert_id": alert_id,
                 "rule": rule.name,
+                "model": model,
                 "slice": _slice(rule.dimension, value),
                 "evidence": evidence,
             },
         )
-        return AlertEvent("resolved", alert_id, rule.name, rule.dimension, value, evidence)
+        return AlertEvent("resolved", alert_id, rule.name, rule.dimension, value, evidence, model)
 
     # ----------------------------------------------------------------- webhook
     async def deliver(self, client: httpx.AsyncClient | None = None) -> int:
@@ -291,7 +322,7 @@ def alert_payload(row: Any, rule: AlertRule | None, status: str) -> dict[str, An
     """The webhook JSON of one alert row (see the module docstring)."""
     evidence = json.loads(row.evidence if status == "firing" else row.last_evidence)
     description = rule.describe() if rule is not None else row.rule
-    where = _slice_text(row.dimension, row.value)
+    where = _slice_text(row.dimension, row.value) + _model_text(row.model)
     est = evidence.get("estimate")
     text = f"entropy-sentinel: {row.rule} {status} for {where}"
     if est is not None:
@@ -303,6 +334,7 @@ def alert_payload(row: Any, rule: AlertRule | None, status: str) -> dict[str, An
         "status": status,
         "alert_id": int(row.id),
         "rule": row.rule,
+        "model": row.model,
         "description": description,
         "slice": _slice(row.dimension, row.value),
         "opened_at": format_instant(row.opened_at),
@@ -312,9 +344,18 @@ def alert_payload(row: Any, rule: AlertRule | None, status: str) -> dict[str, An
     }
 
 
-def list_alerts(db: Database, *, status: str = "all", limit: int = 100) -> list[dict[str, Any]]:
-    """Alerts, newest first: ``status`` is ``open``, ``resolved`` or ``all``."""
+def list_alerts(
+    db: Database,
+    *,
+    status: str = "all",
+    limit: int = 100,
+    models: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Alerts, newest first: ``status`` is ``open``, ``resolved`` or ``all``; ``models``
+    keeps those of these model keys (default: every model)."""
     query = sa.select(alerts).order_by(alerts.c.opened_at.desc(), alerts.c.id.desc()).limit(limit)
+    if models is not None:
+        query = query.where(alerts.c.model.in_(list(models)))
     if status == "open":
         query = query.where(alerts.c.resolved_at.is_(None))
     elif status == "resolved":
@@ -325,6 +366,7 @@ def list_alerts(db: Database, *, status: str = "all", limit: int = 100) -> list[
         {
             "id": int(r.id),
             "rule": r.rule,
+            "model": r.model,
             "slice": _slice(r.dimension, r.value),
             "status": "open" if r.resolved_at is None else "resolved",
             "opened_at": format_instant(r.opened_at),
@@ -344,3 +386,7 @@ def _slice(dimension: str, value: str) -> dict[str, str]:
 
 def _slice_text(dimension: str, value: str) -> str:
     return "all traffic" if dimension == ALL else f"{dimension}={value}"
+
+
+def _model_text(model: str) -> str:
+    return f" of model {model}" if model else ""

@@ -23,13 +23,16 @@ __all__ = [
     "LabelIn",
     "LabelsIn",
     "LabelsOut",
+    "ModelEntryOut",
     "ModelOut",
+    "ModelsOut",
     "PrioritiesOut",
     "RecalibrateIn",
     "RecalibrateOut",
     "ReferenceOut",
     "SlicePriorityOut",
     "SlicesOut",
+    "TraceOut",
 ]
 
 
@@ -37,7 +40,11 @@ class IngestTrace(BaseModel):
     index: int = Field(description="Position of the record in the request (0-based).")
     id: str = Field(description="Trace id (generated when the record had none).")
     status: str = Field(description="`stored` (new) or `duplicate` (id already stored).")
-    p_correct: float | None = Field(description="P(correct) for stored traces.")
+    p_correct: float | None = Field(
+        description="P(correct) for stored traces; null while the trace waits for an "
+        "estimator of its model."
+    )
+    model: str = Field(description="The model key the trace is stored under.")
 
 
 class IngestRejection(BaseModel):
@@ -51,6 +58,7 @@ class IngestOut(BaseModel):
     records: int
     accepted: int
     duplicates: int
+    waiting: int = Field(description="Stored without P(correct): no estimator for the model.")
     rejected: int
     traces: list[IngestTrace]
     rejections: list[IngestRejection]
@@ -68,6 +76,11 @@ class ReferenceOut(IntervalOut):
 
 class EstimateRecord(BaseModel):
     slice: dict[str, str] = Field(description="{} for all traffic.")
+    model: str | None = Field(description="The model, when models were asked for; null: all.")
+    other_model: bool = Field(
+        description="Some traces were scored by an estimator fitted on another model's "
+        "traces (or on traces naming no model)."
+    )
     window_start: str
     window_end: str
     n: int
@@ -82,6 +95,14 @@ class EstimateRecord(BaseModel):
     change_z: float | None = Field(description="The change in sampling standard errors.")
 
 
+class ScorerOut(BaseModel):
+    model: str
+    scorer_id: int
+    model_sd: float
+    fitted_on: str | None = Field(description="The model its training traces named.")
+    other_model: bool
+
+
 class EstimatesOut(BaseModel):
     by: str
     window: str | None
@@ -89,8 +110,10 @@ class EstimatesOut(BaseModel):
     until: str
     reference: str | None
     level: float
-    model_sd: float
-    scorer_id: int
+    model_sd: float | None = Field(description="The estimator's error, when one model is read.")
+    scorer_id: int | None
+    models: list[ScorerOut] = Field(description="The estimators whose numbers are in it.")
+    no_estimator: list[str] = Field(description="Models asked for that have no estimator.")
     records: list[EstimateRecord]
 
 
@@ -103,6 +126,9 @@ class SlicesOut(BaseModel):
 
 
 class ModelOut(BaseModel):
+    model: str
+    fitted_on: str | None
+    other_model: bool
     scorer_id: int
     estimator_sha256: str
     entropy_mode: str
@@ -117,6 +143,7 @@ class ModelOut(BaseModel):
 class AlertOut(BaseModel):
     id: int
     rule: str
+    model: str
     slice: dict[str, str]
     status: str
     opened_at: str
@@ -158,6 +185,11 @@ class LabelRequestOut(BaseModel):
     p_correct: float
     slice: dict[str, str]
     meta: dict[str, Any]
+    model: str
+    prompt: Any = Field(
+        default=None, description="Stored prompt (text or chat messages): `text` scope only."
+    )
+    answer: str | None = Field(default=None, description="Stored answer: `text` scope only.")
 
 
 class PrioritiesOut(BaseModel):
@@ -192,12 +224,16 @@ class LabelsOut(BaseModel):
 
 
 class RecalibrateIn(BaseModel):
+    model: str | None = Field(
+        default=None, max_length=256, description="Model; required when several are served."
+    )
     method: str = Field(default="isotonic", description="`isotonic` or `sigmoid`.")
     min_labels: int = Field(default=50, ge=2)
     force: bool = Field(default=False, description="Activate even if it does not help.")
 
 
 class RecalibrateOut(BaseModel):
+    model: str
     method: str
     n_labels: int
     brier_before: float
@@ -219,3 +255,59 @@ class Health(BaseModel):
     rescore_pending: int
     scorer_id: int | None
     problems: list[str]
+
+
+class EstimatorOut(BaseModel):
+    scorer_id: int
+    estimator_sha256: str
+    fitted_on: str | None
+    other_model: bool
+    family: str | None
+    entropy_mode: str
+    model_sd: float
+    cv_auroc: float | None
+    recalibrated: bool
+
+
+class TraceCountsOut(BaseModel):
+    scored: int
+    waiting: int = Field(description="Stored unscored until an estimator is registered.")
+    refused: int = Field(description="Waiting, refused by the registered estimator.")
+    expired: int = Field(description="Kept unscored: their steps passed the retention limit.")
+
+
+class ModelEntryOut(BaseModel):
+    name: str = Field(description="The model key (`''`: traces that named no model).")
+    aliases: list[str]
+    serving: bool = Field(description="New traces of it are scored on arrival.")
+    estimator: EstimatorOut | None
+    traces: TraceCountsOut
+
+
+class ModelsOut(BaseModel):
+    default_model: str = Field(description="The key of traces that name no model.")
+    serves_every_model: bool = Field(
+        description="An estimator without a model name scores models without their own."
+    )
+    models: list[ModelEntryOut]
+
+
+class TraceOut(BaseModel):
+    id: str
+    model: str
+    status: str = Field(description="`scored`, `waiting`, `refused` or `expired`.")
+    refused_reason: str | None
+    timestamp: str
+    received_at: str
+    slice: dict[str, str]
+    n_tokens: int
+    k: int
+    p_correct: float | None
+    p_raw: float | None
+    scorer_id: int | None
+    label: float | None
+    label_source: str | None
+    meta: dict[str, Any]
+    text: str = Field(description="`stored`, `none`, or `hidden` (the key lacks `text`).")
+    prompt: Any
+    answer: str | None

@@ -1,13 +1,17 @@
 """`create_app`: the FastAPI application of the monitoring service.
 
-Lifespan: at start, the database is opened and migrated, the model loaded and
-registered, the writer thread started (`ServiceState.build`), and a maintenance task
-runs every ``evaluate_every`` seconds: rescoring traces left by an older model or
-calibration, evaluating alert rules, delivering webhooks, refreshing the per-slice
-gauges (with ``--workers N``, in one worker only: `entropy_sentinel.service.duties`).
-At shutdown (SIGTERM/SIGINT: uvicorn first stops accepting connections and lets
-in-flight requests finish), the task is cancelled and every queued trace is
-written before the database is closed.
+Lifespan: at start, the database is opened and migrated, the estimators loaded and
+registered per model, the writer thread started (`ServiceState.build`), and a
+maintenance task runs every ``evaluate_every`` seconds: rescoring traces left by an
+older estimator or calibration and scoring traces that waited for an estimator of
+their model, applying the retention limits (waiting steps, stored text), evaluating
+alert rules, delivering webhooks, refreshing the per-slice and per-model gauges (with
+``--workers N``, in one worker only: `entropy_sentinel.service.duties`).
+SIGHUP (in the main thread) re-reads the settings file and serves its models at once
+(`ServiceState.reload`): a model added there is scored without a restart. At shutdown
+(SIGTERM/SIGINT: uvicorn first stops accepting connections and lets in-flight requests
+finish), the task is cancelled and every queued trace is written before the database
+is closed.
 
 Errors map to HTTP statuses in one place (`_ERRORS`); bodies are ``{"detail": ...}``.
 """
@@ -16,9 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import os
+import signal
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -84,10 +90,21 @@ def create_app(settings: Settings, *, state: ServiceState | None = None) -> Fast
             state = await run_in_threadpool(ServiceState.build, settings, m)
         app.state.service = state
         _announce(state)
-        task = asyncio.create_task(_maintain(state), name="sentinel-maintenance")
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+
+        def wake_up() -> None:
+            loop.call_soon_threadsafe(wake.set)
+
+        state.wake = wake_up
+        hup = _on_sighup(loop, state)
+        task = asyncio.create_task(_maintain(state, wake), name="sentinel-maintenance")
         try:
             yield
         finally:
+            if hup:
+                loop.remove_signal_handler(signal.SIGHUP)
+            state.wake = None
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -140,20 +157,35 @@ def _install_errors(app: FastAPI) -> None:
         app.add_exception_handler(cls, handle)
 
 
+def _on_sighup(loop: asyncio.AbstractEventLoop, state: ServiceState) -> bool:
+    """Reload on SIGHUP; False where signals cannot be handled (not the main thread)."""
+    sighup = getattr(signal, "SIGHUP", None)
+    if sighup is None:
+        return False
+    try:
+        loop.add_signal_handler(sighup, state.request_reload)
+    except (NotImplementedError, RuntimeError, ValueError):
+        return False
+    return True
+
+
 def _announce(state: ServiceState) -> None:
     s = state.settings
-    scorer = state.scorer.refresh()
+    served = [m.name for m in state.models.served()]
     log.info(
-        "entropy-sentinel %s serving: database %r, model %s (scorer %d), %d s buckets, "
-        "%d alert rules, webhook %s",
+        "entropy-sentinel %s serving: database %r, models %s%s, %d s buckets, "
+        "%d alert rules, webhook %s, text %s",
         __version__,
         state.db,
-        s.model_path,
-        scorer.id,
+        served,
+        " and an unnamed estimator for every other model"
+        if state.models.serves_every_model
+        else "",
         s.bucket,
         len(s.alert_rules),
         "configured" if s.webhook_url else "off",
-        extra={"db": repr(state.db), "scorer_id": scorer.id, "host": s.host, "port": s.port},
+        "stored" if s.store_text else "not stored",
+        extra={"db": repr(state.db), "models": served, "host": s.host, "port": s.port},
     )
     if s.loopback_only:
         log.warning(
@@ -168,7 +200,7 @@ def _announce(state: ServiceState) -> None:
             )
 
 
-async def _maintain(state: ServiceState) -> None:
+async def _maintain(state: ServiceState, wake: asyncio.Event) -> None:
     duties = Duties(os.environ.get(DUTY_LOCK_ENV))  # one worker of several runs them
     try:
         while True:
@@ -179,36 +211,66 @@ async def _maintain(state: ServiceState) -> None:
                 raise
             except Exception:  # the loop must survive a bad cycle; the next one retries
                 log.exception("maintenance cycle failed")
-            await asyncio.sleep(state.settings.evaluate_every)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), state.settings.evaluate_every)
+            wake.clear()
     finally:
         duties.release()
 
 
 async def maintain_once(state: ServiceState) -> None:
     """One maintenance cycle (see the module docstring)."""
-    moved = await run_in_threadpool(state.scorer.rescore_pending, limit=2000, max_chunks=5)
+    if state.reload_requested:
+        state.reload_requested = False
+        await run_in_threadpool(state.reload)
+    moved = await run_in_threadpool(state.models.rescore_pending, limit=2000, max_chunks=5)
     if moved:
-        log.info("rescored %d traces with the active model", moved)
-    state.rescore_pending = await run_in_threadpool(state.scorer.pending)
+        log.info("rescored %d traces with their models' active estimators", moved)
+    state.rescore_pending = await run_in_threadpool(state.models.pending)
     state.metrics.rescore_pending.set(state.rescore_pending)
+    await run_in_threadpool(_retention, state)
     await run_in_threadpool(state.alerts.evaluate)
     await state.alerts.deliver()
     await run_in_threadpool(_refresh_gauges, state)
 
 
+def _retention(state: ServiceState) -> None:
+    s, now = state.settings, time.time()
+    dropped = state.storage.expire_waiting(
+        max_traces=s.waiting_max_traces, max_age=s.waiting_max_age, now=now
+    )
+    if dropped:
+        state.metrics.waiting_expired.inc(dropped)
+        log.warning(
+            "retention: dropped the steps of %d waiting traces (waiting_max_traces=%d, "
+            "waiting_max_age=%d s); they stay stored unscored",
+            dropped,
+            s.waiting_max_traces,
+            s.waiting_max_age,
+        )
+    deleted = state.storage.expire_texts(
+        max_traces=s.text_max_traces, max_age=s.text_max_age, now=now
+    )
+    if deleted:
+        state.metrics.texts_expired.inc(deleted)
+        log.info("retention: deleted %d stored texts", deleted)
+
+
 def _refresh_gauges(state: ServiceState) -> None:
     s = state.settings
-    scorer = state.storage.active_scorer()
-    if scorer is None:
-        return
     end = bucket_of(time.time(), s.bucket) + s.bucket
     start = end - s.metrics_window
-    rows: list[tuple[str, str, int, float, float, float]] = []
-    dims = slice_values(state.db, scorer.id, start, end)
-    for dim in dims:
-        for value, stats in slice_stats(state.db, scorer.id, dim, start, end).items():
-            iv = stats.interval(s.level, scorer.model_sd)
-            if stats.n and math.isfinite(iv.estimate):
-                rows.append((dim, value, stats.n, iv.estimate, iv.lower, iv.upper))
-    rows.sort(key=lambda r: (-r[2], r[0], r[1]))
+    rows: list[tuple[str, str, str, int, float, float, float]] = []
+    for scorer in state.storage.active_scorers():
+        dims = slice_values(state.db, scorer.id, start, end)
+        for dim in dims:
+            for value, stats in slice_stats(state.db, scorer.id, dim, start, end).items():
+                iv = stats.interval(s.level, scorer.model_sd)
+                if stats.n and math.isfinite(iv.estimate):
+                    rows.append(
+                        (scorer.model, dim, value, stats.n, iv.estimate, iv.lower, iv.upper)
+                    )
+    rows.sort(key=lambda r: (-r[3], r[0], r[1], r[2]))
     state.metrics.set_slices(rows[: s.metrics_max_slices])
+    counts = {name: dataclasses.asdict(c) for name, c in state.storage.model_counts().items()}
+    state.metrics.set_models(counts, s.metrics_max_slices)

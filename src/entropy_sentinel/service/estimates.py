@@ -6,6 +6,14 @@ own error ``model_sd`` in quadrature, `SliceStats.interval`), the reference wind
 estimate and the change against it, and, when some traces of the slice are labelled,
 the label-corrected (prediction-powered) estimate with its interval.
 
+Models: each model's traces are counted by its own scorer. Given several scorers,
+`estimate` either sums them (all models, each trace scored by its own estimator; the
+estimator error ``model_sd`` of a record is then the trace-weighted mean of the
+models' ``model_sd``, i.e. their errors taken as fully correlated) or, with
+``split=True``, answers each model on the same slices and windows (records carry their
+``model``). A record is marked ``other_model`` when some of its traces were scored by
+an estimator fitted on another model's traces (`ScorerInfo.other_model`).
+
 Windows are ``window`` seconds long and aligned to the epoch (a ``1d`` window starts
 at 00:00 UTC); without ``window`` one window spans ``since .. until``. The reference
 of a window starting at ``t`` is ``[t - reference, t)``. Every figure is a sum of
@@ -19,6 +27,7 @@ of their slice (what `sentinel prioritize` draws); labels chosen some other way 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,6 +108,8 @@ class SliceEstimate:
     reference: SliceStats | None
     reference_interval: Interval | None
     label_corrected: Interval | None
+    model: str | None = None
+    other_model: bool = False
 
     @property
     def change(self) -> float:
@@ -119,6 +130,8 @@ class SliceEstimate:
         """JSON-ready record (NaN becomes None)."""
         out: dict[str, Any] = {
             "slice": {} if self.dimension == ALL else {self.dimension: self.value},
+            "model": self.model,
+            "other_model": self.other_model,
             "window_start": format_instant(self.window_start),
             "window_end": format_instant(self.window_end),
             "n": self.stats.n,
@@ -141,16 +154,22 @@ class SliceEstimate:
 
 @dataclass(frozen=True)
 class EstimateResult:
-    """Records of one query, worst estimate first within each window."""
+    """Records of one query, worst estimate first within each window (and model)."""
 
     query: EstimateQuery
-    scorer: ScorerInfo
+    scorers: tuple[ScorerInfo, ...]
     start: float
     end: float
     records: tuple[SliceEstimate, ...]
 
+    @property
+    def scorer(self) -> ScorerInfo | None:
+        """The scorer when the result covers one model, else None."""
+        return self.scorers[0] if len(self.scorers) == 1 else None
+
     def to_dict(self) -> dict[str, Any]:
         q = self.query
+        one = self.scorer
         return {
             "by": q.by,
             "window": None if q.window is None else format_duration(q.window),
@@ -158,8 +177,18 @@ class EstimateResult:
             "until": format_instant(self.end),
             "reference": format_duration(q.reference) if q.reference else None,
             "level": q.level,
-            "model_sd": self.scorer.model_sd,
-            "scorer_id": self.scorer.id,
+            "model_sd": None if one is None else one.model_sd,
+            "scorer_id": None if one is None else one.id,
+            "models": [
+                {
+                    "model": s.model,
+                    "scorer_id": s.id,
+                    "model_sd": s.model_sd,
+                    "fitted_on": s.fitted_on,
+                    "other_model": s.other_model,
+                }
+                for s in self.scorers
+            ],
             "records": [r.to_dict() for r in self.records],
         }
 
@@ -169,6 +198,8 @@ class EstimateResult:
         for r in self.records:
             rows.append(
                 {
+                    "model": r.model,
+                    "other_model": r.other_model,
                     "dimension": r.dimension,
                     "value": r.value,
                     "window_start": format_instant(r.window_start),
@@ -200,25 +231,89 @@ class EstimateResult:
 
 
 def estimate(
-    db: Database, scorer: ScorerInfo, bucket: int, query: EstimateQuery, *, now: float
+    db: Database,
+    scorers: ScorerInfo | Sequence[ScorerInfo],
+    bucket: int,
+    query: EstimateQuery,
+    *,
+    now: float,
+    split: bool = False,
 ) -> EstimateResult:
-    """Answer ``query`` from the aggregates of ``scorer`` (see the module docstring)."""
+    """Answer ``query`` from the aggregates of ``scorers`` (see the module docstring):
+    summed over them, or per scorer (model) with ``split``."""
     query.check(bucket)
+    group = (scorers,) if isinstance(scorers, ScorerInfo) else tuple(scorers)
+    ids = [s.id for s in group]
     until = now if query.until is None else query.until
     end = _ceil(until, bucket)
     since = query.since
     if since is None:
-        first = _first_bucket(db, scorer.id, query.by)
+        first = _first_bucket(db, ids, query.by)
         since = float(first) if first is not None else float(end - (query.window or bucket))
     start = _floor(since, bucket)
     if query.window:
         start, end = _floor(start, query.window), _ceil(end, query.window)
     ref = query.reference or 0
-    frame = _bucket_frame(db, scorer.id, query.by, start - ref, end)
+    frame = _bucket_frame(db, ids, query.by, start - ref, end)
     if frame.empty:
-        return EstimateResult(query, scorer, float(start), float(end), ())
+        return EstimateResult(query, group, float(start), float(end), ())
     width = query.window or (end - start)
+    scorer_of = frame["scorer_id"].to_numpy(np.int64)
+    per_scorer = {
+        sid: _window_stats(frame[scorer_of == sid], start, end, width, ref) for sid in ids
+    }
+    parts = [[s] for s in group] if split else [list(group)]
     records: list[SliceEstimate] = []
+    for members in parts:
+        merged: dict[tuple[str, int], list[Any]] = {}
+        for s in members:
+            for key, (cur, reference) in per_scorer.get(s.id, {}).items():
+                acc = merged.setdefault(key, [SliceStats(), SliceStats(), [], [], False])
+                acc[0] = acc[0] + cur
+                acc[2].append((cur.n, s.model_sd))
+                acc[4] = acc[4] or (s.other_model and cur.n > 0)
+                if reference is not None:
+                    acc[1] = acc[1] + reference
+                    acc[3].append((reference.n, s.model_sd))
+        model = members[0].model if split else None
+        for (value, w), (cur, reference, sds, ref_sds, other) in merged.items():
+            if cur.n < query.min_count:
+                continue
+            records.append(
+                _record(
+                    query,
+                    value,
+                    w,
+                    w + width,
+                    cur,
+                    reference if ref else None,
+                    model_sd=_mixed_sd(sds),
+                    ref_model_sd=_mixed_sd(ref_sds),
+                    model=model,
+                    other_model=other,
+                )
+            )
+    records.sort(
+        key=lambda r: (r.window_start, r.model or "", _nan_last(r.interval.estimate), r.value)
+    )
+    return EstimateResult(query, group, float(start), float(end), tuple(records))
+
+
+def _mixed_sd(parts: list[tuple[int, float]]) -> float:
+    """The ``model_sd`` of traces from several estimators: the trace-weighted mean of
+    theirs (errors taken as fully correlated); one estimator's own when all agree."""
+    used = [(n, sd) for n, sd in parts if n > 0]
+    if len({sd for _, sd in used}) <= 1:
+        return used[0][1] if used else (parts[0][1] if parts else 0.0)
+    total = sum(n for n, _ in used)
+    return sum(n * sd for n, sd in used) / total
+
+
+def _window_stats(
+    frame: pd.DataFrame, start: int, end: int, width: int, ref: int
+) -> dict[tuple[str, int], tuple[SliceStats, SliceStats | None]]:
+    """(value, window start) -> (its stats, its reference stats) for one scorer's rows."""
+    out: dict[tuple[str, int], tuple[SliceStats, SliceStats | None]] = {}
     for value, group in frame.groupby("value", sort=True):
         b = group["bucket"].to_numpy(np.int64)
         sums = group[list(SUM_COLUMNS)].to_numpy(np.float64)
@@ -229,23 +324,21 @@ def estimate(
         wins = np.unique(start + ((b[in_range] - start) // width) * width)
         for w in wins.tolist():
             cur = _stats(_range_sum(cum, b, w, w + width))
-            if cur.n < query.min_count:
-                continue
             reference = _stats(_range_sum(cum, b, w - ref, w)) if ref else None
-            records.append(_record(query, scorer, str(value), w, w + width, cur, reference))
-    records.sort(key=lambda r: (r.window_start, _nan_last(r.interval.estimate), r.value))
-    return EstimateResult(query, scorer, float(start), float(end), tuple(records))
+            out[(str(value), int(w))] = (cur, reference)
+    return out
 
 
 def slice_stats(
-    db: Database, scorer_id: int, dimension: str, start: float, end: float
+    db: Database, scorer_id: int | Sequence[int], dimension: str, start: float, end: float
 ) -> dict[str, SliceStats]:
-    """Per value of ``dimension``: the merged statistics of buckets in ``[start, end)``."""
+    """Per value of ``dimension``: the merged statistics of buckets in ``[start, end)``
+    (of one scorer, or summed over several)."""
     cols = [sa.func.sum(slice_buckets.c[c]) for c in SUM_COLUMNS]
     query = (
         sa.select(slice_buckets.c.value, *cols)
         .where(
-            slice_buckets.c.scorer_id == scorer_id,
+            _of_scorers(scorer_id),
             slice_buckets.c.dimension == dimension,
             slice_buckets.c.bucket >= int(start),
             slice_buckets.c.bucket < int(end),
@@ -259,13 +352,14 @@ def slice_stats(
 
 
 def slice_values(
-    db: Database, scorer_id: int, start: float, end: float
+    db: Database, scorer_id: int | Sequence[int], start: float, end: float
 ) -> dict[str, dict[str, int]]:
-    """Every slice dimension seen in ``[start, end)``, with each value's trace count."""
+    """Every slice dimension seen in ``[start, end)``, with each value's trace count
+    (of one scorer, or summed over several)."""
     query = (
         sa.select(slice_buckets.c.dimension, slice_buckets.c.value, sa.func.sum(slice_buckets.c.n))
         .where(
-            slice_buckets.c.scorer_id == scorer_id,
+            _of_scorers(scorer_id),
             slice_buckets.c.bucket >= int(start),
             slice_buckets.c.bucket < int(end),
         )
@@ -280,23 +374,34 @@ def slice_values(
 
 
 # ------------------------------------------------------------------ helpers
-def _bucket_frame(db: Database, scorer_id: int, dimension: str, lo: int, hi: int) -> pd.DataFrame:
+def _of_scorers(scorer_id: int | Sequence[int]) -> sa.ColumnElement[bool]:
+    if isinstance(scorer_id, int):
+        return slice_buckets.c.scorer_id == scorer_id
+    return slice_buckets.c.scorer_id.in_(list(scorer_id))
+
+
+def _bucket_frame(
+    db: Database, scorer_ids: Sequence[int], dimension: str, lo: int, hi: int
+) -> pd.DataFrame:
     query = sa.select(
-        slice_buckets.c.value, slice_buckets.c.bucket, *(slice_buckets.c[c] for c in SUM_COLUMNS)
+        slice_buckets.c.scorer_id,
+        slice_buckets.c.value,
+        slice_buckets.c.bucket,
+        *(slice_buckets.c[c] for c in SUM_COLUMNS),
     ).where(
-        slice_buckets.c.scorer_id == scorer_id,
+        _of_scorers(scorer_ids),
         slice_buckets.c.dimension == dimension,
         slice_buckets.c.bucket >= lo,
         slice_buckets.c.bucket < hi,
     )
     with db.read.connect() as conn:
         rows = conn.execute(query).all()
-    return pd.DataFrame(rows, columns=["value", "bucket", *SUM_COLUMNS])
+    return pd.DataFrame(rows, columns=["scorer_id", "value", "bucket", *SUM_COLUMNS])
 
 
-def _first_bucket(db: Database, scorer_id: int, dimension: str) -> int | None:
+def _first_bucket(db: Database, scorer_ids: Sequence[int], dimension: str) -> int | None:
     query = sa.select(sa.func.min(slice_buckets.c.bucket)).where(
-        slice_buckets.c.scorer_id == scorer_id, slice_buckets.c.dimension == dimension
+        _of_scorers(scorer_ids), slice_buckets.c.dimension == dimension
     )
     with db.read.connect() as conn:
         value = conn.execute(query).scalar_one_or_none()
@@ -326,12 +431,16 @@ def _stats(sums: np.ndarray) -> SliceStats:
 
 def _record(
     query: EstimateQuery,
-    scorer: ScorerInfo,
     value: str,
     start: float,
     end: float,
     cur: SliceStats,
     reference: SliceStats | None,
+    *,
+    model_sd: float,
+    ref_model_sd: float,
+    model: str | None,
+    other_model: bool,
 ) -> SliceEstimate:
     return SliceEstimate(
         dimension=query.by,
@@ -339,12 +448,14 @@ def _record(
         window_start=float(start),
         window_end=float(end),
         stats=cur,
-        interval=cur.interval(query.level, scorer.model_sd),
+        interval=cur.interval(query.level, model_sd),
         reference=reference,
         reference_interval=None
         if reference is None or not reference.n
-        else reference.interval(query.level, scorer.model_sd),
+        else reference.interval(query.level, ref_model_sd),
         label_corrected=cur.ppi_interval(query.level) if cur.n_labelled else None,
+        model=model,
+        other_model=other_model,
     )
 
 

@@ -93,12 +93,15 @@ class ParsedBody:
 
 @dataclass(frozen=True)
 class IngestItem:
-    """The answer for one trace: ``stored`` (new) or ``duplicate`` (id already stored)."""
+    """The answer for one trace: ``stored`` (new) or ``duplicate`` (id already stored);
+    ``p_correct`` is None for a duplicate and for a trace stored waiting for an estimator
+    of its ``model`` (the model key it is stored under)."""
 
     index: int
     id: str
     status: str
     p_correct: float | None
+    model: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,11 +120,17 @@ class IngestResult:
     def duplicates(self) -> int:
         return sum(1 for i in self.items if i.status == "duplicate")
 
+    @property
+    def waiting(self) -> int:
+        """Traces stored without P(correct): their model has no estimator yet."""
+        return sum(1 for i in self.items if i.status == "stored" and i.p_correct is None)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "records": self.n_records,
             "accepted": self.accepted,
             "duplicates": self.duplicates,
+            "waiting": self.waiting,
             "rejected": len(self.rejections),
             "traces": [dataclasses.asdict(i) for i in self.items],
             "rejections": [

@@ -7,10 +7,10 @@ labelled yet" and is skipped (counted). Anything else is a rejection naming the 
 and the value. An optional ``source`` column names who labelled (default: the
 ``--source`` given to the import).
 
-`recalibrate` fits a map from the active estimator's P(correct) to the labels
-(`entropy_sentinel.service.recalibration`), and, when it lowers the cross-validated
-Brier score (or when forced), registers it as a new scorer, activates it and
-rescores the stored traces with it.
+`recalibrate` fits a map from one model's active estimator's P(correct) to the labels
+of that model's traces (`entropy_sentinel.service.recalibration`), and, when it lowers
+the cross-validated Brier score (or when forced), registers it as a new scorer of the
+model, activates it and rescores the model's stored traces with it.
 """
 
 from __future__ import annotations
@@ -151,16 +151,25 @@ class RecalibrationOutcome:
 def recalibrate(
     storage: Storage,
     *,
+    model: str = "",
     method: str = "isotonic",
     min_labels: int = 50,
     force: bool = False,
     chunk: int = 5000,
 ) -> RecalibrationOutcome:
-    """Fit a recalibration of the active estimator on the stored labels (module docstring)."""
-    active = storage.active_scorer()
+    """Fit a recalibration of ``model``'s active estimator on its stored labels (module
+    docstring)."""
+    active = storage.active_scorer(model)
     if active is None:
-        raise StorageError("no model is registered yet: start `sentinel serve --model` once")
-    family = [s for s in storage.scorers() if s.estimator_sha256 == active.estimator_sha256]
+        raise StorageError(
+            f"model {model!r} has no estimator registered: serve it once with "
+            "`sentinel serve --model NAME=PATH`"
+        )
+    family = [
+        s
+        for s in storage.scorers()
+        if s.estimator_sha256 == active.estimator_sha256 and s.model == active.model
+    ]
     with storage.db.read.connect() as conn:
         rows = conn.execute(
             sa.select(traces.c.p_raw, traces.c.label).where(
@@ -186,6 +195,7 @@ def recalibrate(
         calibration=fit.spec,
         base_id=base.id,
         note=json.dumps(fit.summary()),
+        model=base.model,
     )
     storage.activate(new.id)
     sources = [s.id for s in family if s.id != new.id]

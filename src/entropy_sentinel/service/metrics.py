@@ -12,6 +12,14 @@ Names (all prefixed ``sentinel_``):
 ``traces_duplicate_total``            traces whose id was already stored (not counted again)
 ``traces_rejected_total{reason}``     rejected traces: ``invalid`` (record), ``model``
                                       (estimator refused it), ``scoring`` (scoring failed)
+``traces_waiting_total``              traces stored without P(correct): no estimator for
+                                      their model yet (scored once one is registered)
+``model_traces{model,state}``         stored traces per model: ``scored``, ``waiting``,
+                                      ``refused``, ``expired`` (at most
+                                      ``metrics_max_slices`` models)
+``waiting_expired_total``             waiting traces whose steps the retention limit
+                                      dropped (kept, never scored)
+``texts_expired_total``               stored prompt/answer texts the retention limit deleted
 ``ingest_requests_total{outcome}``    ingest requests: ``ok``, ``rejected`` (all records
                                       bad), ``error`` (body refused), ``unavailable``
 ``http_request_duration_seconds``     latency per ``method``, ``route`` (template), ``status``
@@ -20,9 +28,9 @@ Names (all prefixed ``sentinel_``):
 ``write_queue_traces``                traces waiting to be written
 ``auth_failures_total{reason}``       refused requests: ``missing``, ``invalid``, ``scope``,
                                       ``not_loopback``
-``slice_estimate{dimension,value}``   estimated accuracy over ``metrics_window``
+``slice_estimate{model,dimension,value}``  estimated accuracy over ``metrics_window``
 ``slice_estimate_lower/upper{...}``   its interval
-``slice_traces{dimension,value}``     traces in it
+``slice_traces{model,dimension,value}``  traces in it
 ``alerts_open``                       open alert episodes
 ``alerts_raised_total{rule}``         episodes opened
 ``webhook_failures_total``            failed webhook deliveries (retried)
@@ -56,6 +64,27 @@ class Metrics:
         self.traces_rejected = Counter(
             "sentinel_traces_rejected", "Rejected traces by reason.", ["reason"], registry=r
         )
+        self.traces_waiting = Counter(
+            "sentinel_traces_waiting",
+            "Traces stored without P(correct): no estimator for their model yet.",
+            registry=r,
+        )
+        self.model_traces = Gauge(
+            "sentinel_model_traces",
+            "Stored traces per model: scored, waiting (for an estimator), refused, expired.",
+            ["model", "state"],
+            registry=r,
+        )
+        self.waiting_expired = Counter(
+            "sentinel_waiting_expired",
+            "Waiting traces whose steps the retention limit dropped (never scored).",
+            registry=r,
+        )
+        self.texts_expired = Counter(
+            "sentinel_texts_expired",
+            "Stored prompt/answer texts deleted by the retention limit.",
+            registry=r,
+        )
         self.ingest_requests = Counter(
             "sentinel_ingest_requests", "Ingest requests by outcome.", ["outcome"], registry=r
         )
@@ -84,7 +113,7 @@ class Metrics:
         self.auth_failures = Counter(
             "sentinel_auth_failures", "Refused requests by reason.", ["reason"], registry=r
         )
-        labels = ["dimension", "value"]
+        labels = ["model", "dimension", "value"]
         self.slice_estimate = Gauge(
             "sentinel_slice_estimate",
             "Estimated accuracy of a slice over the metrics window (fraction).",
@@ -119,12 +148,21 @@ class Metrics:
         for reason in ("missing", "invalid", "scope", "not_loopback"):
             self.auth_failures.labels(reason)
 
-    def set_slices(self, rows: list[tuple[str, str, int, float, float, float]]) -> None:
-        """Replace the per-slice gauges with ``(dimension, value, n, est, lower, upper)``."""
+    def set_slices(self, rows: list[tuple[str, str, str, int, float, float, float]]) -> None:
+        """Replace the per-slice gauges with ``(model, dimension, value, n, est, lower,
+        upper)`` rows."""
         for gauge in (self.slice_estimate, self.slice_lower, self.slice_upper, self.slice_traces):
             gauge.clear()
-        for dim, value, n, est, lower, upper in rows:
-            self.slice_traces.labels(dim, value).set(n)
-            self.slice_estimate.labels(dim, value).set(est)
-            self.slice_lower.labels(dim, value).set(lower)
-            self.slice_upper.labels(dim, value).set(upper)
+        for model, dim, value, n, est, lower, upper in rows:
+            self.slice_traces.labels(model, dim, value).set(n)
+            self.slice_estimate.labels(model, dim, value).set(est)
+            self.slice_lower.labels(model, dim, value).set(lower)
+            self.slice_upper.labels(model, dim, value).set(upper)
+
+    def set_models(self, counts: dict[str, dict[str, int]], limit: int) -> None:
+        """Replace the per-model trace gauges (the ``limit`` models with most traces)."""
+        self.model_traces.clear()
+        ranked = sorted(counts.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))
+        for model, states in ranked[:limit]:
+            for state, n in states.items():
+                self.model_traces.labels(model, state).set(n)

@@ -9,6 +9,13 @@ request) and writes it in one transaction. Only after the commit does any of tho
 requests get its answer, so **an acknowledged trace is on disk**; a request whose
 transaction failed gets a 503 and nothing of it is stored.
 
+Each trace is scored by the estimator of its model (`ModelRegistry`): a group with
+several models is scored per model (one batch each). A trace of a model without an
+estimator is stored *waiting*: no P(correct), its per-step arrays kept (`pack_steps`)
+so that it is scored once an estimator for its model is registered; it is counted
+(``sentinel_traces_waiting_total``) and logged. With ``store_text``, a record's
+``prompt`` and ``answer`` are redacted (`Redactor`) and stored with it.
+
 If scoring a group fails, the writer scores each trace alone, so one trace the
 estimator chokes on is rejected (reason ``scoring``) without failing the others.
 
@@ -42,10 +49,13 @@ from entropy_sentinel.service.ingest import (
     parse_objects,
 )
 from entropy_sentinel.service.metrics import Metrics
+from entropy_sentinel.service.model_registry import ModelRegistry
 from entropy_sentinel.service.records import ScoredTraces
-from entropy_sentinel.service.scoring import Scorer
+from entropy_sentinel.service.scoring import Scorer, trace_k
 from entropy_sentinel.service.settings import Settings
 from entropy_sentinel.service.storage.store import Storage
+from entropy_sentinel.service.texts import Redactor
+from entropy_sentinel.service.waiting import pack_steps
 from entropy_sentinel.traces import Rejection
 
 __all__ = ["IngestPipeline", "UnavailableError"]
@@ -54,6 +64,10 @@ log = logging.getLogger("entropy_sentinel.service.pipeline")
 
 _MAX_GROUP = 4000  # traces per group commit
 _STOP = object()
+
+# ("stored" | "duplicate" | "rejected", p, reason, model key) per trace
+_Outcome = tuple[str, float | None, str | None, str]
+_Row = tuple[float, float, np.ndarray, Any, int, str]  # p, p_raw, features, extra, scorer, mode
 
 
 class UnavailableError(StorageError):
@@ -71,7 +85,7 @@ class UnavailableError(StorageError):
 @dataclass
 class _Job:
     items: list[Incoming]
-    future: concurrent.futures.Future[list[tuple[str, float | None, str | None]]]
+    future: concurrent.futures.Future[list[_Outcome]]
 
 
 class IngestPipeline:
@@ -80,7 +94,7 @@ class IngestPipeline:
     Args:
         settings: limits and options.
         storage: the database.
-        scorer: the loaded estimator.
+        models: the estimators by model (a single `Scorer` serves every trace).
         metrics: where to count.
         clock: epoch seconds now (tests may pin it).
     """
@@ -89,21 +103,25 @@ class IngestPipeline:
         self,
         settings: Settings,
         storage: Storage,
-        scorer: Scorer,
+        models: ModelRegistry | Scorer,
         metrics: Metrics,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.storage = storage
-        self.scorer = scorer
+        self.models = models
         self.metrics = metrics
+        self.redactor = Redactor(settings.text_redact) if settings.store_text else None
         self.clock = clock
         self._queue: queue.Queue[Any] = queue.Queue()
         self._pending = 0
         self._lock = threading.Lock()
         self._closed = False
         self._thread: threading.Thread | None = None
+        self.on_stored: Callable[[list[tuple[Incoming, float]]], None] | None = None
+        """Called by the writer after each commit with (trace, P) of the traces it
+        stored (the OpenTelemetry export); must be quick and not raise."""
 
     # ------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -169,9 +187,7 @@ class IngestPipeline:
         outcomes = await asyncio.wrap_future(future) if future is not None else []
         return self._answer(parsed, outcomes)
 
-    def _enqueue(
-        self, parsed: ParsedBody
-    ) -> concurrent.futures.Future[list[tuple[str, float | None, str | None]]] | None:
+    def _enqueue(self, parsed: ParsedBody) -> concurrent.futures.Future[list[_Outcome]] | None:
         self.metrics.traces_rejected.labels("invalid").inc(len(parsed.rejections))
         if not parsed.items:
             return None
@@ -189,22 +205,18 @@ class IngestPipeline:
                 )
             self._pending += n
             self.metrics.queue_traces.set(self._pending)
-        future: concurrent.futures.Future[list[tuple[str, float | None, str | None]]] = (
-            concurrent.futures.Future()
-        )
+        future: concurrent.futures.Future[list[_Outcome]] = concurrent.futures.Future()
         self._queue.put(_Job(parsed.items, future))
         return future
 
-    def _answer(
-        self, parsed: ParsedBody, outcomes: list[tuple[str, float | None, str | None]]
-    ) -> IngestResult:
+    def _answer(self, parsed: ParsedBody, outcomes: list[_Outcome]) -> IngestResult:
         items: list[IngestItem] = []
         rejections = list(parsed.rejections)
-        for item, (status, p, reason) in zip(parsed.items, outcomes, strict=True):
+        for item, (status, p, reason, model) in zip(parsed.items, outcomes, strict=True):
             if status == "rejected":
                 rejections.append(Rejection(item.index, item.trace.id, None, reason or ""))
             else:
-                items.append(IngestItem(item.index, item.trace.id, status, p))
+                items.append(IngestItem(item.index, item.trace.id, status, p, model))
         rejections.sort(key=lambda r: r.index)
         return IngestResult(parsed.n_records, tuple(items), tuple(rejections))
 
@@ -253,75 +265,115 @@ class IngestPipeline:
             self.metrics.write_seconds.observe(time.perf_counter() - started)
             self.metrics.write_group.observe(n)
 
-    def _score_and_write(
-        self, group: list[_Job]
-    ) -> list[list[tuple[str, float | None, str | None]]]:
-        # outcome per item: ("stored" | "duplicate" | "rejected", p, reason)
-        outcomes: list[list[tuple[str, float | None, str | None]]] = [
-            [("rejected", None, None)] * len(j.items) for j in group
+    def _route(self, trace: Any) -> tuple[str, Scorer | None]:
+        """The model key of a trace and a scorer with its estimator (None: no estimator
+        for the model), to check the trace against; nothing is registered yet."""
+        models = self.models
+        if isinstance(models, Scorer):
+            return models.model, models
+        key = models.key(trace.model)
+        return key, models.estimator_for(key)
+
+    def _scorer_of(self, key: str) -> Scorer:
+        models = self.models
+        scorer = models if isinstance(models, Scorer) else models.scorer_for(key)
+        assert scorer is not None  # routed to an estimator a moment ago
+        return scorer
+
+    def _score_and_write(self, group: list[_Job]) -> list[list[_Outcome]]:
+        outcomes: list[list[_Outcome]] = [
+            [("rejected", None, None, "")] * len(j.items) for j in group
         ]
-        accepted: list[tuple[int, int]] = []
-        whys, ks = self.scorer.check([item.trace for job in group for item in job.items])
-        k_of: dict[tuple[int, int], int] = {}
-        at = 0
+        keys: dict[tuple[int, int], str] = {}
+        by_key: dict[str, list[tuple[int, int]]] = {}
+        waiting: list[tuple[int, int]] = []
         for g, job in enumerate(group):
-            for i, _item in enumerate(job.items):
-                why, k_of[(g, i)] = whys[at], ks[at]
-                at += 1
+            for i, item in enumerate(job.items):
+                key, checker = self._route(item.trace)
+                keys[(g, i)] = key
+                if checker is None:
+                    waiting.append((g, i))
+                    continue
+                why = checker.mismatch(item.trace)
                 if why is None:
-                    accepted.append((g, i))
+                    by_key.setdefault(key, []).append((g, i))
                 else:
-                    outcomes[g][i] = ("rejected", None, why)
+                    outcomes[g][i] = ("rejected", None, why, key)
                     self.metrics.traces_rejected.labels("model").inc()
-        scored = self._score(group, accepted, outcomes)
-        batches = []
-        members: list[list[int]] = []
-        scored_in: list[list[int]] = [[] for _ in group]
-        for g, i in scored:  # in order of (g, i)
-            scored_in[g].append(i)
+        scored: dict[tuple[int, int], _Row] = {}
+        for key, accepted in by_key.items():
+            scored.update(self._score(self._scorer_of(key), group, accepted, outcomes, keys))
+        batches: list[ScoredTraces] = []
+        members: list[tuple[int, list[int], bool]] = []  # (job, items, waiting) per batch
         for g, job in enumerate(group):
-            idx = scored_in[g]
-            members.append(idx)
-            batches.append(self._scored_traces(g, job, idx, scored, [k_of[(g, i)] for i in idx]))
+            per_scorer: dict[int, list[int]] = {}
+            for i in range(len(job.items)):
+                if (g, i) in scored:
+                    per_scorer.setdefault(scored[(g, i)][4], []).append(i)
+            for idx in per_scorer.values():
+                members.append((g, idx, False))
+                batches.append(
+                    self._scored_traces(job, idx, [scored[(g, i)] for i in idx], keys, g)
+                )
+            idx = [i for (gg, i) in waiting if gg == g]
+            if idx:
+                members.append((g, idx, True))
+                batches.append(self._scored_traces(job, idx, None, keys, g))
         written = self.storage.write(batches)
-        for g, (idx, outcome) in enumerate(zip(members, written, strict=True)):
+        stored: list[tuple[Incoming, float]] = []
+        for (g, idx, wait), outcome in zip(members, written, strict=True):
             for i in idx:
                 tid = group[g].items[i].trace.id
-                p = scored[(g, i)][0]
+                key = keys[(g, i)]
                 if tid in outcome.stored:
-                    outcomes[g][i] = ("stored", p, None)
+                    p = None if wait else scored[(g, i)][0]
+                    outcomes[g][i] = ("stored", p, None, key)
                     self.metrics.traces_stored.inc()
+                    if p is None:
+                        self.metrics.traces_waiting.inc()
+                    else:
+                        stored.append((group[g].items[i], p))
                 else:
-                    outcomes[g][i] = ("duplicate", None, None)
+                    outcomes[g][i] = ("duplicate", None, None, key)
                     self.metrics.traces_duplicate.inc()
+        if waiting and not isinstance(self.models, Scorer):
+            for key in sorted({keys[gi] for gi in waiting}):
+                self.models.unserved(key)
+        if self.on_stored is not None and stored:
+            try:
+                self.on_stored(stored)
+            except Exception:  # an exporter's failure never fails a committed write
+                log.exception("the on_stored hook failed for %d traces", len(stored))
         return outcomes
 
     def _score(
         self,
+        scorer: Scorer,
         group: list[_Job],
         accepted: list[tuple[int, int]],
-        outcomes: list[list[tuple[str, float | None, str | None]]],
-    ) -> dict[tuple[int, int], tuple[float, float, np.ndarray, Any, int, str]]:
-        """(g, i) -> (p, p_raw, features, extra, scorer_id, mode) for traces scored."""
-        out: dict[tuple[int, int], tuple[float, float, np.ndarray, Any, int, str]] = {}
+        outcomes: list[list[_Outcome]],
+        keys: dict[tuple[int, int], str],
+    ) -> dict[tuple[int, int], _Row]:
+        """(g, i) -> (p, p_raw, features, extra, scorer_id, mode) for the traces scored."""
+        out: dict[tuple[int, int], _Row] = {}
         if not accepted:
             return out
-        counted_in = self.scorer.refresh()  # one scorer for the whole group
+        counted_in = scorer.refresh()  # one scorer per model for the whole group
         try:
             parts = [accepted]
-            scores = [self.scorer.score([group[g].items[i].trace for g, i in accepted], counted_in)]
+            scores = [scorer.score([group[g].items[i].trace for g, i in accepted], counted_in)]
         except Exception:
             log.warning("scoring a group of %d traces failed; scoring one by one", len(accepted))
             parts, scores = [], []
             for g, i in accepted:
                 try:
-                    scores.append(self.scorer.score([group[g].items[i].trace], counted_in))
+                    scores.append(scorer.score([group[g].items[i].trace], counted_in))
                     parts.append([(g, i)])
                 except Exception as exc:
-                    outcomes[g][i] = ("rejected", None, f"scoring failed: {exc}")
+                    outcomes[g][i] = ("rejected", None, f"scoring failed: {exc}", keys[(g, i)])
                     self.metrics.traces_rejected.labels("scoring").inc()
-        for keys, sc in zip(parts, scores, strict=True):
-            for row, key in enumerate(keys):
+        for members, sc in zip(parts, scores, strict=True):
+            for row, key in enumerate(members):
                 out[key] = (
                     float(sc.p[row]),
                     float(sc.p_raw[row]),
@@ -332,30 +384,44 @@ class IngestPipeline:
                 )
         return out
 
+    def _texts(self, items: list[Incoming]) -> list[tuple[str | None, str | None] | None]:
+        if self.redactor is None:
+            return [None] * len(items)
+        return [self.redactor.pair(it.trace.prompt, it.trace.answer) for it in items]
+
     def _scored_traces(
         self,
-        g: int,
         job: _Job,
         idx: list[int],
-        scored: dict[tuple[int, int], tuple[float, float, np.ndarray, Any, int, str]],
-        ks: list[int],
+        rows: list[_Row] | None,
+        keys: dict[tuple[int, int], str],
+        g: int,
     ) -> ScoredTraces:
-        rows = [scored[(g, i)] for i in idx]
+        """The items ``idx`` of a job with their scores ``rows``; None: they wait for an
+        estimator of their model (NaN features and P, their steps kept)."""
         items = [job.items[i] for i in idx]
+        n = len(items)
+        waiting = rows is None
+        rows = rows or []
         return ScoredTraces(
             trace_ids=[it.trace.id for it in items],
             ts=np.array([it.ts for it in items], dtype=np.float64),
             received_at=self.clock(),
             slices=[it.trace.slice for it in items],
             n_tokens=np.array([it.trace.n_steps for it in items], dtype=np.int64),
-            k=np.array(ks, dtype=np.int64),
+            k=np.array([trace_k(it.trace) for it in items], dtype=np.int64),
             entropy_mode=rows[0][5] if rows else "",
-            features=np.array([r[2] for r in rows], dtype=np.float64).reshape(len(rows), 11),
-            extra_features=[r[3] for r in rows],
-            p_raw=np.array([r[1] for r in rows], dtype=np.float64),
-            p=np.array([r[0] for r in rows], dtype=np.float64),
-            scorer_id=rows[0][4] if rows else 0,
+            features=np.full((n, 11), np.nan)
+            if waiting
+            else np.array([r[2] for r in rows], dtype=np.float64).reshape(n, 11),
+            extra_features=[None] * n if waiting else [r[3] for r in rows],
+            p_raw=np.full(n, np.nan) if waiting else np.array([r[1] for r in rows]),
+            p=np.full(n, np.nan) if waiting else np.array([r[0] for r in rows]),
+            scorer_id=None if waiting else rows[0][4],
             labels=np.array([it.trace.label for it in items], dtype=np.float64),
             meta=[it.trace.meta for it in items],
             raw=[it.raw for it in items],
+            models=[keys[(g, i)] for i in idx],
+            steps=[pack_steps(it.trace) for it in items] if waiting else (),
+            texts=self._texts(items),
         )

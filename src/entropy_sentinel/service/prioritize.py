@@ -72,7 +72,8 @@ class SlicePriority:
 
 @dataclass(frozen=True)
 class LabelRequest:
-    """One response to label."""
+    """One response to label: its trace, slice, P(correct), and, where the service
+    stores text and the caller may see it, its prompt and answer."""
 
     trace_id: str
     slice_rank: int
@@ -82,6 +83,9 @@ class LabelRequest:
     p_correct: float
     slice: dict[str, str]
     meta: dict[str, Any]
+    model: str = ""
+    prompt: Any = None
+    answer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,7 @@ class Priorities:
             {
                 "id": r.trace_id,
                 "correct": "",
+                "model": r.model,
                 "slice_rank": r.slice_rank,
                 "dimension": r.dimension,
                 "value": r.value,
@@ -129,6 +134,7 @@ class Priorities:
         columns = [
             "id",
             "correct",
+            "model",
             "slice_rank",
             "dimension",
             "value",
@@ -275,6 +281,7 @@ def _sample(
             p_correct=float(r.p),
             slice=json.loads(r.slice),
             meta=json.loads(r.meta) if r.meta else {},
+            model=scorer.model,
         )
         for r in rows
     ]

@@ -2,19 +2,22 @@
 
 `ScoredTraces` is a column-oriented batch of validated, scored traces ready to be
 written: one entry per trace in every field (arrays are ``(n,)`` or ``(n, 11)``).
+A batch without a scorer holds *waiting* traces (their model has no estimator yet):
+NaN features and P, and their per-step arrays in ``steps``.
 `WriteOutcome` says which of them the database took and which were already there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from entropy_sentinel._typing import FloatArray
+from entropy_sentinel.model_names import fitted_model
 
 __all__ = ["ScoredTraces", "ScorerInfo", "WriteOutcome"]
 
@@ -35,10 +38,14 @@ class ScoredTraces:
         extra_features: the estimator's other inputs per trace ({name: value}) or None.
         p_raw: P(correct) from the estimator, ``(n,)`` in [0, 1].
         p: P(correct) after the scorer's calibration (equal to ``p_raw`` without one).
-        scorer_id: the scorer (``scorers.id``) whose aggregates count these traces.
+        scorer_id: the scorer (``scorers.id``) whose aggregates count these traces; None
+            for traces waiting for an estimator of their model (features and P are NaN).
         labels: 1.0 correct, 0.0 wrong, NaN unlabelled, ``(n,)``.
         meta: free-form metadata per trace.
         raw: the raw record per trace (compressed JSON) when stored, else None.
+        models: the model key per trace (default ``""``: the traces that named none).
+        steps: per waiting trace, its per-step arrays (`pack_steps`), else None.
+        texts: per trace, ``(prompt JSON, answer)`` to store (``store_text``), else None.
     """
 
     trace_ids: Sequence[str]
@@ -52,10 +59,22 @@ class ScoredTraces:
     extra_features: Sequence[Mapping[str, float] | None]
     p_raw: FloatArray
     p: FloatArray
-    scorer_id: int
+    scorer_id: int | None
     labels: FloatArray
     meta: Sequence[Mapping[str, Any]]
     raw: Sequence[bytes | None]
+    models: Sequence[str] = field(default=())
+    steps: Sequence[bytes | None] = field(default=())
+    texts: Sequence[tuple[str | None, str | None] | None] = field(default=())
+
+    def __post_init__(self) -> None:
+        n = len(self.trace_ids)
+        defaults = {"models": ("",) * n, "steps": (None,) * n, "texts": (None,) * n}
+        for name, default in defaults.items():
+            if not getattr(self, name):
+                object.__setattr__(self, name, default)
+            elif len(getattr(self, name)) != n:
+                raise ValueError(f"{name} must have one entry per trace ({n})")
 
     def __len__(self) -> int:
         return len(self.trace_ids)
@@ -71,7 +90,7 @@ class WriteOutcome:
 
 @dataclass(frozen=True)
 class ScorerInfo:
-    """A row of ``scorers``: an estimator, or a recalibration of one.
+    """A row of ``scorers``: an estimator serving one model, or a recalibration of it.
 
     Attributes:
         id: database id.
@@ -84,6 +103,7 @@ class ScorerInfo:
         base_id: for a recalibration, the scorer it recalibrates.
         created_at: epoch seconds.
         note: free text (e.g. how the recalibration was fitted).
+        model: the model key whose traces it scores (``""``: the traces naming none).
     """
 
     id: int
@@ -96,3 +116,15 @@ class ScorerInfo:
     base_id: int | None
     created_at: float
     note: str
+    model: str = ""
+
+    @property
+    def fitted_on(self) -> str | None:
+        """The model the estimator's training traces named (its card), or None."""
+        return fitted_model(self.card)
+
+    @property
+    def other_model(self) -> bool:
+        """True when the estimator was not fitted on this model's traces: its card names
+        another model, or names none while it scores a named model."""
+        return (self.fitted_on or "") != self.model

@@ -1,4 +1,4 @@
-"""`Scorer`: the loaded estimator, the scorer it counts traces in, and rescoring.
+"""`Scorer`: the loaded estimator of one model, the scorer it counts traces in, rescoring.
 
 For a batch of validated traces, `Scorer.score` computes the per-step entropies once
 (`StepStats` in the estimator's entropy mode), the 11 profile features that are
@@ -8,17 +8,20 @@ estimator (``p_raw``), and ``p`` after the active recalibration, if any. The tra
 signature (entropy source and top-k width) is checked per trace (`Scorer.mismatch`)
 before, so one odd trace cannot make a whole group fail the estimator's check.
 
-Which scorer counts new traces: the *active* one (``sentinel_meta``) when it belongs
-to this estimator (the bare estimator or a recalibration of it), else this
-estimator's own bare scorer (another instance runs another model: traces stay
-separate until one of them rescores). At start, `Scorer.load` registers the
-estimator and activates it unless the active scorer already belongs to it (a
-restart keeps a recalibration).
+A `Scorer` serves one model key (``model``; ``""``: the traces that named none).
+Which scorer counts the model's new traces: the model's *active* one (``models``
+table) when it belongs to this estimator (the bare estimator or a recalibration of
+it), else this estimator's own bare scorer (another instance runs another estimator
+for the model: traces stay separate until one of them rescores). At start,
+`Scorer.load` registers the estimator for the model and activates it unless the
+model's active scorer already belongs to it (a restart keeps a recalibration).
 
-`Scorer.rescore_pending` moves traces counted by other scorers to the active one:
-same estimator, new calibration -> ``p = g(p_raw)``, no features needed; another
-estimator with the same entropy mode -> P recomputed from the stored features.
-Traces whose top-k width or source the estimator refuses stay where they are.
+`Scorer.rescore_pending` moves the model's traces counted by its other scorers to the
+active one: same estimator, new calibration -> ``p = g(p_raw)``, no features needed;
+another estimator with the same entropy mode -> P recomputed from the stored
+features. Traces whose top-k width or source the estimator refuses stay where they
+are. It also scores the model's *waiting* traces (stored before it had an estimator)
+from their stored per-step arrays (`score_steps`), exactly as at ingest.
 """
 
 from __future__ import annotations
@@ -38,11 +41,14 @@ import numpy as np
 from entropy_sentinel._typing import FloatArray
 from entropy_sentinel.errors import SentinelError
 from entropy_sentinel.estimator import CorrectnessEstimator, feature_names
+from entropy_sentinel.estimator.artifact import read_card
 from entropy_sentinel.estimator.features import TraceSignature
+from entropy_sentinel.model_names import fitted_model
 from entropy_sentinel.profile import FEATURE_NAMES, entropy_profile
 from entropy_sentinel.service.recalibration import apply_calibration
 from entropy_sentinel.service.records import ScorerInfo
-from entropy_sentinel.service.storage.store import Storage
+from entropy_sentinel.service.storage.store import Storage, WaitingScores
+from entropy_sentinel.service.waiting import unpack_steps
 from entropy_sentinel.steps import StepStats
 from entropy_sentinel.traces.batch import TraceBatch
 from entropy_sentinel.traces.parse import Parsed
@@ -83,15 +89,29 @@ def trace_k(trace: Parsed) -> int:
 
 
 class Scorer:
-    """Scores traces with one estimator (see the module docstring).
+    """Scores the traces of one model with one estimator (see the module docstring).
 
     Thread-safe: the service's writer thread scores, the maintenance task rescores.
     """
 
-    def __init__(self, estimator: CorrectnessEstimator, sha256: str, storage: Storage) -> None:
+    def __init__(
+        self,
+        estimator: CorrectnessEstimator,
+        sha256: str,
+        storage: Storage,
+        model: str = "",
+        *,
+        path: str | Path | None = None,
+        card: Mapping[str, Any] | None = None,
+    ) -> None:
         self.estimator = estimator
         self.sha256 = sha256
         self.storage = storage
+        self.model = model
+        self.path = None if path is None else Path(path)
+        # the artifact's card (`read_card`): it records the model the training traces named
+        self.card = dict(card) if card is not None else dict(estimator.card_)
+        self.fitted_on = fitted_model(self.card)
         # the columns of X: the feature set's, then any blend members' scores
         self.names: tuple[str, ...] = tuple(
             getattr(estimator, "input_names", feature_names(estimator.features))
@@ -103,32 +123,39 @@ class Scorer:
             entropy_mode=estimator.entropy_mode,
             features=self.names,
             model_sd=float(estimator.model_sd_),
-            card=estimator.card_,
+            card=self.card,
+            model=model,
         )
         self._lock = threading.Lock()
         self._current = self.base
         self._checked_at = -np.inf
 
     @classmethod
-    def load(cls, path: str | Path, storage: Storage) -> Scorer:
-        """Load an artifact, register it, and activate it (see the module docstring)."""
+    def load(cls, path: str | Path, storage: Storage, model: str = "") -> Scorer:
+        """Load an artifact, register it for ``model``, and activate it (module docstring)."""
         estimator = CorrectnessEstimator.load(path)
-        scorer = cls(estimator, file_sha256(path), storage)
-        active = storage.active_scorer()
-        if active is None or active.estimator_sha256 != scorer.sha256:
+        card = read_card(path)
+        return cls(estimator, file_sha256(path), storage, model, path=path, card=card).activate()
+
+    def activate(self) -> Scorer:
+        """Activate this estimator for its model unless the model's active scorer already
+        belongs to it (a restart keeps a recalibration); returns self."""
+        active = self.storage.active_scorer(self.model)
+        if active is None or active.estimator_sha256 != self.sha256:
             if active is not None:
                 log.warning(
-                    "model changed: estimates now use %s (sha256 %s...); traces scored by "
-                    "scorer %d (sha256 %s...) are rescored in the background where their "
-                    "features allow",
-                    path,
-                    scorer.sha256[:12],
+                    "estimator changed for model %r: estimates now use %s (sha256 %s...); "
+                    "traces scored by scorer %d (sha256 %s...) are rescored in the background "
+                    "where their features allow",
+                    self.model,
+                    self.path,
+                    self.sha256[:12],
                     active.id,
                     active.estimator_sha256[:12],
                 )
-            storage.activate(scorer.base.id)
-        scorer.refresh(force=True)
-        return scorer
+            self.storage.activate(self.base.id)
+        self.refresh(force=True)
+        return self
 
     # ----------------------------------------------------------- scorer choice
     def refresh(self, *, force: bool = False) -> ScorerInfo:
@@ -136,7 +163,7 @@ class Scorer:
         with self._lock:
             now = time.monotonic()
             if force or now - self._checked_at >= _REFRESH_SECONDS:
-                active = self.storage.active_scorer()
+                active = self.storage.active_scorer(self.model)
                 if active is not None and active.estimator_sha256 == self.sha256:
                     self._current = active
                 else:
@@ -151,18 +178,6 @@ class Scorer:
         if sig is None:
             return None
         return sig.why(assemble([trace])) or None
-
-    def check(self, traces: Sequence[Parsed]) -> tuple[list[str | None], list[int]]:
-        """`mismatch` and `trace_k` of many traces at once (one batch, not one per trace)."""
-        if not traces:
-            return [], []
-        batch = assemble(list(traces))
-        ks = batch.trace_k.tolist()
-        sig = self.signature
-        if sig is None:
-            return [None] * len(traces), ks
-        refused = sig.refused(batch).tolist()
-        return [self.mismatch(t) if r else None for t, r in zip(traces, refused, strict=True)], ks
 
     def score(self, traces: Sequence[Parsed], counted_in: ScorerInfo | None = None) -> Scores:
         """Features and P(correct) of ``traces`` (each accepted by `mismatch`).
@@ -193,6 +208,30 @@ class Scorer:
             entropy_mode=est.entropy_mode,
         )
 
+    def score_steps(self, items: Sequence[tuple[str, bytes]]) -> WaitingScores:
+        """Features and ``p_raw`` of waiting traces from their stored steps (the
+        `Storage.score_waiting` callback): exactly what ingest would have computed."""
+        parsed = [unpack_steps(tid, data) for tid, data in items]
+        batch = assemble(parsed)
+        refused = np.zeros(len(parsed), dtype=bool)
+        reasons = [""] * len(parsed)
+        if self.signature is not None and len(batch):
+            refused = self.signature.refused(batch)
+            for i in np.flatnonzero(refused).tolist():
+                reasons[i] = self.signature.why(batch.subset(np.array([i])))
+        n = len(parsed)
+        features = np.full((n, len(FEATURE_NAMES)), np.nan)
+        p_raw = np.full(n, np.nan)
+        extra: list[Mapping[str, float] | None] = [None] * n
+        ok = np.flatnonzero(~refused)
+        if ok.size:
+            sc = self._score_batch(batch.subset(ok), self.base)
+            features[ok] = sc.features
+            p_raw[ok] = sc.p_raw
+            for row, i in enumerate(ok.tolist()):
+                extra[i] = sc.extra[row]
+        return WaitingScores(features, extra, p_raw, self.estimator.entropy_mode, reasons)
+
     # ---------------------------------------------------------------- rescoring
     def _predict_from_columns(
         self, features: FloatArray, extras: Sequence[Mapping[str, float] | None], _p: FloatArray
@@ -217,12 +256,20 @@ class Scorer:
             )
         return p
 
-    def rescore_pending(self, *, limit: int = 2000, max_chunks: int | None = None) -> int:
-        """Move traces of other scorers to the active one; returns how many moved."""
-        active = self.storage.active_scorer()
+    def rescore_pending(
+        self,
+        *,
+        limit: int = 2000,
+        max_chunks: int | None = None,
+        names: Sequence[str] | None = None,
+    ) -> int:
+        """Move the model's traces of other scorers to the active one, and score its
+        waiting traces (stored under ``names``: the model key and its aliases; default:
+        the key); returns how many moved or were scored."""
+        active = self.storage.active_scorer(self.model)
         if active is None or active.estimator_sha256 != self.sha256:
-            return 0  # another model is active: its own instance rescores
-        moved = 0
+            return 0  # another estimator is active for the model: its own instance rescores
+        moved = self._score_waiting(active, names or [self.model], limit, max_chunks)
         for sources, rescorer, k_range in self._plans(active):
             chunks = 0
             while max_chunks is None or chunks < max_chunks:
@@ -240,18 +287,51 @@ class Scorer:
                     break
         return moved
 
-    def pending(self) -> int:
-        """Traces that `rescore_pending` would still move."""
-        active = self.storage.active_scorer()
+    def _score_waiting(
+        self, active: ScorerInfo, names: Sequence[str], limit: int, max_chunks: int | None
+    ) -> int:
+        scored = chunks = 0
+        calibrate = partial(apply_calibration, active.calibration)
+        while max_chunks is None or chunks < max_chunks:
+            n, refused = self.storage.score_waiting(
+                active, names, self.score_steps, calibrate=calibrate, limit=min(limit, 500)
+            )
+            scored += n
+            chunks += 1
+            if refused:
+                log.warning(
+                    "%d waiting traces of model %r cannot be scored by its estimator (top-k "
+                    "width or entropy source); they keep waiting (GET /v1/traces/ID says why)",
+                    refused,
+                    self.model,
+                    extra={"model": self.model},
+                )
+            if n + refused < min(limit, 500):
+                break
+        if scored:
+            log.info(
+                "scored %d waiting traces of model %r",
+                scored,
+                self.model,
+                extra={"model": self.model},
+            )
+        return scored
+
+    def pending(self, names: Sequence[str] | None = None) -> int:
+        """Traces that `rescore_pending` would still move or score."""
+        active = self.storage.active_scorer(self.model)
         if active is None or active.estimator_sha256 != self.sha256:
             return 0
-        return sum(self.storage.pending_rescore(s, k) for s, _, k in self._plans(active))
+        moving = sum(self.storage.pending_rescore(s, k) for s, _, k in self._plans(active))
+        return moving + self.storage.pending_waiting(names or [self.model], self.sha256)
 
     def _plans(self, active: ScorerInfo) -> list[tuple[list[int], Any, tuple[int, int] | None]]:
         same, other = [], []
         for s in self.storage.scorers():
             if s.id == active.id or s.entropy_mode != active.entropy_mode:
                 continue
+            if s.model != active.model:
+                continue  # another model's traces: never scored by this estimator
             if s.estimator_sha256 == self.sha256:
                 same.append(s.id)
             elif not self.extra_names or tuple(s.features) == self.names:

@@ -11,6 +11,8 @@ writer and, with a proxy, its own recorder process); the parent checks the setti
 the model and the database (migrating it) once first, and passes the settings to the
 workers in a private file (`worker_app`). Background duties run in one worker
 (`entropy_sentinel.service.duties`). Each worker's ``/metrics`` counts its own work.
+SIGHUP makes uvicorn's supervisor restart the workers with the settings they started
+with: to change the models of a multi-worker service, restart it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import pickle
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +35,9 @@ _SETTINGS_ENV = "SENTINEL_WORKER_SETTINGS"  # the file the workers read their se
 log = logging.getLogger("entropy_sentinel.service")
 
 
-def run(settings: Settings) -> None:
-    """Serve ``settings`` until stopped (see the module docstring)."""
+def run(settings: Settings, *, reloader: Callable[[], Settings] | None = None) -> None:
+    """Serve ``settings`` until stopped (see the module docstring); ``reloader`` gives the
+    settings again on SIGHUP (`ServiceState.reload`)."""
     import uvicorn
 
     from entropy_sentinel.service.app import create_app
@@ -45,9 +49,9 @@ def run(settings: Settings) -> None:
     # long stretches of numpy/scikit-learn work. A 1 ms switch interval (default 5 ms)
     # keeps requests moving while a group is scored.
     sys.setswitchinterval(0.001)
-    state = ServiceState.build(settings)
+    state = ServiceState.build(settings, reloader=reloader)
     if settings.workers > 1:
-        state.close()  # the settings, model and database are good: hand over to workers
+        state.close()  # the settings, models and database are good: hand over to workers
         _run_workers(settings)
         return
     server = uvicorn.Server(_config(settings, create_app(settings, state=state)))

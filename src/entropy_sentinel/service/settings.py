@@ -1,16 +1,22 @@
 """`Settings`: every option of the monitoring service, validated once, in one frozen value.
 
 Sources, later ones winning: the defaults below, a TOML file (``sentinel serve
---config FILE``), the environment (API keys only: ``SENTINEL_INGEST_KEYS`` and
-``SENTINEL_READ_KEYS``, comma-separated), then command-line options.
+--config FILE``), the environment (API keys: ``SENTINEL_INGEST_KEYS``,
+``SENTINEL_READ_KEYS`` and ``SENTINEL_TEXT_KEYS``, comma-separated;
+``SENTINEL_OTEL_ENDPOINT``), then command-line
+options.
 
 A TOML file uses the field names of `Settings` (durations as ``"5m"`` text or seconds),
-plus two arrays of tables::
+plus a table of models and two arrays of tables::
 
     db = "postgresql+psycopg://sentinel@db.internal/sentinel"
-    model = "models/estimator.skops"
+    model = "models/estimator.skops"   # one estimator, serving the model it records
     bucket = "1m"
     webhook_url = "https://hooks.example.com/sentinel"
+
+    [models.gpt-4o]                    # an estimator per model (paths relative to the file)
+    path = "models/gpt-4o.skops"
+    aliases = ["gpt-4o-2024-08-06"]    # other names traces may give for this model
 
     [[keys]]                       # store the SHA-256 of a key, never the key
     name = "collector"
@@ -45,12 +51,16 @@ from typing import Any, Literal
 
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.service.alert_rules import AlertRule
+from entropy_sentinel.service.texts import DEFAULT_REDACTIONS, Redactor
 from entropy_sentinel.timeutil import parse_duration
 
-__all__ = ["SCOPES", "ApiKey", "Settings", "load_settings"]
+__all__ = ["SCOPES", "ApiKey", "ModelSpec", "Settings", "load_settings"]
 
-SCOPES: tuple[str, ...] = ("ingest", "read")
-"""``ingest``: post traces and labels, recalibrate; ``read``: estimates, alerts, metrics."""
+SCOPES: tuple[str, ...] = ("ingest", "read", "text")
+"""``ingest``: post traces and labels, recalibrate; ``read``: estimates, alerts, metrics;
+``text``: with ``read``, see stored prompt and answer text (``store_text``)."""
+
+_MAX_MODEL = 256  # characters of a model name (storage.tables.MAX_MODEL)
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _MiB = 1 << 20
@@ -92,13 +102,64 @@ class ApiKey:
 
 
 @dataclass(frozen=True)
+class ModelSpec:
+    """An estimator artifact to serve, and the model whose traces it scores.
+
+    Attributes:
+        name: the model key (the ``model`` traces name); None: the model the artifact
+            records (``sentinel fit --model-name``), or, if it records none, every model
+            without an estimator of its own.
+        path: the artifact (``sentinel fit``).
+        aliases: other names traces may give for this model (a dated version the answer
+            names, a file path llama.cpp reports).
+    """
+
+    name: str | None
+    path: Path
+    aliases: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for text in (self.name, *self.aliases):
+            if text is None:
+                continue
+            if not text or len(text) > _MAX_MODEL or "\x00" in text:
+                raise ConfigError(
+                    f"model name {text[:80]!r} must be 1 to {_MAX_MODEL} characters, no NUL"
+                )
+
+    @classmethod
+    def parse(cls, text: str) -> ModelSpec:
+        """``NAME=PATH`` or a bare ``PATH`` (a file that exists is always a bare path).
+
+        >>> ModelSpec.parse("gpt-4o=models/gpt4o.skops")
+        ModelSpec(name='gpt-4o', path=PosixPath('models/gpt4o.skops'), aliases=())
+        """
+        name, eq, path = text.partition("=")
+        if not eq or Path(text).exists():
+            return cls(None, Path(text))
+        if not name.strip() or not path.strip():
+            raise ConfigError(
+                f"--model {text!r}: give NAME=PATH (e.g. gpt-4o=models/gpt4o.skops) or a PATH"
+            )
+        return cls(name.strip(), Path(path.strip()))
+
+
+@dataclass(frozen=True)
 class Settings:
     """Options of `sentinel serve` (see the module docstring). Durations are in seconds.
 
     Attributes:
         db_url: SQLAlchemy URL: ``sqlite:///path.db`` (default, WAL) or
             ``postgresql+psycopg://user@host/db``.
-        model_path: the fitted estimator artifact (``sentinel fit``); required to serve.
+        model_path: a fitted estimator artifact (``sentinel fit``): served for the model
+            it records, or, when it records none, for every model (`ModelSpec` with no
+            name). ``model_path`` or ``models`` is required to serve.
+        models: estimators keyed by model (`ModelSpec`); see docs/service.md.
+        default_model: the model key of traces that name no model. Default: the only
+            named model when exactly one is served (and no unnamed artifact), else ``""``.
+        waiting_max_traces, waiting_max_age: retention of the per-step arrays of traces
+            waiting for an estimator of their model (newest kept; older ones expire:
+            kept, never scored). Seconds for the age.
         upstream: base URL of the OpenAI-compatible server behind the proxy, as an OpenAI
             client's ``base_url`` (``http://127.0.0.1:8080/v1``, ``https://api.openai.com/v1``):
             ``POST /v1/chat/completions`` is forwarded to ``{upstream}/chat/completions``.
@@ -122,6 +183,11 @@ class Settings:
             forwarding the request to its last byte.
         proxy_stream_idle_timeout: longest wait for a stream's next bytes.
         proxy_stream_max_seconds: longest time for a whole stream.
+        store_text: store the ``prompt`` and ``answer`` records carry (redacted, in their
+            own table, shown only to keys with the ``text`` scope); off by default.
+        text_max_traces, text_max_age: retention of stored text (newest kept), seconds.
+        text_redact: regular expressions replaced by ``[redacted]`` before text is
+            stored (default: `entropy_sentinel.service.texts.DEFAULT_REDACTIONS`).
         host, port: where to listen.
         workers: service processes sharing the port and the database
             (``sentinel serve --workers N``); background duties run in one of them.
@@ -145,10 +211,23 @@ class Settings:
         log_format: ``json`` (one object per line) or ``text``.
         log_level: ``debug``, ``info``, ``warning`` or ``error``.
         shutdown_timeout: seconds to finish in-flight requests and flush on shutdown.
+        otel_endpoint: OTLP/HTTP traces endpoint (``http://host:4318/v1/traces``; Phoenix:
+            ``http://host:6006/v1/traces``) to export one span per scored trace to, with
+            its P(correct) (docs/integrations.md; needs the ``otel`` extra); None: off.
+            Also ``SENTINEL_OTEL_ENDPOINT``.
+        otel_service_name: ``service.name`` of the exported spans.
+        otel_max_slice_values: distinct values exported per slice dimension; further
+            values are exported as ``_OTHER``.
+        otel_phoenix_annotations: the endpoint is Arize Phoenix's: also post each
+            P(correct) as a Phoenix span annotation (shown as an evaluation in its UI).
     """
 
     db_url: str = "sqlite:///sentinel.db"
     model_path: Path | None = None
+    models: tuple[ModelSpec, ...] = ()
+    default_model: str | None = None
+    waiting_max_traces: int = 100_000
+    waiting_max_age: int = 7 * 86_400
     upstream: str | None = None
     upstream_timeout: float = 600.0
     proxy_top_logprobs: int = 20
@@ -159,6 +238,10 @@ class Settings:
     proxy_answer_deadline: float = 600.0
     proxy_stream_idle_timeout: float = 120.0
     proxy_stream_max_seconds: float = 1800.0
+    store_text: bool = False
+    text_max_traces: int = 100_000
+    text_max_age: int = 30 * 86_400
+    text_redact: tuple[str, ...] = DEFAULT_REDACTIONS
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
@@ -181,6 +264,10 @@ class Settings:
     log_format: Literal["json", "text"] = "json"
     log_level: str = "info"
     shutdown_timeout: float = 30.0
+    otel_endpoint: str | None = None
+    otel_service_name: str = "entropy-sentinel"
+    otel_max_slice_values: int = 100
+    otel_phoenix_annotations: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -190,6 +277,13 @@ class Settings:
                 f"bucket={self.bucket!r} seconds must divide a day and be at most 1h, "
                 "e.g. 60 ('1m') or 300 ('5m')"
             )
+        if self.otel_endpoint is not None and not re.match(
+            r"^https?://[^/\s]+", self.otel_endpoint
+        ):
+            raise ConfigError(
+                f"otel_endpoint={self.otel_endpoint!r} must be an http:// or https:// OTLP/HTTP "
+                "traces URL, e.g. http://127.0.0.1:4318/v1/traces"
+            )
         for name in (
             "max_body_bytes",
             "max_batch",
@@ -198,6 +292,11 @@ class Settings:
             "workers",
             "proxy_record_queue",
             "proxy_max_answer_bytes",
+            "waiting_max_traces",
+            "waiting_max_age",
+            "text_max_traces",
+            "text_max_age",
+            "otel_max_slice_values",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be >= 1")
@@ -237,6 +336,19 @@ class Settings:
         keys = [k.name for k in self.api_keys]
         if len(set(keys)) != len(keys):
             raise ConfigError(f"API key names must be unique, got {keys}")
+        named = [m.name for m in self.model_specs if m.name is not None]
+        dups = sorted({n for n in named if named.count(n) > 1})
+        if dups:
+            raise ConfigError(f"models are named once each; repeated: {dups}")
+        if self.default_model is not None and len(self.default_model) > _MAX_MODEL:
+            raise ConfigError(f"default_model is longer than {_MAX_MODEL} characters")
+        Redactor(self.text_redact)  # each pattern compiles (the error names the bad one)
+
+    @property
+    def model_specs(self) -> tuple[ModelSpec, ...]:
+        """Every estimator to serve: ``model_path`` (unnamed) and ``models``."""
+        bare = () if self.model_path is None else (ModelSpec(None, self.model_path),)
+        return bare + self.models
 
     @property
     def loopback_only(self) -> bool:
@@ -248,7 +360,14 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-_DURATIONS = ("bucket", "max_future_skew", "reference", "metrics_window")
+_DURATIONS = (
+    "bucket",
+    "max_future_skew",
+    "reference",
+    "metrics_window",
+    "waiting_max_age",
+    "text_max_age",
+)
 _SECONDS = (
     "evaluate_every",
     "webhook_timeout",
@@ -271,16 +390,28 @@ def load_settings(
     """Settings from the defaults, a TOML file, the environment and ``overrides``.
 
     ``overrides`` use `Settings` field names; a value of None leaves the option unset
-    (so command-line options that were not given do not override the file).
+    (so command-line options that were not given do not override the file). Models
+    given as ``overrides["models"]`` (the command line's ``--model``) join the file's:
+    a named one replaces the file's model of that name, and unnamed ones (bare paths)
+    replace the file's ``model``.
     """
     values: dict[str, Any] = {}
     if config is not None:
         values.update(_from_toml(config))
     env = os.environ if environ is None else environ
+    if env.get("SENTINEL_OTEL_ENDPOINT"):
+        values["otel_endpoint"] = env["SENTINEL_OTEL_ENDPOINT"]
     env_keys = _keys_from_env(env)
     if env_keys:
         values["api_keys"] = tuple(values.get("api_keys", ())) + env_keys
+    extra_models = tuple(overrides.pop("models", None) or ())
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if extra_models:
+        if any(m.name is None for m in extra_models):
+            values.pop("model_path", None)
+        given = {m.name for m in extra_models if m.name is not None}
+        kept = tuple(m for m in values.get("models", ()) if m.name not in given)
+        values["models"] = kept + extra_models
     try:
         return Settings(**values)
     except TypeError as exc:
@@ -314,10 +445,42 @@ def _from_toml(path: Path) -> dict[str, Any]:
         elif name in _SECONDS:
             out[name] = float(parse_duration(value, what=key)) if isinstance(value, str) else value
         elif name == "model_path":
-            out[name] = (path.parent / value) if not Path(value).is_absolute() else Path(value)
+            out[name] = _relative_to(path, value)
+        elif name == "models":
+            out[name] = _models_from_table(path, value)
+        elif name == "text_redact":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError("config `text_redact` must be an array of regular expressions")
+            out[name] = tuple(value)
         else:
             out[name] = value
     return out
+
+
+def _relative_to(config: Path, value: Any) -> Path:
+    return (config.parent / value) if not Path(value).is_absolute() else Path(value)
+
+
+def _models_from_table(config: Path, value: Any) -> tuple[ModelSpec, ...]:
+    """``[models.NAME]`` tables: ``path`` (relative to the file) and optional ``aliases``."""
+    if not isinstance(value, dict) or not all(isinstance(t, dict) for t in value.values()):
+        raise ConfigError(
+            'config `models` is a table of tables: [models.NAME] with path = "..." and '
+            'optionally aliases = ["..."]'
+        )
+    out = []
+    for name, table in value.items():
+        unknown = set(table) - {"path", "aliases"}
+        if unknown or not isinstance(table.get("path"), str):
+            raise ConfigError(
+                f'[models.{name}] needs path = "..." (an artifact of sentinel fit) and may '
+                f"have aliases = [...]; got {sorted(table)}"
+            )
+        aliases = table.get("aliases", [])
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            raise ConfigError(f"[models.{name}] aliases must be an array of model names")
+        out.append(ModelSpec(str(name), _relative_to(config, table["path"]), tuple(aliases)))
+    return tuple(out)
 
 
 def _tables(value: Any, key: str) -> list[Mapping[str, Any]]:
@@ -338,7 +501,11 @@ def _key_from_table(table: Mapping[str, Any]) -> ApiKey:
 
 def _keys_from_env(env: Mapping[str, str]) -> tuple[ApiKey, ...]:
     keys: dict[str, set[str]] = {}
-    for scope, var in (("ingest", "SENTINEL_INGEST_KEYS"), ("read", "SENTINEL_READ_KEYS")):
+    for scope, var in (
+        ("ingest", "SENTINEL_INGEST_KEYS"),
+        ("read", "SENTINEL_READ_KEYS"),
+        ("text", "SENTINEL_TEXT_KEYS"),
+    ):
         for secret in (s.strip() for s in env.get(var, "").split(",")):
             if secret:
                 keys.setdefault(secret, set()).add(scope)

@@ -54,27 +54,31 @@ class ServiceProcess:
 
     Args:
         db_url: database URL.
-        model: estimator artifact.
+        model: estimator artifact (``--model``), or None when ``models`` or the config
+            give the estimators.
         config: optional TOML config file.
         log_path: where the server's output goes (default: a file next to nothing; DEVNULL).
         env: extra environment variables (API keys, ...).
         args: extra command-line arguments.
         port: fixed port (default: a free one).
+        models: more ``--model`` values (``NAME=PATH`` or ``PATH``).
     """
 
     def __init__(
         self,
         *,
         db_url: str,
-        model: str | os.PathLike[str],
+        model: str | os.PathLike[str] | None,
         config: Path | None = None,
         log_path: Path | None = None,
         env: dict[str, str] | None = None,
         args: Sequence[str] = (),
         port: int | None = None,
+        models: Sequence[str] = (),
     ) -> None:
         self.db_url = db_url
-        self.model = Path(model)
+        self.model = None if model is None else Path(model)
+        self.models = list(models)
         self.config = config
         self.log_path = log_path
         self.env = env or {}
@@ -95,8 +99,8 @@ class ServiceProcess:
             "serve",
             "--db",
             self.db_url,
-            "--model",
-            str(self.model),
+            *(["--model", str(self.model)] if self.model is not None else []),
+            *(arg for m in self.models for arg in ("--model", m)),
             "--host",
             "127.0.0.1",
             "--port",
@@ -133,6 +137,11 @@ class ServiceProcess:
                 last = repr(exc)
             time.sleep(0.1)
         raise ProcessError(f"the service did not become healthy within {timeout} s ({last})")
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the server (e.g. ``signal.SIGHUP``: reload its models)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown handler runs (the crash test)."""

@@ -5,6 +5,8 @@
  *   table  <- GET /v1/estimates?by=DIM&since=RANGE&reference=RANGE   (one window, worst first)
  *   KPIs   <- the same two with by=*, GET /v1/alerts?status=open
  *   alerts <- GET /v1/alerts?status=open;  label next <- GET /v1/priorities;  card <- GET /v1/model
+ *   models <- GET /v1/models: the model selector (every call above then takes model=NAME) and
+ *   "compare with": GET /v1/estimates?by=DIM&model=A&model=B, one record set per model
  * The state (dimension, range, search, budget, plotted slices) lives in the URL hash, so a
  * view can be bookmarked. `window.sentinel` exposes what was rendered (used by the tests).
  */
@@ -21,7 +23,7 @@
   const DEFAULT_PLOTTED = 5;
   const REFRESH_MS = 30000;
 
-  const state = { by: null, range: "6h", q: "", budget: 50, plotted: null, auto: true };
+  const state = { by: null, range: "6h", q: "", budget: 50, plotted: null, auto: true, model: null, vs: null };
   const view = { renders: 0, data: null, chart: null, reliability: null, config: null, error: null };
   window.sentinel = view;
 
@@ -98,6 +100,8 @@
     const b = parseInt(p.get("budget") || "", 10);
     if (b > 0) state.budget = b;
     state.plotted = p.has("plot") ? new Set(p.get("plot").split(",").filter(Boolean)) : null;
+    state.model = p.has("model") ? p.get("model") : null;
+    state.vs = p.has("vs") ? p.get("vs") : null;
   }
   function writeHash() {
     const p = new URLSearchParams();
@@ -106,6 +110,8 @@
     if (state.q) p.set("q", state.q);
     if (state.budget !== 50) p.set("budget", String(state.budget));
     if (state.plotted) p.set("plot", [...state.plotted].join(","));
+    if (state.model !== null) p.set("model", state.model);
+    if (state.vs !== null) p.set("vs", state.vs);
     history.replaceState(null, "", "#" + p.toString());
   }
 
@@ -115,7 +121,8 @@
   async function api(path, params) {
     const url = new URL(path, location.origin);
     for (const [k, v] of Object.entries(params || {})) {
-      if (v !== null && v !== undefined && v !== "") url.searchParams.set(k, v);
+      if (Array.isArray(v)) for (const x of v) url.searchParams.append(k, x); // "" is a model key
+      else if (v !== null && v !== undefined && v !== "") url.searchParams.set(k, v);
     }
     const headers = {};
     if (storedKey()) headers.Authorization = "Bearer " + storedKey();
@@ -152,32 +159,45 @@
     const span = RANGES[state.range];
     const since = span ? state.range : null;
     const reference = span ? state.range : "none";
-    const slices = await getJSON("/v1/slices", { since: since || "36500d" });
+    const models = await getJSON("/v1/models");
+    const names = models.models.map((m) => m.name);
+    const scored = models.models.filter((m) => m.estimator).map((m) => m.name);
+    if (state.model !== null && !names.includes(state.model)) state.model = null;
+    if (state.vs !== null && (state.model === null || state.vs === state.model || !scored.includes(state.vs))) state.vs = null;
+    const mp = state.model === null ? {} : { model: [state.model] };
+    // one model's view: priorities and the model card need one (there is one, or it is chosen)
+    const one = state.model !== null || scored.length === 1;
+    const slices = await getJSON("/v1/slices", { since: since || "36500d", ...mp });
     const dims = Object.entries(slices.dimensions)
       .map(([d, vals]) => [d, Object.values(vals).reduce((a, b) => a + b, 0)])
       .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
       .map(([d]) => d);
-    if (!state.by || (state.by !== "*" && !dims.includes(state.by))) state.by = dims[0] || "*";
-    const by = state.by;
-    const [overall, ranked] = await Promise.all([
-      getJSON("/v1/estimates", { by: "*", since, reference }),
-      getJSON("/v1/estimates", { by, since, reference }),
+    const fits = state.by && (state.by === "*" || dims.includes(state.by));
+    const by = fits ? state.by : dims[0] || "*";
+    if (dims.length) state.by = by; // a model without traces keeps the chosen dimension
+    const [overall, ranked, compared] = await Promise.all([
+      getJSON("/v1/estimates", { by: "*", since, reference, ...mp }),
+      getJSON("/v1/estimates", { by, since, reference, ...mp }),
+      state.vs === null
+        ? Promise.resolve(null)
+        : getJSON("/v1/estimates", { by, since, reference, model: [state.model, state.vs] }),
     ]);
     const wholeSpan = span || Math.max(cfg.bucket, (Date.parse(overall.until) - Date.parse(overall.since)) / 1000);
     const win = chooseWindow(wholeSpan, cfg.bucket, ranked.records.map((r) => r.n));
-    const windowed = { since, window: durationText(win), reference: "none" };
+    const windowed = { since, window: durationText(win), reference: "none", ...mp };
+    const modelReady = one && (state.model === null || scored.includes(state.model));
     const [series, overallSeries, alerts, model, health, priorities] = await Promise.all([
       getJSON("/v1/estimates", { by, ...windowed }),
       getJSON("/v1/estimates", { by: "*", ...windowed }),
-      getJSON("/v1/alerts", { status: "open" }),
-      getJSON("/v1/model"),
+      getJSON("/v1/alerts", { status: "open", ...mp }),
+      modelReady ? getJSON("/v1/model", mp) : Promise.resolve(null),
       fetch("/healthz").then((r) => r.json()).catch(() => ({ status: "unreachable", problems: [] })),
-      by === "*"
+      by === "*" || !modelReady
         ? Promise.resolve(null)
-        : getJSON("/v1/priorities", { budget: state.budget, by, since: since || "36500d" }),
+        : getJSON("/v1/priorities", { budget: state.budget, by, since: since || "36500d", ...mp }),
     ]);
     return { dims, by, since, reference, window: win, overall, ranked, series, overallSeries,
-      alerts, model, health, priorities, config: cfg };
+      alerts, model, health, priorities, config: cfg, models, compared, chosen: state.model, vs: state.vs };
   }
 
   // ------------------------------------------------------------------ render
@@ -198,6 +218,72 @@
     $("q").value = state.q;
     $("budget").value = String(state.budget);
     $("auto").checked = state.auto;
+  }
+
+  const modelName = (name) => (name === "" ? "(no model named)" : name);
+  const fittedText = (e) => (e.fitted_on ? `fitted on the traces of ${e.fitted_on}` : "whose training traces named no model");
+
+  function renderModels(d) {
+    const list = d.models.models;
+    $("model-filter").hidden = list.length < 2;
+    const sel = $("model-select");
+    const options = [el("option", { value: "all", text: "all models" }),
+      ...list.map((m) => el("option", { value: "m:" + m.name,
+        text: modelName(m.name) + (m.estimator ? "" : ` · no estimator (${count(m.traces.waiting)} waiting)`) +
+          (m.estimator && m.estimator.other_model ? " · other model's estimator" : "") }))];
+    sel.replaceChildren(...options);
+    sel.value = d.chosen === null ? "all" : "m:" + d.chosen;
+    const others = list.filter((m) => m.estimator && m.name !== d.chosen);
+    $("vs-filter").hidden = d.chosen === null || !others.length;
+    $("vs-select").replaceChildren(el("option", { value: "none", text: "—" }),
+      ...others.map((m) => el("option", { value: "m:" + m.name, text: modelName(m.name) })));
+    $("vs-select").value = d.vs === null ? "none" : "m:" + d.vs;
+    // what the numbers shown are not: unscored, or scored by another model's estimator
+    const notes = [];
+    const chosen = list.find((m) => m.name === d.chosen);
+    if (chosen && !chosen.estimator) {
+      notes.push(`Model ${modelName(chosen.name)} has no estimator yet: ${count(chosen.traces.waiting)} traces are stored ` +
+        "unscored and will be scored when one is registered.");
+    }
+    for (const m of list) {
+      if (m.estimator && m.estimator.other_model && (d.chosen === null || m.name === d.chosen)) {
+        notes.push(`Estimates of ${modelName(m.name)} come from an estimator ${fittedText(m.estimator)}.`);
+      }
+    }
+    const unscored = list.filter((m) => !m.estimator && m.traces.waiting && d.chosen === null);
+    if (unscored.length) {
+      notes.push(`Not in these numbers: ${unscored.map((m) => `${modelName(m.name)} (${count(m.traces.waiting)} traces waiting for an estimator)`).join(", ")}.`);
+    }
+    $("model-note").textContent = notes.join(" ");
+    $("model-note").hidden = !notes.length;
+  }
+
+  function renderCompare(d) {
+    const card = $("compare-card");
+    card.hidden = !d.compared;
+    if (!d.compared) return;
+    const [a, b] = [d.chosen, d.vs];
+    const rows = new Map();
+    for (const r of d.compared.records) {
+      const v = valueOf(r, d.by);
+      if (!rows.has(v)) rows.set(v, {});
+      rows.get(v)[r.model === a ? "a" : "b"] = r;
+    }
+    for (const th of card.querySelectorAll("th.model-a")) th.textContent = modelName(a);
+    for (const th of card.querySelectorAll("th.model-b")) th.textContent = modelName(b);
+    const cells = (r) => (r
+      ? [el("td", { class: "num est", text: fmt3(r.estimate) }),
+        el("td", { class: "small muted", text: `[${fmt3(r.lower)}, ${fmt3(r.upper)}]` }),
+        el("td", { class: "num", text: count(r.n) })]
+      : [el("td", { class: "num est", text: "—" }), el("td", {}), el("td", { class: "num", text: "0" })]);
+    const ordered = [...rows.entries()].sort((x, y) => (x[1].a ? x[1].a.estimate : 2) - (y[1].a ? y[1].a.estimate : 2) || x[0].localeCompare(y[0]));
+    $("compare").tBodies[0].replaceChildren(...ordered.map(([v, pair]) => {
+      const diff = pair.a && pair.b && pair.a.estimate !== null && pair.b.estimate !== null ? pair.b.estimate - pair.a.estimate : null;
+      return el("tr", { "data-value": v }, el("td", { class: "slice", title: v, text: v }), ...cells(pair.a), ...cells(pair.b),
+        el("td", { class: "num diff", text: signed3(diff) }));
+    }));
+    $("compare-by").textContent = d.by === "*" ? "· all traffic" : `· by ${d.by}`;
+    $("compare-note").textContent = `${modelName(a)} vs ${modelName(b)}`;
   }
 
   function renderKpis(d) {
@@ -313,7 +399,9 @@
         el("td", { class: "rank", text: String(i + 1) }),
         el("td", { class: "slice", title: value },
           el("span", { class: "swatch", style: `background:${colors.get(value)}` }), value,
-          alerting.has(value) ? el("span", { class: "tag", text: "alert" }) : ""),
+          alerting.has(value) ? el("span", { class: "tag", text: "alert" }) : "",
+          r.other_model ? el("span", { class: "tag other-model", text: "other model's estimator",
+            title: "scored by an estimator fitted on another model's traces" }) : ""),
         el("td", { class: "num n", text: count(r.n) }),
         el("td", { class: "trend" }, sparkline(trends.get(value), trends.xs, colors.get(value), sparkRange, overallEstimate)),
         el("td", { class: "num est", text: fmt3(r.estimate) }),
@@ -437,7 +525,8 @@
       const ev = a.last_evidence || a.evidence || {};
       const dim = Object.keys(a.slice)[0] || "*";
       return el("li", { class: dim === d.by ? "" : "other-dim", "data-rule": a.rule, "data-slice": sliceText(a.slice) },
-        el("div", { class: "what", text: `${sliceText(a.slice)}` }),
+        el("div", { class: "what", text: `${sliceText(a.slice)}` },
+          a.model ? el("span", { class: "muted small", text: ` · ${modelName(a.model)}` }) : ""),
         el("div", { class: "small", text: `${a.rule} · opened ${ago(a.opened_at)}` }),
         el("div", { class: "ev small", text: `estimate ${fmt3(ev.estimate)} [${fmt3(ev.lower)}, ${fmt3(ev.upper)}], n=${count(ev.n)}` +
           (ev.threshold !== undefined && ev.threshold !== null ? ` · threshold ${ev.threshold}` : "") +
@@ -453,7 +542,8 @@
   function renderPriorities(d) {
     const body = $("priorities").tBodies[0];
     if (!d.priorities) {
-      body.replaceChildren(el("tr", {}, el("td", { colspan: "6", class: "muted", text: "Choose a slice dimension." })));
+      const why = d.by === "*" ? "Choose a slice dimension." : "Choose a model: labels are per model.";
+      body.replaceChildren(el("tr", {}, el("td", { colspan: "6", class: "muted", text: why })));
       $("prio-target").textContent = "";
       return;
     }
@@ -470,10 +560,21 @@
 
   function renderModel(d) {
     const m = d.model;
+    if (!m) {
+      $("model").replaceChildren(el("dt", { text: "model" }), el("dd", { "data-fact": "model",
+        text: "Choose a model to see its estimator's card." }));
+      $("scorer").textContent = "";
+      $("model-line").textContent = `${d.models.models.length} models`;
+      if (view.reliability) { view.reliability.destroy(); view.reliability = null; }
+      $("reliability").replaceChildren();
+      return;
+    }
     const card = m.card || {};
     const p = card.params || {}, f = card.features || {}, t = card.training || {}, met = card.metrics || {}, tu = card.tuning || {};
     const source = f.source === "logprobs" ? `top-${f.k} logprobs` : f.source === "precomputed" ? "precomputed per-token entropies" : (f.source || "—");
     const facts = [
+      ...(m.model !== "" || m.other_model ? [["model", modelName(m.model) +
+        (m.other_model ? ` · estimator ${fittedText({ fitted_on: m.fitted_on })}` : "")]] : []),
       ["family", `${p.family || "—"} · ${p.calibration || "no"} calibration${p.balance ? " · balanced" : ""}${p.blend && p.blend.length ? " · blended with " + p.blend.join(", ") : ""}`],
       ["features", `${f.set || "—"} (${f.n_features ?? (m.features || []).length}) · entropy ${f.entropy_mode || m.entropy_mode} from ${source}`],
       ["trained on", t.n !== undefined ? `${count(t.n)} labelled responses, accuracy ${fmt3(t.accuracy)}` +
@@ -488,7 +589,7 @@
     ];
     $("model").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { "data-fact": k, text: v })]));
     $("scorer").textContent = `scorer ${m.scorer_id} · ${String(m.estimator_sha256 || "").slice(0, 12)}`;
-    $("model-line").textContent = `model ${p.family || ""} · AUROC ${fmt3(met.cv_auroc)}`;
+    $("model-line").textContent = `${m.model ? modelName(m.model) + " · " : ""}model ${p.family || ""} · AUROC ${fmt3(met.cv_auroc)}`;
     const bins = (met.reliability || []).slice().sort((a, b) => a.mean_p - b.mean_p);
     const box = $("reliability");
     if (view.reliability) { view.reliability.destroy(); view.reliability = null; }
@@ -520,9 +621,11 @@
     const colors = colorMap(d.ranked, d.by);
     view.colors = Object.fromEntries(colors);
     renderFilters(d);
+    renderModels(d);
     renderKpis(d);
     renderTable(d, colors);
     renderChart(d, colors);
+    renderCompare(d);
     renderAlerts(d);
     renderPriorities(d);
     renderModel(d);
@@ -573,6 +676,11 @@
 
   function wire() {
     $("by").addEventListener("change", (e) => { state.by = e.target.value; state.plotted = null; refresh(); });
+    $("model-select").addEventListener("change", (e) => {
+      state.model = e.target.value === "all" ? null : e.target.value.slice(2);
+      state.vs = null; state.plotted = null; refresh();
+    });
+    $("vs-select").addEventListener("change", (e) => { state.vs = e.target.value === "none" ? null : e.target.value.slice(2); refresh(); });
     for (const b of $("range").querySelectorAll("button")) {
       b.addEventListener("click", () => { state.range = b.dataset.range; refresh(); });
     }
@@ -591,8 +699,9 @@
     });
     $("auto").addEventListener("change", (e) => { state.auto = e.target.checked; });
     $("download").addEventListener("click", async () => {
-      if (!view.data || view.data.by === "*") return;
-      const r = await api("/v1/priorities", { budget: state.budget, by: view.data.by, since: view.data.since || "36500d", format: "csv" });
+      if (!view.data || !view.data.priorities) return;
+      const mp = view.data.chosen === null ? {} : { model: [view.data.chosen] };
+      const r = await api("/v1/priorities", { budget: state.budget, by: view.data.by, since: view.data.since || "36500d", format: "csv", ...mp });
       const url = URL.createObjectURL(await r.blob());
       const a = el("a", { href: url, download: `to_label_${view.data.by}.csv` });
       document.body.append(a); a.click(); a.remove();

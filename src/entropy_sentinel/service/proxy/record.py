@@ -23,16 +23,18 @@ The record of an exchange (`build_record`)::
 
     {"id": <our own id>, "model": <the model asked for>, "k": <top logprobs asked for>,
      "slice": {...}, "timestamp": <received>,
-     "meta": {"proxy": {"route", "model", "stream", "client_logprobs", "request_id",
-                        "upstream_id"}},
+     "meta": {"proxy": {"route", "model", "answer_model", "stream", "client_logprobs",
+                        "request_id", "upstream_id"}},
      "prompt": ..., "answer": ...,                       # with proxy_record_text only
      "logprobs": <the response> | [<stream chunks>]}
 
 Every relayed answer gets an id of our own, so answers whose upstream id repeats (a
 cache in front of the model, a replay, a server with fixed ids) are all recorded; the
-upstream's id is kept in ``meta.proxy.upstream_id``. A streamed legacy completion is
-first reassembled into one completion (the trace library reads chat chunks directly,
-legacy chunks only as one response).
+upstream's id is kept in ``meta.proxy.upstream_id``. ``model`` is the key the service
+scores the trace under (the requested model: the answer may name a dated version,
+llama.cpp a file path); the answer's own ``model`` is kept in ``meta.proxy.answer_model``.
+A streamed legacy completion is first reassembled into one completion (the trace
+library reads chat chunks directly, legacy chunks only as one response).
 """
 
 from __future__ import annotations
@@ -47,7 +49,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
 from typing import IO, Any
 
 import anyio
@@ -55,15 +56,28 @@ import msgspec
 
 from entropy_sentinel.service.metrics import Metrics
 from entropy_sentinel.service.proxy.metrics import ProxyMetrics
-from entropy_sentinel.service.proxy.openai_body import Kind
 from entropy_sentinel.service.settings import Settings
+from entropy_sentinel.wire.answer import answer_payload, answer_text
+from entropy_sentinel.wire.openai_body import Kind
 
-__all__ = ["Exchange", "Outcome", "Recorder", "build_record", "new_trace_id", "read_frame"]
+__all__ = [
+    "EXCHANGE",
+    "SETTINGS",
+    "Exchange",
+    "Outcome",
+    "Recorder",
+    "build_record",
+    "new_trace_id",
+    "read_frame",
+    "write_frame",
+]
 
 log = logging.getLogger("entropy_sentinel.service.proxy")
 
 _FRAME = struct.Struct("<I")  # length prefix of every message between the processes
 _RESTART_AFTER = 5.0  # seconds between attempts to restart a recorder that died
+EXCHANGE = _EXCHANGE = b"E"  # first byte of a message to the recorder: an exchange (msgpack) ...
+SETTINGS = _SETTINGS = b"S"  # ... or new settings after a reload (pickle, from this process)
 
 
 class Exchange(msgspec.Struct, frozen=True):
@@ -133,21 +147,7 @@ def write_frame(stream: IO[bytes], payload: bytes) -> None:
 
 class _Id(msgspec.Struct):
     id: str | int | None = None
-
-
-class _Message(msgspec.Struct):
-    content: str | None = None
-
-
-class _TextChoice(msgspec.Struct):
-    index: int = 0
-    text: str | None = None
-    message: _Message | None = None
-    delta: _Message | None = None
-
-
-class _Texts(msgspec.Struct):
-    choices: list[_TextChoice] = []
+    model: str | None = None
 
 
 def build_record(ex: Exchange, *, record_text: bool = False) -> bytes:
@@ -156,29 +156,22 @@ def build_record(ex: Exchange, *, record_text: bool = False) -> bytes:
     The answer's bytes are spliced in as they are, so the trace library decodes them
     once, straight into arrays.
     """
-    if ex.body is not None:
-        answer = ex.body
-        first = ex.body
-    else:
-        answer = (
-            _legacy_from_chunks(ex.chunks)
-            if ex.kind == "completions"
-            else b"[" + b",".join(ex.chunks) + b"]"
-        )
-        first = ex.chunks[0] if ex.chunks else b"{}"
+    answer = answer_payload(ex.kind, ex.body, ex.chunks)
+    first = ex.body if ex.body is not None else (ex.chunks or (b"{}",))[0]
     try:
-        upstream_id = msgspec.json.decode(first, type=_Id).id
+        named = msgspec.json.decode(first, type=_Id)
     except msgspec.DecodeError:
-        upstream_id = None
+        named = _Id()
     head: dict[str, Any] = {"id": ex.id or new_trace_id()}
-    if ex.model:
-        head["model"] = ex.model
+    requested = ex.model or ex.meta.get("model")
+    if isinstance(requested, str) and requested:
+        head["model"] = requested
     if ex.k:
         head["k"] = ex.k
     head.update(
         slice=ex.slice,
         timestamp=ex.received_at,
-        meta={"proxy": {**ex.meta, "upstream_id": upstream_id}},
+        meta={"proxy": {**ex.meta, "answer_model": named.model, "upstream_id": named.id}},
     )
     if record_text:
         if isinstance(ex.prompt, str) or (
@@ -187,66 +180,12 @@ def build_record(ex: Exchange, *, record_text: bool = False) -> bytes:
             head["prompt"] = ex.prompt
         elif ex.prompt is not None:  # e.g. a legacy prompt given as a list or token ids
             head["meta"]["prompt"] = ex.prompt
-        text = _answer_text(ex)
+        text = answer_text(ex.body, ex.chunks)
         if isinstance(text, str):
             head["answer"] = text
         elif text is not None:  # several choices: one text each
             head["meta"]["answers"] = text
     return msgspec.json.encode(head)[:-1] + b',"logprobs":' + answer + b"}"
-
-
-def _answer_text(ex: Exchange) -> str | list[str] | None:
-    """The answer's text: one string per choice (a list when there are several)."""
-    parts: dict[int, list[str]] = {}
-    docs = [ex.body] if ex.body is not None else list(ex.chunks)
-    for doc in docs:
-        try:
-            texts = msgspec.json.decode(doc, type=_Texts)
-        except msgspec.DecodeError:
-            return None
-        for c in texts.choices:
-            piece = c.text
-            for msg in (c.message, c.delta):
-                if msg is not None and msg.content is not None:
-                    piece = msg.content
-            if piece:
-                parts.setdefault(c.index, []).append(piece)
-    joined = ["".join(parts[i]) for i in sorted(parts)]
-    if not joined:
-        return None
-    return joined[0] if len(joined) == 1 else joined
-
-
-def _legacy_from_chunks(chunks: Sequence[bytes]) -> bytes:
-    """One legacy completion from its stream chunks (tokens and logprobs concatenated)."""
-    head: dict[str, Any] = {}
-    choices: dict[int, dict[str, Any]] = {}
-    for raw in chunks:
-        try:
-            chunk = msgspec.json.decode(raw)
-        except msgspec.DecodeError:
-            return b"[" + b",".join(chunks) + b"]"  # the trace library names the bad chunk
-        if not isinstance(chunk, dict):
-            continue
-        for key in ("id", "object", "created", "model"):
-            head.setdefault(key, chunk.get(key))
-        for c in chunk.get("choices") or ():
-            if not isinstance(c, dict):
-                continue
-            out = choices.setdefault(
-                int(c.get("index") or 0), {"index": int(c.get("index") or 0), "text": ""}
-            )
-            out["text"] += c.get("text") or ""
-            if c.get("finish_reason") is not None:
-                out["finish_reason"] = c["finish_reason"]
-            lp = c.get("logprobs")
-            if isinstance(lp, dict):
-                acc = out.setdefault("logprobs", {})
-                for key in ("tokens", "token_logprobs", "top_logprobs", "text_offset"):
-                    if lp.get(key) is not None:
-                        acc.setdefault(key, []).extend(lp[key])
-    head["choices"] = [choices[i] for i in sorted(choices)]
-    return msgspec.json.encode(head)
 
 
 class Recorder:
@@ -271,7 +210,7 @@ class Recorder:
         self.metrics = metrics
         self.service_metrics = service_metrics
         self.capacity = settings.proxy_record_queue
-        self._queue: queue.Queue[Exchange | None] = queue.Queue()
+        self._queue: queue.Queue[Exchange | Settings | None] = queue.Queue()
         self._lock = threading.Lock()
         self._in_flight = 0  # submitted and not yet answered for by the recorder
         self._sent = 0  # written to the current process and not yet answered for
@@ -356,6 +295,12 @@ class Recorder:
         self._queue.put(exchange)
         return True
 
+    def reload(self, settings: Settings) -> None:
+        """Serve the models of ``settings`` from now on (after the service's reload): the
+        recorder reconfigures its estimators between two batches."""
+        self.settings = settings
+        self._queue.put(settings)
+
     def skipped(self, reason: str) -> None:
         """Count an answer that carries no trace to record."""
         self.metrics.traces.labels("skipped").inc()
@@ -406,6 +351,11 @@ class Recorder:
                     with contextlib.suppress(OSError):
                         proc.stdin.close()  # the recorder records what it has, then exits
                 return
+            if isinstance(item, Settings):
+                if proc is not None and proc.stdin is not None and self._up.is_set():
+                    with contextlib.suppress(OSError, ValueError):
+                        write_frame(proc.stdin, _SETTINGS + pickle.dumps(item))
+                continue
             with self._lock:  # the read loop takes over what was sent when the process ends
                 up = proc is not None and proc.stdin is not None and self._up.is_set()
                 if up:
@@ -415,7 +365,7 @@ class Recorder:
                 continue
             # on failure, the read loop sees the process end and accounts for what was sent
             with contextlib.suppress(OSError, ValueError):
-                write_frame(proc.stdin, self._encoder.encode(item))
+                write_frame(proc.stdin, _EXCHANGE + self._encoder.encode(item))
 
     def _read_loop(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None

@@ -3,7 +3,8 @@
 Started by `entropy_sentinel.service.proxy.record.Recorder` as
 ``python -m entropy_sentinel.service.proxy.record_worker``. Its standard input carries
 length-prefixed messages: first the service's `Settings` (pickled, from the parent
-process), then one `Exchange` each (msgpack); its standard output carries one `Outcome`
+process), then one `Exchange` each (``E`` and msgpack), or new settings after the
+service reloaded its models (``S`` and pickle); its standard output carries one `Outcome`
 per batch recorded. It opens the service's database and estimator like the service
 (`entropy_sentinel.service.state.open_pipeline`), takes the exchanges that arrive within
 ``_LINGER`` (50 ms) of the first (at most ``_BATCH``) as one batch, so that the
@@ -29,6 +30,7 @@ import msgspec
 
 from entropy_sentinel.service.metrics import Metrics
 from entropy_sentinel.service.proxy.record import (
+    SETTINGS,
     Exchange,
     Outcome,
     build_record,
@@ -87,14 +89,24 @@ def record_batch(
     raise AssertionError("unreachable")
 
 
-def _reader(stream: IO[bytes], inbox: queue.Queue[Exchange | None]) -> None:
+def _reader(stream: IO[bytes], inbox: queue.Queue[Any]) -> None:
     decoder = msgspec.msgpack.Decoder(Exchange)
     while (frame := read_frame(stream)) is not None:
+        if frame[:1] == SETTINGS:  # the service reloaded its models
+            inbox.put(pickle.loads(frame[1:]))  # from the parent process
+            continue
         try:
-            inbox.put(decoder.decode(frame))
+            inbox.put(decoder.decode(frame[1:]))
         except msgspec.DecodeError:
             log.error("an unreadable exchange was skipped")
     inbox.put(None)
+
+
+def _reconfigure(pipeline: Any, settings: Any) -> None:
+    try:
+        pipeline.models.configure(settings.model_specs, settings.default_model)
+    except Exception:
+        log.exception("the recorder could not load the reloaded models; it keeps the old ones")
 
 
 def main() -> int:
@@ -114,10 +126,11 @@ def main() -> int:
     metrics = Metrics()
     try:
         db, pipeline = open_pipeline(settings, metrics)
+        pipeline.start()
     except Exception:
         log.exception("the recorder cannot open the database or the estimator")
         return 1
-    inbox: queue.Queue[Exchange | None] = queue.Queue()
+    inbox: queue.Queue[Any] = queue.Queue()
     threading.Thread(target=_reader, args=(stdin, inbox), daemon=True).start()
     encoder = msgspec.msgpack.Encoder()
     done = False
@@ -126,6 +139,9 @@ def main() -> int:
             first = inbox.get()
             if first is None:
                 break
+            if not isinstance(first, Exchange):  # new settings: serve their models
+                _reconfigure(pipeline, first)
+                continue
             batch = [first]
             until = time.monotonic() + _LINGER
             while len(batch) < _BATCH:
@@ -136,7 +152,15 @@ def main() -> int:
                 if item is None:
                     done = True
                     break
+                if not isinstance(item, Exchange):  # after this batch
+                    outcome = record_batch(pipeline, metrics, batch, settings.proxy_record_text)
+                    write_frame(out, encoder.encode(outcome))
+                    batch = []
+                    _reconfigure(pipeline, item)
+                    break
                 batch.append(item)
+            if not batch:
+                continue
             outcome = record_batch(pipeline, metrics, batch, settings.proxy_record_text)
             write_frame(out, encoder.encode(outcome))
     finally:

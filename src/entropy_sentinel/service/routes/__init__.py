@@ -13,9 +13,11 @@ from entropy_sentinel.service.routes import (
     estimates,
     ingest,
     labels,
+    models,
     ops,
     priorities,
     proxy,
+    traces,
 )
 
 __all__ = ["ROUTERS"]
@@ -23,6 +25,8 @@ __all__ = ["ROUTERS"]
 ROUTERS: tuple[APIRouter, ...] = (
     ingest.router,
     estimates.router,
+    models.router,
+    traces.router,
     alerts.router,
     priorities.router,
     labels.router,

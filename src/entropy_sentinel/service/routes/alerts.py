@@ -23,7 +23,14 @@ async def get_alerts(
     svc: ServiceState = Depends(service),
     status: Literal["open", "resolved", "all"] = Query("all"),
     limit: int = Query(100, ge=1, le=10_000),
+    model: list[str] | None = Query(
+        None, max_length=256, description="Model (key or alias), repeatable; default: all."
+    ),
 ) -> dict[str, Any]:
-    """Alert episodes with the evidence that opened them and the latest evidence."""
-    rows = await run_in_threadpool(list_alerts, svc.db, status=status, limit=limit)
+    """Alert episodes (each of one model) with the evidence that opened them and the
+    latest evidence."""
+    keys = None if model is None else [svc.models.key(m) if m else "" for m in model]
+    rows = await run_in_threadpool(
+        lambda: list_alerts(svc.db, status=status, limit=limit, models=keys)
+    )
     return {"rules": [r.describe() for r in svc.settings.alert_rules], "alerts": rows}

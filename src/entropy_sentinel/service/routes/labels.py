@@ -11,6 +11,7 @@ from entropy_sentinel.service.api_models import LabelsIn, LabelsOut, Recalibrate
 from entropy_sentinel.service.auth import require
 from entropy_sentinel.service.labels import parse_rows, recalibrate
 from entropy_sentinel.service.routes.common import errors
+from entropy_sentinel.service.routes.estimates import one_scorer
 from entropy_sentinel.service.state import ServiceState, service
 
 __all__ = ["router"]
@@ -51,12 +52,20 @@ async def post_labels(body: LabelsIn, svc: ServiceState = Depends(service)) -> d
 async def post_recalibrate(
     body: RecalibrateIn, svc: ServiceState = Depends(service)
 ) -> dict[str, Any]:
-    """Fit a recalibration of the estimator on the stored labels; activate it (and rescore
-    the stored traces) when it lowers the cross-validated Brier score, or when forced."""
+    """Fit a recalibration of one model's estimator on its stored labels; activate it (and
+    rescore the model's stored traces) when it lowers the cross-validated Brier score, or
+    when forced."""
+    scorer = one_scorer(svc, body.model)
     outcome = await run_in_threadpool(
         lambda: recalibrate(
-            svc.storage, method=body.method, min_labels=body.min_labels, force=body.force
+            svc.storage,
+            model=scorer.model,
+            method=body.method,
+            min_labels=body.min_labels,
+            force=body.force,
         )
     )
-    svc.scorer.refresh(force=True)
-    return outcome.to_dict()
+    for s in svc.models.scorers():
+        if s.model == scorer.model:
+            s.refresh(force=True)
+    return {"model": scorer.model, **outcome.to_dict()}

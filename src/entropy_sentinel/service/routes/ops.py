@@ -39,7 +39,8 @@ async def healthz(svc: ServiceState = Depends(service)) -> JSONResponse:
     writer = "running" if svc.pipeline.alive else "stopped"
     if writer != "running":
         problems.append("the writer thread is not running")
-    scorer = svc.scorer.refresh()
+    default = svc.models.default_scorer()
+    scorer = None if default is None else default.refresh()
     body: dict[str, Any] = {
         "status": "ok" if not problems else "degraded",
         "version": __version__,
@@ -47,7 +48,7 @@ async def healthz(svc: ServiceState = Depends(service)) -> JSONResponse:
         "writer": writer,
         "pending_traces": svc.pipeline.pending,
         "rescore_pending": svc.rescore_pending,
-        "scorer_id": scorer.id,
+        "scorer_id": None if scorer is None else scorer.id,
         "problems": problems,
     }
     return JSONResponse(body, status_code=200 if not problems else 503)

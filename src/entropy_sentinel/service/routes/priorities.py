@@ -1,7 +1,12 @@
-"""``GET /v1/priorities``: which slices and responses to label next."""
+"""``GET /v1/priorities``: which slices and responses of one model to label next.
+
+Each label request carries ``prompt`` and ``answer`` when the service stores text
+(``store_text``) and the caller's key has the ``text`` scope; else they are null.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from typing import Any, Literal
 
@@ -10,10 +15,10 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from entropy_sentinel.service.api_models import PrioritiesOut
-from entropy_sentinel.service.auth import require
-from entropy_sentinel.service.prioritize import prioritize
+from entropy_sentinel.service.auth import require, text_allowed
+from entropy_sentinel.service.prioritize import Priorities, prioritize
 from entropy_sentinel.service.routes.common import errors, time_range
-from entropy_sentinel.service.routes.estimates import active_scorer
+from entropy_sentinel.service.routes.estimates import one_scorer
 from entropy_sentinel.service.state import ServiceState, service
 
 __all__ = ["router"]
@@ -45,14 +50,20 @@ async def get_priorities(
     ),
     seed: int = Query(0, ge=0, le=2**32 - 1, description="Sampling seed."),
     format: Literal["json", "csv", "jsonl"] = Query("json"),
+    model: str | None = Query(
+        None, max_length=256, description="Model; required when several have estimators."
+    ),
+    with_text: bool = Depends(text_allowed),
 ) -> Any:
-    """Slices ranked by priority with their share of the budget, and the responses to
-    label (uniform random within each slice; see docs/service.md for the rule)."""
+    """Slices of one model ranked by priority with their share of the budget, and the
+    responses to label (uniform random within each slice; see docs/service.md for the
+    rule), with their prompt and answer for keys with the `text` scope."""
     start, end = time_range(since, until, _WEEK)
+    scorer = one_scorer(svc, model)
     result = await run_in_threadpool(
         lambda: prioritize(
             svc.db,
-            active_scorer(svc),
+            scorer,
             by=by,
             budget=budget,
             since=start,
@@ -62,6 +73,8 @@ async def get_priorities(
             seed=seed,
         )
     )
+    if with_text and svc.settings.store_text:
+        result = await run_in_threadpool(_with_texts, svc, result)
     if format == "json":
         return result.to_dict()
     frame = result.requests_frame()
@@ -70,3 +83,14 @@ async def get_priorities(
     buf = io.StringIO()
     frame.to_json(buf, orient="records", lines=True, force_ascii=False)
     return Response(buf.getvalue(), media_type="application/x-ndjson")
+
+
+def _with_texts(svc: ServiceState, result: Priorities) -> Priorities:
+    texts = svc.storage.texts([r.trace_id for r in result.requests])
+    requests = tuple(
+        dataclasses.replace(r, prompt=texts[r.trace_id][0], answer=texts[r.trace_id][1])
+        if r.trace_id in texts
+        else r
+        for r in result.requests
+    )
+    return dataclasses.replace(result, requests=requests)

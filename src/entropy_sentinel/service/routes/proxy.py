@@ -34,6 +34,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     recorder = Recorder(svc.settings, metrics, service_metrics=svc.metrics)
     if svc.settings.upstream:
         recorder.start()  # the recorder process: only a proxy needs it
+        svc.reload_hooks.append(recorder.reload)  # it scores with the reloaded models too
     proxy = Proxy(svc.settings, recorder, metrics, svc.auth)
     app.state.proxy = proxy
     if proxy.upstream:

@@ -56,7 +56,10 @@ def check_aggregates(
     with db.read.connect() as conn:
         while True:
             rows = conn.execute(
-                sa.select(*cols).where(traces.c.id > last).order_by(traces.c.id).limit(_CHUNK)
+                sa.select(*cols)
+                .where(traces.c.id > last, traces.c.scorer_id.is_not(None))  # waiting: no P
+                .order_by(traces.c.id)
+                .limit(_CHUNK)
             ).all()
             if not rows:
                 break

@@ -63,6 +63,7 @@ def open_database(
     *,
     synchronous: Literal["FULL", "NORMAL"] = "FULL",
     migrate: bool = True,
+    revision: str = "head",
 ) -> Database:
     """Connect to ``url`` and (by default) bring its schema to the newest revision.
 
@@ -71,6 +72,7 @@ def open_database(
             ``postgresql+psycopg://user:password@host:5432/dbname``.
         synchronous: SQLite durability, see the module docstring.
         migrate: apply pending migrations (else a schema that is not current is an error).
+        revision: migrate up to this revision only (tests of upgrades from old schemas).
     """
     try:
         parsed = make_url(url)
@@ -102,7 +104,7 @@ def open_database(
         db.dispose()
         raise StorageError(f"cannot connect to {db!r}: {exc.orig}") from None
     if migrate:
-        upgrade(db)
+        upgrade(db, revision)
     elif current_revision(db) != head_revision():
         db.dispose()
         raise StorageError(
@@ -209,7 +211,27 @@ def upgrade(db: Database, revision: str = "head") -> None:
     """Apply pending migrations up to ``revision``, once even under concurrent starts."""
     from alembic import command
 
-    with db.write.begin() as conn:
-        if db.dialect == "postgresql":
+    if db.dialect == "postgresql":
+        with db.write.begin() as conn:
             conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})"))
-        command.upgrade(_alembic_config(conn), revision)
+            command.upgrade(_alembic_config(conn), revision)
+        return
+    # SQLite changes a column by copying its table; with foreign keys on, dropping the
+    # old copy would cascade-delete the rows that reference it. The pragma only takes
+    # effect outside a transaction, so it is set on the raw connection before BEGIN, and
+    # the result is checked before the commit (SQLite's documented procedure).
+    with db.write.connect() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                command.upgrade(_alembic_config(conn), revision)
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise StorageError(
+                        f"migrating {db!r} would break {len(broken)} references (first: "
+                        f"{tuple(broken[0])}); nothing was changed"
+                    )
+        finally:
+            raw.execute("PRAGMA foreign_keys=ON")

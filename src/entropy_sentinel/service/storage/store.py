@@ -8,7 +8,11 @@
   aggregates (a changed label takes its old contribution out).
 * `Storage.rescore` moves traces from older scorers to the active one, in chunks,
   recomputing P and counting them in the new scorer's aggregates.
-* The scorer registry: `register_scorer`, `activate`, `active_scorer`.
+* `Storage.score_waiting` scores traces that waited for an estimator of their model
+  (from their stored per-step arrays) and counts them in its aggregates;
+  `expire_waiting` and `expire_texts` enforce the retention limits.
+* The scorer registry, per model: `register_scorer`, `activate`, `active_scorer`,
+  `model_names`; what is stored per model: `model_counts`; one trace: `trace`.
 """
 
 from __future__ import annotations
@@ -30,17 +34,29 @@ from entropy_sentinel.service.records import ScoredTraces, ScorerInfo, WriteOutc
 from entropy_sentinel.service.storage.buckets import bucket_rows
 from entropy_sentinel.service.storage.db import Database
 from entropy_sentinel.service.storage.tables import (
+    ALL,
     FEATURE_COLUMNS,
     SUM_COLUMNS,
+    models,
     scorers,
     sentinel_meta,
     slice_buckets,
     trace_payloads,
     trace_slices,
+    trace_steps,
+    trace_texts,
     traces,
 )
 
-__all__ = ["LabelOutcome", "Rescorer", "Storage", "dumps"]
+__all__ = [
+    "LabelOutcome",
+    "ModelCounts",
+    "Rescorer",
+    "Storage",
+    "WaitingScorer",
+    "WaitingScores",
+    "dumps",
+]
 
 _IN_CHUNK = 500  # ids per IN (...) list: under every driver's parameter limit
 
@@ -49,6 +65,37 @@ Rescorer = Callable[
     npt.NDArray[np.float64],
 ]
 """``(features (n, 11), extra features per trace, p_raw (n,)) -> new p_raw (n,)``."""
+
+
+@dataclass(frozen=True, eq=False)
+class WaitingScores:
+    """What a `WaitingScorer` made of some waiting traces (one row per trace given).
+
+    ``refused[i]`` is the reason the estimator cannot score trace ``i`` ('' if it can);
+    the other fields are meaningful where it is ''.
+    """
+
+    features: npt.NDArray[np.float64]  # (n, 11)
+    extra: Sequence[Mapping[str, float] | None]
+    p_raw: npt.NDArray[np.float64]
+    entropy_mode: str
+    refused: Sequence[str]
+
+
+WaitingScorer = Callable[[Sequence[tuple[str, bytes]]], WaitingScores]
+"""``[(trace id, stored steps), ...] -> WaitingScores`` (`Storage.score_waiting`)."""
+
+
+@dataclass(frozen=True)
+class ModelCounts:
+    """Traces stored for one model: counted by its active scorer, waiting for an
+    estimator, refused by the registered one (another top-k width or source), and
+    expired (kept without their steps by the retention limit: never scored)."""
+
+    scored: int = 0
+    waiting: int = 0
+    refused: int = 0
+    expired: int = 0
 
 
 def dumps(obj: Any) -> str:
@@ -112,15 +159,6 @@ class Storage:
                 self._insert(sentinel_meta).on_conflict_do_nothing(), [{"key": key, "value": value}]
             )
 
-    def _set_meta(self, conn: sa.Connection, key: str, value: str) -> None:
-        stmt = self._insert(sentinel_meta)
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[sentinel_meta.c.key], set_={"value": stmt.excluded.value}
-            ),
-            [{"key": key, "value": value}],
-        )
-
     def _insert(self, table: sa.Table) -> Any:
         """The dialect's INSERT (both have ``on_conflict_do_nothing/update``)."""
         return (sqlite.insert if self.db.dialect == "sqlite" else postgresql.insert)(table)
@@ -137,11 +175,14 @@ class Storage:
         calibration: Mapping[str, Any] | None = None,
         base_id: int | None = None,
         note: str = "",
+        model: str = "",
     ) -> ScorerInfo:
-        """The scorer for this estimator (and calibration), created on first use."""
+        """The scorer for this estimator (and calibration) serving ``model``, created on
+        first use."""
         cal_text = None if calibration is None else dumps(calibration)
         with self.db.write.begin() as conn:
             query = sa.select(scorers.c.id).where(
+                scorers.c.model == model,
                 scorers.c.estimator_sha256 == estimator_sha256,
                 scorers.c.entropy_mode == entropy_mode,
                 scorers.c.calibration.is_(None)
@@ -153,6 +194,7 @@ class Storage:
                 existing = conn.execute(
                     scorers.insert().returning(scorers.c.id),
                     {
+                        "model": model,
                         "estimator_sha256": estimator_sha256,
                         "entropy_mode": entropy_mode,
                         "features": dumps(list(features)),
@@ -178,16 +220,76 @@ class Storage:
             rows = conn.execute(sa.select(scorers).order_by(scorers.c.id)).all()
         return [_scorer_info(r) for r in rows]
 
-    def active_scorer(self) -> ScorerInfo | None:
-        """The scorer estimates use, or None before any model was registered."""
-        value = self.meta("active_scorer")
+    def active_scorer(self, model: str = "") -> ScorerInfo | None:
+        """The scorer the estimates of ``model`` use, or None before one was registered."""
+        with self.db.read.connect() as conn:
+            value = conn.execute(
+                sa.select(models.c.active_scorer_id).where(models.c.name == model)
+            ).scalar_one_or_none()
         return None if value is None else self.scorer(int(value))
 
+    def active_scorers(self) -> list[ScorerInfo]:
+        """The active scorer of every model that has one, by model name."""
+        with self.db.read.connect() as conn:
+            rows = conn.execute(
+                sa.select(scorers)
+                .join(models, models.c.active_scorer_id == scorers.c.id)
+                .order_by(models.c.name)
+            ).all()
+        return [_scorer_info(r) for r in rows]
+
     def activate(self, scorer_id: int) -> None:
-        """Make ``scorer_id`` the one new traces are counted in and estimates read."""
-        self.scorer(scorer_id)  # exists
+        """Make ``scorer_id`` the one its model's new traces are counted in and its
+        estimates read."""
+        model = self.scorer(scorer_id).model
+        stmt = self._insert(models)
         with self.db.write.begin() as conn:
-            self._set_meta(conn, "active_scorer", str(scorer_id))
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[models.c.name],
+                    set_={"active_scorer_id": stmt.excluded.active_scorer_id},
+                ),
+                [{"name": model, "active_scorer_id": scorer_id, "created_at": time.time()}],
+            )
+
+    def model_names(self) -> list[str]:
+        """Every model key the database knows: with a scorer, or with stored traces
+        waiting for one."""
+        with self.db.read.connect() as conn:
+            named = set(conn.execute(sa.select(models.c.name)).scalars())
+            named.update(
+                conn.execute(
+                    sa.select(traces.c.model).where(traces.c.scorer_id.is_(None)).distinct()
+                ).scalars()
+            )
+        return sorted(named)
+
+    def model_counts(self) -> dict[str, ModelCounts]:
+        """Per model key, the traces stored for it (see `ModelCounts`)."""
+        out: dict[str, dict[str, int]] = {}
+        with self.db.read.connect() as conn:
+            scored = conn.execute(
+                sa.select(models.c.name, sa.func.sum(slice_buckets.c.n))
+                .join(slice_buckets, slice_buckets.c.scorer_id == models.c.active_scorer_id)
+                .where(slice_buckets.c.dimension == ALL)
+                .group_by(models.c.name)
+            ).all()
+            for name, n in scored:
+                out.setdefault(name, {})["scored"] = int(n or 0)
+            state = sa.case(
+                (trace_steps.c.trace_pk.is_(None), "expired"),
+                (trace_steps.c.refused_by.is_not(None), "refused"),
+                else_="waiting",
+            ).label("state")
+            waiting = conn.execute(
+                sa.select(traces.c.model, state, sa.func.count())
+                .select_from(traces.outerjoin(trace_steps, trace_steps.c.trace_pk == traces.c.id))
+                .where(traces.c.scorer_id.is_(None))
+                .group_by(traces.c.model, sa.literal_column("state"))
+            ).all()
+            for name, kind, n in waiting:
+                out.setdefault(name, {})[kind] = int(n)
+        return {name: ModelCounts(**counts) for name, counts in sorted(out.items())}
 
     # ---------------------------------------------------------------- writes
     def write(self, batches: Sequence[ScoredTraces]) -> list[WriteOutcome]:
@@ -234,8 +336,10 @@ class Storage:
 
     def _trace_row(self, batch: ScoredTraces, i: int) -> dict[str, Any]:
         ts = float(batch.ts[i])
+        scored = batch.scorer_id is not None
         row: dict[str, Any] = {
             "trace_id": batch.trace_ids[i],
+            "model": batch.models[i],
             "ts": ts,
             "bucket": int(ts // self.bucket) * self.bucket,
             "received_at": batch.received_at,
@@ -246,8 +350,8 @@ class Storage:
             "extra_features": None
             if batch.extra_features[i] is None
             else dumps(dict(batch.extra_features[i] or {})),
-            "p_raw": float(batch.p_raw[i]),
-            "p": float(batch.p[i]),
+            "p_raw": float(batch.p_raw[i]) if scored else None,
+            "p": float(batch.p[i]) if scored else None,
             "scorer_id": batch.scorer_id,
             "label": None if math.isnan(batch.labels[i]) else float(batch.labels[i]),
             "label_source": None if math.isnan(batch.labels[i]) else "ingest",
@@ -256,7 +360,7 @@ class Storage:
         }
         feats = batch.features[i]
         for j, name in enumerate(FEATURE_COLUMNS):
-            row[name] = float(feats[j])
+            row[name] = float(feats[j]) if scored else None
         return row
 
     def _write_side_tables(
@@ -270,6 +374,8 @@ class Storage:
             return
         slice_rows: list[dict[str, Any]] = []
         payload_rows: list[dict[str, Any]] = []
+        step_rows: list[dict[str, Any]] = []
+        text_rows: list[dict[str, Any]] = []
         by_scorer: dict[int, list[tuple[int, int]]] = {}
         for b, i in stored:
             batch = batches[b]
@@ -282,11 +388,29 @@ class Storage:
             raw = batch.raw[i]
             if raw is not None:
                 payload_rows.append({"trace_pk": pk, "raw": raw})
-            by_scorer.setdefault(batch.scorer_id, []).append((b, i))
+            steps = batch.steps[i]
+            if batch.scorer_id is None and steps is not None:
+                step_rows.append({"trace_pk": pk, "steps": steps, "received_at": batch.received_at})
+            text = batch.texts[i]
+            if text is not None:
+                text_rows.append(
+                    {
+                        "trace_pk": pk,
+                        "prompt": text[0],
+                        "answer": text[1],
+                        "stored_at": batch.received_at,
+                    }
+                )
+            if batch.scorer_id is not None:
+                by_scorer.setdefault(batch.scorer_id, []).append((b, i))
         if slice_rows:
             conn.execute(trace_slices.insert(), slice_rows)
         if payload_rows:
             conn.execute(trace_payloads.insert(), payload_rows)
+        if step_rows:
+            conn.execute(trace_steps.insert(), step_rows)
+        if text_rows:
+            conn.execute(trace_texts.insert(), text_rows)
         for scorer_id, members in by_scorer.items():
             ts = np.array([batches[b].ts[i] for b, i in members], dtype=np.float64)
             self._add_to_buckets(
@@ -381,7 +505,8 @@ class Storage:
             return
         by_scorer: dict[int, list[Any]] = {}
         for row in rows:
-            by_scorer.setdefault(row.scorer_id, []).append(row)
+            if row.scorer_id is not None:  # a waiting trace is in no aggregate yet
+                by_scorer.setdefault(row.scorer_id, []).append(row)
         for scorer_id, group in sorted(by_scorer.items()):
             buckets = [r.bucket for r in group]
             slices = [json.loads(r.slice) for r in group]
@@ -515,6 +640,232 @@ class Storage:
             where.append(traces.c.k.between(k_range[0], k_range[1]))
         return where
 
+    # ------------------------------------------------------- waiting traces
+    def score_waiting(
+        self,
+        target: ScorerInfo,
+        names: Sequence[str],
+        score: WaitingScorer,
+        *,
+        calibrate: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]],
+        limit: int = 500,
+    ) -> tuple[int, int]:
+        """Score up to ``limit`` traces waiting under the model keys ``names`` and count
+        them in scorer ``target`` (their model key becomes ``target.model``), in one
+        transaction.
+
+        ``score`` computes features and ``p_raw`` from the stored steps; ``p =
+        calibrate(p_raw)``. A trace the estimator refuses keeps waiting, marked with its
+        estimator (not retried by it) and the reason. Returns ``(scored, refused)``;
+        ``(0, 0)`` means nothing is left.
+        """
+        if not names:
+            return 0, 0
+        sha = target.estimator_sha256
+        query = (
+            sa.select(
+                traces.c.id,
+                traces.c.trace_id,
+                traces.c.bucket,
+                traces.c.slice,
+                traces.c.label,
+                trace_steps.c.steps,
+            )
+            .join(trace_steps, trace_steps.c.trace_pk == traces.c.id)
+            .where(*self._waiting_filter(names, sha))
+            .order_by(traces.c.id)
+            .limit(limit)
+        )
+        if self.db.dialect == "postgresql":
+            query = query.with_for_update(of=traces, skip_locked=True)
+        try:
+            with self.db.write.begin() as conn:
+                rows = conn.execute(query).all()
+                if not rows:
+                    return 0, 0
+                out = score([(r.trace_id, r.steps) for r in rows])
+                ok = [i for i, why in enumerate(out.refused) if not why]
+                bad = [i for i, why in enumerate(out.refused) if why]
+                if bad:
+                    conn.execute(
+                        sa.update(trace_steps)
+                        .where(trace_steps.c.trace_pk == sa.bindparam("pk"))
+                        .values(refused_by=sha, refused_reason=sa.bindparam("why")),
+                        [{"pk": rows[i].id, "why": out.refused[i][:2000]} for i in bad],
+                    )
+                if ok:
+                    self._count_scored(conn, target, [rows[i] for i in ok], out, ok, calibrate)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"could not score waiting traces: {_short(exc)}") from exc
+        return len(ok), len(bad)
+
+    def _count_scored(
+        self,
+        conn: sa.Connection,
+        target: ScorerInfo,
+        rows: Sequence[Any],
+        out: WaitingScores,
+        idx: Sequence[int],
+        calibrate: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]],
+    ) -> None:
+        p_raw = np.asarray(out.p_raw[list(idx)], dtype=np.float64)
+        p = calibrate(p_raw)
+        params = []
+        for r, j, a, b in zip(rows, idx, p_raw, p, strict=True):
+            extra = out.extra[j]
+            params.append(
+                {
+                    "pk": r.id,
+                    "pr": float(a),
+                    "pc": float(b),
+                    "extra": None if extra is None else dumps(dict(extra)),
+                    **{f"f_{n}": float(out.features[j, c]) for c, n in enumerate(FEATURE_COLUMNS)},
+                }
+            )
+        conn.execute(
+            sa.update(traces)
+            .where(traces.c.id == sa.bindparam("pk"))
+            .values(
+                p_raw=sa.bindparam("pr"),
+                p=sa.bindparam("pc"),
+                extra_features=sa.bindparam("extra"),
+                scorer_id=target.id,
+                model=target.model,
+                entropy_mode=out.entropy_mode,
+                **{n: sa.bindparam(f"f_{n}") for n in FEATURE_COLUMNS},
+            ),
+            params,
+        )
+        pks = [r.id for r in rows]
+        for start in range(0, len(pks), _IN_CHUNK):
+            conn.execute(
+                trace_steps.delete().where(
+                    trace_steps.c.trace_pk.in_(pks[start : start + _IN_CHUNK])
+                )
+            )
+        labels = np.array([np.nan if r.label is None else r.label for r in rows])
+        self._add_to_buckets(
+            conn,
+            bucket_rows(
+                target.id, [r.bucket for r in rows], [json.loads(r.slice) for r in rows], p, labels
+            ),
+        )
+
+    def pending_waiting(self, names: Sequence[str], estimator_sha256: str) -> int:
+        """Waiting traces under ``names`` that `score_waiting` would still try."""
+        if not names:
+            return 0
+        with self.db.read.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(traces.join(trace_steps, trace_steps.c.trace_pk == traces.c.id))
+                    .where(*self._waiting_filter(names, estimator_sha256))
+                ).scalar_one()
+            )
+
+    def waiting_models(self) -> list[str]:
+        """Model keys with traces waiting (with their steps) for an estimator."""
+        with self.db.read.connect() as conn:
+            return sorted(
+                conn.execute(
+                    sa.select(traces.c.model)
+                    .join(trace_steps, trace_steps.c.trace_pk == traces.c.id)
+                    .where(traces.c.scorer_id.is_(None))
+                    .distinct()
+                ).scalars()
+            )
+
+    @staticmethod
+    def _waiting_filter(names: Sequence[str], sha: str) -> list[sa.ColumnElement[bool]]:
+        return [
+            traces.c.scorer_id.is_(None),
+            traces.c.model.in_(list(names)),
+            sa.or_(trace_steps.c.refused_by.is_(None), trace_steps.c.refused_by != sha),
+        ]
+
+    # -------------------------------------------------------------- retention
+    def expire_waiting(self, *, max_traces: int, max_age: float, now: float) -> int:
+        """Drop the steps of waiting traces beyond the newest ``max_traces`` or older than
+        ``max_age`` seconds (the traces stay, *expired*: never scored); returns how many."""
+        return self._expire(trace_steps, trace_steps.c.received_at, max_traces, now - max_age)
+
+    def expire_texts(self, *, max_traces: int, max_age: float, now: float) -> int:
+        """Delete stored texts beyond the newest ``max_traces`` or older than ``max_age``
+        seconds; returns how many."""
+        return self._expire(trace_texts, trace_texts.c.stored_at, max_traces, now - max_age)
+
+    def _expire(self, table: sa.Table, at: sa.Column[Any], keep: int, before: float) -> int:
+        pk = table.c.trace_pk
+        try:
+            with self.db.write.begin() as conn:
+                n = conn.execute(table.delete().where(at < before)).rowcount or 0
+                cutoff = conn.execute(
+                    sa.select(pk).order_by(pk.desc()).offset(keep).limit(1)
+                ).scalar_one_or_none()
+                if cutoff is not None:
+                    n += conn.execute(table.delete().where(pk <= cutoff)).rowcount or 0
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"could not apply the retention limit: {_short(exc)}") from exc
+        return int(n)
+
+    # ------------------------------------------------------------------ reads
+    def trace(self, trace_id: str) -> dict[str, Any] | None:
+        """One stored trace (None if unknown): its model, slice, times, P, label, meta and
+        ``status``: ``scored``, ``waiting``, ``refused`` or ``expired``."""
+        query = (
+            sa.select(
+                traces,
+                trace_steps.c.trace_pk.label("has_steps"),
+                trace_steps.c.refused_reason,
+            )
+            .outerjoin(trace_steps, trace_steps.c.trace_pk == traces.c.id)
+            .where(traces.c.trace_id == trace_id)
+        )
+        with self.db.read.connect() as conn:
+            r = conn.execute(query).one_or_none()
+        if r is None:
+            return None
+        if r.scorer_id is not None:
+            status = "scored"
+        elif r.has_steps is None:
+            status = "expired"
+        else:
+            status = "refused" if r.refused_reason else "waiting"
+        return {
+            "id": r.trace_id,
+            "model": r.model,
+            "status": status,
+            "refused_reason": r.refused_reason,
+            "ts": float(r.ts),
+            "received_at": float(r.received_at),
+            "slice": json.loads(r.slice),
+            "n_tokens": int(r.n_tokens),
+            "k": int(r.k),
+            "p_correct": None if r.p is None else float(r.p),
+            "p_raw": None if r.p_raw is None else float(r.p_raw),
+            "scorer_id": r.scorer_id,
+            "label": r.label,
+            "label_source": r.label_source,
+            "meta": json.loads(r.meta) if r.meta else {},
+        }
+
+    def texts(self, trace_ids: Sequence[str]) -> dict[str, tuple[Any, str | None]]:
+        """Stored ``(prompt, answer)`` per trace id (ids without stored text are absent);
+        the prompt decoded from JSON (text or chat messages)."""
+        out: dict[str, tuple[Any, str | None]] = {}
+        ids = list(dict.fromkeys(trace_ids))
+        with self.db.read.connect() as conn:
+            for start in range(0, len(ids), _IN_CHUNK):
+                rows = conn.execute(
+                    sa.select(traces.c.trace_id, trace_texts.c.prompt, trace_texts.c.answer)
+                    .join(trace_texts, trace_texts.c.trace_pk == traces.c.id)
+                    .where(traces.c.trace_id.in_(ids[start : start + _IN_CHUNK]))
+                ).all()
+                for r in rows:
+                    out[r.trace_id] = (None if r.prompt is None else json.loads(r.prompt), r.answer)
+        return out
+
 
 def _merge_rows(*parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Sum bucket rows with equal keys; sorted by key (lock order)."""
@@ -542,6 +893,7 @@ def _scorer_info(row: Any) -> ScorerInfo:
         base_id=row.base_id,
         created_at=float(row.created_at),
         note=row.note,
+        model=row.model,
     )
 
 

@@ -2,23 +2,34 @@
 
 Layout, chosen for per-slice, per-time-window queries over millions of traces:
 
-* ``traces``: one row per scored response: its id, event time ``ts`` and time bucket,
-  slice labels (JSON text), its length and top-k width ``k`` (0 when it carried
-  precomputed entropies), the 11 entropy-profile features (so P can be recomputed
-  after a recalibration), P(correct) before (``p_raw``) and after (``p``) the active
-  calibration, the scorer that counted it, and an optional label.
+* ``traces``: one row per response: its id, the model it belongs to (the key of its
+  estimator; ``""`` when it named none), event time ``ts`` and time bucket, slice
+  labels (JSON text), its length and top-k width ``k`` (0 when it carried precomputed
+  entropies), the 11 entropy-profile features (so P can be recomputed after a
+  recalibration), P(correct) before (``p_raw``) and after (``p``) the active
+  calibration, the scorer that counted it, and an optional label. A trace of a model
+  without an estimator is *waiting*: no scorer, features or P (all NULL) until one
+  is registered; its per-step arrays wait in ``trace_steps``.
+* ``trace_steps``: the per-step arrays of waiting traces (compressed), what scoring
+  them later needs; deleted once scored, or by the retention limit (the trace is then
+  *expired*: kept, never scored). ``refused_by`` names the estimator (SHA-256) that
+  could not score it (another top-k width or entropy source), so it is not retried
+  by that one.
+* ``trace_texts``: prompt and answer text (redacted), only with ``store_text``, for
+  the labelling queue; deleted by its retention limit.
+* ``models``: each model key and its active scorer (what its estimates read).
 * ``trace_slices``: one row per (trace, slice dimension): the index that finds the
   traces of one slice in a time range without scanning JSON.
 * ``slice_buckets``: the mergeable sums of `entropy_sentinel.aggregate.SliceStats` per
   (scorer, dimension, value, bucket), updated in the same transaction as the traces.
   Estimates for any window are sums over buckets, never rescans. The dimension ``*``
   (value ``*``) holds all traffic.
-* ``scorers``: each estimator (and each recalibration of it) that has scored traces;
-  ``sentinel_meta['active_scorer']`` names the one estimates use.
+* ``scorers``: each (model, estimator) pair, and each recalibration of it, that has
+  scored traces; ``models.active_scorer_id`` names the one a model's estimates use.
 * ``alerts``: one row per alert episode; at most one open episode per
   (rule, dimension, value), enforced by a partial unique index.
 * ``trace_payloads``: raw records (zlib-compressed JSON), only with ``store_raw``.
-* ``sentinel_meta``: key/value facts about the database (bucket width, active scorer).
+* ``sentinel_meta``: key/value facts about the database (bucket width).
 
 Times are Unix epoch seconds (UTC) as double precision; buckets are whole seconds.
 """
@@ -34,15 +45,19 @@ __all__ = [
     "FEATURE_COLUMNS",
     "MAX_DIMENSION",
     "MAX_ID",
+    "MAX_MODEL",
     "MAX_VALUE",
     "SUM_COLUMNS",
     "alerts",
     "metadata",
+    "models",
     "scorers",
     "sentinel_meta",
     "slice_buckets",
     "trace_payloads",
     "trace_slices",
+    "trace_steps",
+    "trace_texts",
     "traces",
 ]
 
@@ -51,6 +66,7 @@ ALL = "*"
 MAX_ID = 256
 MAX_DIMENSION = 64
 MAX_VALUE = 256
+MAX_MODEL = 256
 FEATURE_COLUMNS: tuple[str, ...] = FEATURE_NAMES
 SUM_COLUMNS: tuple[str, ...] = (
     "n",
@@ -87,6 +103,7 @@ scorers = sa.Table(
     "scorers",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(MAX_MODEL), nullable=False, server_default=""),
     sa.Column("estimator_sha256", sa.String(64), nullable=False),
     sa.Column("entropy_mode", sa.String(16), nullable=False),
     sa.Column("features", sa.Text, nullable=False),  # JSON list of feature names
@@ -98,11 +115,20 @@ scorers = sa.Table(
     sa.Column("note", sa.Text, nullable=False, server_default=""),
 )
 
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("name", sa.String(MAX_MODEL), primary_key=True),
+    sa.Column("active_scorer_id", sa.Integer, sa.ForeignKey("scorers.id"), nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+)
+
 traces = sa.Table(
     "traces",
     metadata,
     sa.Column("id", _BigId, primary_key=True, autoincrement=True),
     sa.Column("trace_id", sa.String(MAX_ID), nullable=False, unique=True),
+    sa.Column("model", sa.String(MAX_MODEL), nullable=False, server_default=""),
     sa.Column("ts", sa.Double, nullable=False),
     sa.Column("bucket", sa.BigInteger, nullable=False),
     sa.Column("received_at", sa.Double, nullable=False),
@@ -110,11 +136,12 @@ traces = sa.Table(
     sa.Column("n_tokens", sa.Integer, nullable=False),
     sa.Column("k", sa.Integer, nullable=False),  # alternatives per step (0: precomputed)
     sa.Column("entropy_mode", sa.String(16), nullable=False),
-    *(sa.Column(name, sa.Double, nullable=False) for name in FEATURE_COLUMNS),
+    # NULL while the trace waits for an estimator of its model (also p_raw, p, scorer_id)
+    *(sa.Column(name, sa.Double, nullable=True) for name in FEATURE_COLUMNS),
     sa.Column("extra_features", sa.Text, nullable=True),  # JSON {name: value}
-    sa.Column("p_raw", sa.Double, nullable=False),
-    sa.Column("p", sa.Double, nullable=False),
-    sa.Column("scorer_id", sa.Integer, sa.ForeignKey("scorers.id"), nullable=False),
+    sa.Column("p_raw", sa.Double, nullable=True),
+    sa.Column("p", sa.Double, nullable=True),
+    sa.Column("scorer_id", sa.Integer, sa.ForeignKey("scorers.id"), nullable=True),
     sa.Column("label", sa.Double, nullable=True),
     sa.Column("label_source", sa.String(128), nullable=True),
     sa.Column("labelled_at", sa.Double, nullable=True),
@@ -150,6 +177,36 @@ trace_payloads = sa.Table(
     sa.Column("raw", sa.LargeBinary, nullable=False),
 )
 
+trace_steps = sa.Table(
+    "trace_steps",
+    metadata,
+    sa.Column(
+        "trace_pk",
+        _BigId,
+        sa.ForeignKey("traces.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("steps", sa.LargeBinary, nullable=False),  # compressed .npz of the arrays
+    sa.Column("received_at", sa.Double, nullable=False),
+    sa.Column("refused_by", sa.String(64), nullable=True),  # estimator SHA-256
+    sa.Column("refused_reason", sa.Text, nullable=True),
+)
+
+trace_texts = sa.Table(
+    "trace_texts",
+    metadata,
+    sa.Column(
+        "trace_pk",
+        _BigId,
+        sa.ForeignKey("traces.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("prompt", sa.Text, nullable=True),  # JSON: text, or a list of chat messages
+    sa.Column("answer", sa.Text, nullable=True),
+    sa.Column("stored_at", sa.Double, nullable=False),
+    sa.Index(None, "stored_at"),
+)
+
 slice_buckets = sa.Table(
     "slice_buckets",
     metadata,
@@ -172,6 +229,7 @@ alerts = sa.Table(
     metadata,
     sa.Column("id", _BigId, primary_key=True, autoincrement=True),
     sa.Column("rule", sa.String(128), nullable=False),
+    sa.Column("model", sa.String(MAX_MODEL), nullable=False, server_default=""),
     sa.Column("dimension", sa.String(MAX_DIMENSION), nullable=False),
     sa.Column("value", sa.String(MAX_VALUE), nullable=False),
     sa.Column("opened_at", sa.Double, nullable=False),
@@ -186,6 +244,7 @@ alerts = sa.Table(
     sa.Index(
         "uq_alerts_open_episode",
         "rule",
+        "model",
         "dimension",
         "value",
         unique=True,
