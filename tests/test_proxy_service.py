@@ -492,7 +492,10 @@ def test_added_logprobs_that_cannot_be_removed_never_reach_the_client(
         raw = b"".join(s.iter_raw())
     assert b"top_logprobs" not in raw and b'"code":"unstrippable_answer"' in raw
     labels = {"route": "chat/completions", "outcome": "unstrippable"}
-    assert _count(service, "sentinel_proxy_requests_total", **labels) == 2
+    _wait(  # a stream is counted as it ends, just after its last byte went out
+        lambda: _count(service, "sentinel_proxy_requests_total", **labels) == 2,
+        "both withheld answers to be counted",
+    )
     # a client that asked for logprobs gets the upstream's bytes as they are
     r = httpx.post(
         service.url + "/v1/chat/completions",
