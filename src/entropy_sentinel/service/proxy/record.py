@@ -117,6 +117,7 @@ class Outcome(msgspec.Struct, frozen=True):
 
     exchanges: int
     stored: int = 0
+    waiting: int = 0  # of ``stored``: no estimator for their model yet
     duplicate: int = 0
     rejected: list[tuple[str | None, str | None, str]] = []
     rejected_reasons: dict[str, int] = {}
@@ -413,6 +414,7 @@ class Recorder:
         if service is not None:
             service.traces_stored.inc(outcome.stored)
             service.traces_duplicate.inc(outcome.duplicate)
+            service.traces_waiting.inc(outcome.waiting)
             for reason, n in outcome.rejected_reasons.items():
                 service.traces_rejected.labels(reason).inc(n)
         for trace_id, field, reason in outcome.rejected:

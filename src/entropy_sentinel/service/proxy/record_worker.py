@@ -82,6 +82,7 @@ def record_batch(
         return Outcome(
             len(batch),
             stored=result.accepted,
+            waiting=result.waiting,
             duplicate=result.duplicates,
             rejected=[(r.record_id, r.field, r.reason) for r in result.rejections],
             rejected_reasons=reasons,
