@@ -15,24 +15,24 @@ import sqlalchemy as sa
 from entropy_sentinel.service.storage.db import open_database
 from entropy_sentinel.service.storage.tables import traces
 from entropy_sentinel.testing.service import ServiceProcess
-from tests.service_fixtures import phi35_model, phi35_records
+from tests.service_fixtures import corpus_model, corpus_records
 
-__all__ = ["phi35_model", "phi35_records"]
+__all__ = ["corpus_model", "corpus_records"]
 
 
 def test_two_workers_share_the_work_and_one_runs_the_duties(
-    phi35_model: Path, phi35_records: list[dict[str, Any]], tmp_path: Path
+    corpus_model: Path, corpus_records: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     config = tmp_path / "sentinel.toml"
     config.write_text("evaluate_every = 0.2\n")
     log = tmp_path / "service.log"
     db_url = f"sqlite:///{tmp_path / 'sentinel.db'}"
     svc = ServiceProcess(
-        db_url=db_url, model=phi35_model, config=config, log_path=log, args=["--workers", "2"]
+        db_url=db_url, model=corpus_model, config=config, log_path=log, args=["--workers", "2"]
     )
     with svc:
         batches = [
-            {"traces": [dict(r, id=f"w{b}-{i}") for i, r in enumerate(phi35_records[:20])]}
+            {"traces": [dict(r, id=f"w{b}-{i}") for i, r in enumerate(corpus_records[:20])]}
             for b in range(12)
         ]
 

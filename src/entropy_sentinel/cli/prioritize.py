@@ -11,6 +11,7 @@ from rich.table import Table
 
 from entropy_sentinel.cli._database import open_storage, require_scorer, when
 from entropy_sentinel.cli.app import console
+from entropy_sentinel.csv_safety import write_csv
 
 __all__ = ["prioritize"]
 
@@ -95,15 +96,18 @@ def prioritize(
         )
     console.print(table)
     console.print(
-        f"{len(result.requests)} responses selected of a budget of {budget}", highlight=False
+        f"{len(result.requests)} responses selected of a budget of {budget}",
+        highlight=False,
+        soft_wrap=True,
     )
     if output is not None:
         frame = result.requests_frame()
         if output.suffix == ".csv":
-            frame.to_csv(output, index=False)
+            write_csv(frame, output)
         else:
             frame.to_json(output, orient="records", lines=True, force_ascii=False)
         console.print(
             f"wrote {output}: fill in `correct`, then `sentinel labels import {output} --db ...`",
             highlight=False,
+            soft_wrap=True,
         )

@@ -43,6 +43,14 @@ def serve(
             "other background duties run in one of them."
         ),
     ] = None,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A Host name requests may carry besides IP addresses and the bound names "
+            "(repeatable; .example.com for a domain and its subdomains; added to the "
+            "config's allowed_hosts).",
+        ),
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -83,6 +91,6 @@ def serve(
     specs = tuple(ModelSpec.parse(m) for m in model or ())
 
     def settings() -> Settings:
-        return load_settings(config, models=specs, **overrides)
+        return load_settings(config, models=specs, extra_hosts=tuple(allow_host or ()), **overrides)
 
     run(settings(), reloader=settings)

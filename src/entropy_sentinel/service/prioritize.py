@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,7 @@ import sqlalchemy as sa
 from entropy_sentinel.aggregate import SliceStats
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.service.estimates import slice_stats
+from entropy_sentinel.service.json_limits import load_stored
 from entropy_sentinel.service.records import ScorerInfo
 from entropy_sentinel.service.storage.db import Database
 from entropy_sentinel.service.storage.tables import ALL, trace_slices, traces
@@ -111,7 +112,10 @@ class Priorities:
                 {k: _num(v) if isinstance(v, float) else v for k, v in asdict(s).items()}
                 for s in self.slices
             ],
-            "requests": [asdict(r) for r in self.requests],
+            # built field by field: asdict would deep-copy (and recurse into) meta
+            "requests": [
+                {f.name: getattr(r, f.name) for f in fields(LabelRequest)} for r in self.requests
+            ],
         }
 
     def requests_frame(self) -> pd.DataFrame:
@@ -279,8 +283,8 @@ def _sample(
             value=sp.value,
             timestamp=format_instant(r.ts),
             p_correct=float(r.p),
-            slice=json.loads(r.slice),
-            meta=json.loads(r.meta) if r.meta else {},
+            slice=load_stored(r.slice, {}),
+            meta=load_stored(r.meta, {}),
             model=scorer.model,
         )
         for r in rows

@@ -13,10 +13,14 @@ workers in a private file (`worker_app`). Background duties run in one worker
 (`entropy_sentinel.service.duties`). Each worker's ``/metrics`` counts its own work.
 SIGHUP makes uvicorn's supervisor restart the workers with the settings they started
 with: to change the models of a multi-worker service, restart it.
+
+A fatal signal (SIGSEGV, SIGBUS) writes the Python traceback of every thread to the
+log (`faulthandler`) before the process dies.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import pickle
@@ -45,6 +49,9 @@ def run(settings: Settings, *, reloader: Callable[[], Settings] | None = None) -
     from entropy_sentinel.service.state import ServiceState
 
     configure_logging(settings.log_format, settings.log_level)
+    # a fatal signal (SIGSEGV, SIGBUS: e.g. SQLite's shared-memory file became unwritable)
+    # kills the process without Python's own handlers; leave its traceback in the log
+    faulthandler.enable(file=sys.stderr)
     # The event loop thread needs the GIL briefly and often; the writer thread holds it in
     # long stretches of numpy/scikit-learn work. A 1 ms switch interval (default 5 ms)
     # keeps requests moving while a group is scored.

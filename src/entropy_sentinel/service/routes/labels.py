@@ -24,8 +24,11 @@ async def post_labels(body: LabelsIn, svc: ServiceState = Depends(service)) -> d
     """Attach correctness labels to stored traces (by id). A new label for a labelled
     trace replaces the old one; unknown ids are listed, not stored."""
     parsed = parse_rows(
-        (i, {"id": lab.id, "correct": lab.correct, "source": lab.source})
-        for i, lab in enumerate(body.labels)
+        (
+            (i, {"id": lab.id, "correct": lab.correct, "source": lab.source})
+            for i, lab in enumerate(body.labels, start=1)
+        ),
+        unit="label",
     )
     by_source: dict[str, list[tuple[str, float]]] = {}
     for rid, y, source in parsed.labels:

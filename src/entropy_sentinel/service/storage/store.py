@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from entropy_sentinel.errors import ConfigError, StorageError
+from entropy_sentinel.service.json_limits import load_stored
 from entropy_sentinel.service.records import ScoredTraces, ScorerInfo, WriteOutcome
 from entropy_sentinel.service.storage.buckets import bucket_rows
 from entropy_sentinel.service.storage.db import Database
@@ -839,7 +840,7 @@ class Storage:
             "refused_reason": r.refused_reason,
             "ts": float(r.ts),
             "received_at": float(r.received_at),
-            "slice": json.loads(r.slice),
+            "slice": load_stored(r.slice, {}),
             "n_tokens": int(r.n_tokens),
             "k": int(r.k),
             "p_correct": None if r.p is None else float(r.p),
@@ -847,7 +848,7 @@ class Storage:
             "scorer_id": r.scorer_id,
             "label": r.label,
             "label_source": r.label_source,
-            "meta": json.loads(r.meta) if r.meta else {},
+            "meta": load_stored(r.meta, {}),  # never fails on what an older version stored
         }
 
     def texts(self, trace_ids: Sequence[str]) -> dict[str, tuple[Any, str | None]]:
@@ -863,7 +864,7 @@ class Storage:
                     .where(traces.c.trace_id.in_(ids[start : start + _IN_CHUNK]))
                 ).all()
                 for r in rows:
-                    out[r.trace_id] = (None if r.prompt is None else json.loads(r.prompt), r.answer)
+                    out[r.trace_id] = (load_stored(r.prompt), r.answer)
         return out
 
 
