@@ -44,7 +44,7 @@ def import_labels(
         by_source.setdefault(src or source, []).append((rid, y))
     labelled = unchanged = 0
     unknown: list[str] = []
-    with open_storage(db) as storage:
+    with open_storage(db, write=True) as storage:
         for src, items in by_source.items():
             out = storage.apply_labels(items, source=src)
             labelled += len(out.labelled)
@@ -87,7 +87,7 @@ def recalibrate_cmd(
     A running service picks it up within seconds."""
     from entropy_sentinel.service.labels import recalibrate
 
-    with open_storage(db) as storage:
+    with open_storage(db, write=True) as storage:
         before = require_scorer(storage, model)
         outcome = recalibrate(
             storage, model=before.model, method=method, min_labels=min_labels, force=force

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from entropy_sentinel.cli._database import open_storage, require_scorer, when
+from entropy_sentinel.cli._table import cli_table, interval_text
 from entropy_sentinel.cli.app import console
 from entropy_sentinel.csv_safety import write_csv
 
@@ -50,6 +50,7 @@ def prioritize(
     within each slice, so label-corrected estimates stay unbiased (docs/service.md).
     """
     from entropy_sentinel.errors import ConfigError
+    from entropy_sentinel.service.label_export import with_texts, write_labels_jsonl
     from entropy_sentinel.service.prioritize import prioritize as rank
 
     end = when(until, "until") or time.time()
@@ -70,42 +71,37 @@ def prioritize(
             level=level,
             seed=seed,
         )
-    of_model = f" of model {scorer.model}" if scorer.model else ""
-    table = Table(title=f"labelling priorities{of_model} by {by} (target {result.target:.3f})")
-    for col in (
-        "rank",
-        "slice",
-        "n",
-        "labelled",
-        "estimate (interval)",
-        "gap",
-        "priority",
-        "to label",
-    ):
-        table.add_column(col, justify="left" if col == "slice" else "right")
-    for s in result.slices:
-        table.add_row(
+        if output is not None and output.suffix == ".jsonl":
+            result = with_texts(storage, result)  # prompt and answer, where stored
+    rows = [
+        [
             str(s.rank),
-            s.value,
+            "all traffic" if s.value == "*" else s.value,
             str(s.n),
             str(s.n_labelled),
-            f"{s.estimate:.3f} ({s.lower:.3f}-{s.upper:.3f})",
+            f"{s.estimate:.3f} ({interval_text(s.lower, s.upper)})",
             f"{s.gap:.3f}",
             f"{s.priority:.1e}",
             str(s.allocated),
-        )
-    console.print(table)
+        ]
+        for s in result.slices
+    ]
+    columns = [("#", "num"), ("slice", "text"), ("n", "num"), ("labels", "num")]
+    columns += [("estimate (interval)", "pair"), ("gap", "num"), ("priority", "num")]
+    columns += [("to label", "num")]
+    of_model = f" of model {scorer.model}" if scorer.model else ""
+    title = f"labelling priorities{of_model} by {by} (target {result.target:.3f})"
+    console.print(cli_table(title, columns, rows))
     console.print(
         f"{len(result.requests)} responses selected of a budget of {budget}",
         highlight=False,
         soft_wrap=True,
     )
     if output is not None:
-        frame = result.requests_frame()
         if output.suffix == ".csv":
-            write_csv(frame, output)
+            write_csv(result.requests_frame(), output)
         else:
-            frame.to_json(output, orient="records", lines=True, force_ascii=False)
+            write_labels_jsonl(result, output)
         console.print(
             f"wrote {output}: fill in `correct`, then `sentinel labels import {output} --db ...`",
             highlight=False,

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 __all__ = [
     "AlertOut",
     "AlertsOut",
+    "DesignOut",
     "EstimateRecord",
     "EstimatesOut",
     "Health",
@@ -190,6 +191,20 @@ class LabelRequestOut(BaseModel):
         default=None, description="Stored prompt (text or chat messages): `text` scope only."
     )
     answer: str | None = Field(default=None, description="Stored answer: `text` scope only.")
+    inclusion_probability: float | None = Field(
+        default=None, description="Probability the design drew this response (when it keeps one)."
+    )
+    design_id: str | None = Field(default=None, description="The labelling design it belongs to.")
+
+
+class DesignOut(BaseModel):
+    """A stored labelling design: its responses, how many are labelled, skipped, pending."""
+
+    id: str
+    size: int
+    labelled: int
+    skipped: int
+    pending: int
 
 
 class PrioritiesOut(BaseModel):
@@ -200,12 +215,22 @@ class PrioritiesOut(BaseModel):
     until: str
     slices: list[SlicePriorityOut]
     requests: list[LabelRequestOut]
+    design: DesignOut | None = Field(
+        default=None, description="The labelling design the requests belong to, if stored."
+    )
 
 
 class LabelIn(BaseModel):
     id: str = Field(max_length=256)
     correct: bool | int | str | None = Field(
-        description="true/false, 1/0, yes/no, correct/wrong; empty or null: skipped."
+        default=None,
+        description="true/false, 1/0, yes/no, correct/wrong; empty or null: not labelled yet "
+        "(counted as `blank`).",
+    )
+    skipped: bool = Field(
+        default=False,
+        description="The annotator skipped this item (no `correct`): recorded on the trace "
+        "and counted as `skipped`; no estimate changes.",
     )
     source: str | None = Field(default=None, max_length=128)
 
@@ -218,6 +243,7 @@ class LabelsIn(BaseModel):
 class LabelsOut(BaseModel):
     labelled: int
     unchanged: int
+    skipped: int
     blank: int
     unknown: list[str]
     rejections: list[str]

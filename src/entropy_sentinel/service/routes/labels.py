@@ -22,11 +22,23 @@ router = APIRouter(tags=["labels"], dependencies=[Depends(require("ingest"))])
 @router.post("/v1/labels", response_model=LabelsOut, responses=errors(400, 401, 403, 503))
 async def post_labels(body: LabelsIn, svc: ServiceState = Depends(service)) -> dict[str, Any]:
     """Attach correctness labels to stored traces (by id). A new label for a labelled
-    trace replaces the old one; unknown ids are listed, not stored."""
+    trace replaces the old one; unknown ids are listed, not stored. An item with
+    ``"skipped": true`` records that the annotator skipped the trace (a labelled trace
+    keeps its label)."""
+    rejections: list[str] = []
+    skips: list[str] = []
+    for i, lab in enumerate(body.labels, start=1):
+        if lab.skipped and lab.correct not in (None, ""):
+            rejections.append(
+                f"label {i} (id {lab.id!r}): `skipped` and `correct` together; send one of them"
+            )
+        elif lab.skipped:
+            skips.append(lab.id)
     parsed = parse_rows(
         (
             (i, {"id": lab.id, "correct": lab.correct, "source": lab.source})
             for i, lab in enumerate(body.labels, start=1)
+            if not lab.skipped
         ),
         unit="label",
     )
@@ -40,12 +52,19 @@ async def post_labels(body: LabelsIn, svc: ServiceState = Depends(service)) -> d
         labelled += len(out.labelled)
         unchanged += len(out.unchanged)
         unknown.extend(out.unknown)
+    skipped = 0
+    if skips:
+        outcome = await run_in_threadpool(svc.storage.record_skips, skips)
+        skipped = len(outcome.skipped)
+        unchanged += len(outcome.labelled)
+        unknown.extend(outcome.unknown)
     return {
         "labelled": labelled,
         "unchanged": unchanged,
+        "skipped": skipped,
         "blank": parsed.blank,
         "unknown": unknown,
-        "rejections": list(parsed.rejections),
+        "rejections": [*rejections, *parsed.rejections],
     }
 
 

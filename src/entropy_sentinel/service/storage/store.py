@@ -50,9 +50,11 @@ from entropy_sentinel.service.storage.tables import (
 )
 
 __all__ = [
+    "SKIPPED",
     "LabelOutcome",
     "ModelCounts",
     "Rescorer",
+    "SkipOutcome",
     "Storage",
     "WaitingScorer",
     "WaitingScores",
@@ -104,12 +106,25 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+SKIPPED = "skipped"
+"""``label_source`` of an unlabelled trace an annotator skipped (`Storage.record_skips`)."""
+
+
 @dataclass(frozen=True)
 class LabelOutcome:
     """Result of `Storage.apply_labels`: ids labelled, unchanged, and unknown."""
 
     labelled: tuple[str, ...]
     unchanged: tuple[str, ...]
+    unknown: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SkipOutcome:
+    """Result of `Storage.record_skips`: ids recorded as skipped, already labelled, unknown."""
+
+    skipped: tuple[str, ...]
+    labelled: tuple[str, ...]
     unknown: tuple[str, ...]
 
 
@@ -493,6 +508,40 @@ class Storage:
             raise StorageError(f"could not store labels: {_short(exc)}") from exc
         unknown = tuple(t for t in ids if t not in found)
         return LabelOutcome(tuple(labelled), tuple(unchanged), unknown)
+
+    def record_skips(self, ids: Iterable[str], *, at: float | None = None) -> SkipOutcome:
+        """Record that an annotator skipped these traces (`SKIPPED` in ``label_source``,
+        the label left empty, so no estimate moves). A labelled trace keeps its label;
+        ids not stored are "unknown". Interim: the labelling designs will keep skips with
+        the design they belong to.
+        """
+        wanted = list(dict.fromkeys(ids))
+        when = time.time() if at is None else at
+        skipped: list[str] = []
+        labelled: list[str] = []
+        try:
+            with self.db.write.begin() as conn:
+                for start in range(0, len(wanted), _IN_CHUNK):
+                    chunk = wanted[start : start + _IN_CHUNK]
+                    rows = conn.execute(
+                        sa.select(traces.c.id, traces.c.trace_id, traces.c.label).where(
+                            traces.c.trace_id.in_(chunk)
+                        )
+                    ).all()
+                    fresh = [r for r in rows if r.label is None]
+                    labelled.extend(r.trace_id for r in rows if r.label is not None)
+                    skipped.extend(r.trace_id for r in fresh)
+                    if fresh:
+                        conn.execute(
+                            sa.update(traces)
+                            .where(traces.c.id.in_([r.id for r in fresh]))
+                            .values(label_source=SKIPPED, labelled_at=when)
+                        )
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"could not store skips: {_short(exc)}") from exc
+        known = set(skipped) | set(labelled)
+        unknown = tuple(t for t in wanted if t not in known)
+        return SkipOutcome(tuple(skipped), tuple(labelled), unknown)
 
     def _relabel(
         self,
