@@ -249,8 +249,8 @@ def _print_service_estimates(url: str, results: list[TrafficResult]) -> None:
     table = Table(
         title="the service's estimates by domain (GET /v1/estimates?by=domain)", box=box.SIMPLE_HEAD
     )
-    for name in ("domain", "n", "estimate", "interval", "graded (demo only)"):
-        table.add_column(name, justify="left" if name == "domain" else "right")
+    for name in ("domain", "n", "estimate", "interval", "shift", "graded (demo only)"):
+        table.add_column(name, justify="left" if name in ("domain", "shift") else "right")
     for r in sorted(records, key=lambda r: r["estimate"] if r["estimate"] is not None else 2):
         domain = r["slice"].get("domain", "")
         graded = truth.get(domain, [])
@@ -261,6 +261,7 @@ def _print_service_estimates(url: str, results: list[TrafficResult]) -> None:
             str(r["n"]),
             estimate,
             interval,
+            r["shift_word"],
             f"{sum(graded) / len(graded):.3f}" if graded else "—",
         )
     console.print(table)

@@ -26,7 +26,10 @@ def prioritize(
     target: Annotated[
         float | None, typer.Option(help="Target accuracy; default: the all-traffic estimate.")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Sampling seed (same seed, same list).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of a new design's draw.")] = 0,
+    new: Annotated[
+        bool, typer.Option(help="Close the open labelling design and draw a new one.")
+    ] = False,
     level: Annotated[float, typer.Option(help="Interval level.")] = 0.95,
     model: Annotated[
         str | None, typer.Option(help="Model key; required when several models are served.")
@@ -42,11 +45,13 @@ def prioritize(
         ),
     ] = None,
 ) -> None:
-    """Which slices, and which responses within them, to label next.
+    """Which responses to label next: the open labelling design of the model and slice
+    dimension, drawn now when there is none with pending items (or with --new).
 
-    Slices are ranked by (traffic share) x (uncertainty) x (accuracy gap + uncertainty)
-    and the budget is split in proportion; responses are drawn uniformly at random
-    within each slice, so label-corrected estimates stay unbiased (docs/service.md).
+    The budget is shared over the slices by their label-free interval widths, and each
+    slice's responses are drawn with known inclusion probabilities (active Poisson
+    sampling), which their labels carry, so label-corrected estimates stay unbiased
+    (docs/service.md). While a design has pending items it is shown as stored.
     """
     from entropy_sentinel.errors import ConfigError
     from entropy_sentinel.service.prioritize import prioritize as rank
@@ -68,20 +73,12 @@ def prioritize(
             target=target,
             level=level,
             seed=seed,
+            new=new,
         )
     of_model = f" of model {scorer.model}" if scorer.model else ""
     table = Table(title=f"labelling priorities{of_model} by {by} (target {result.target:.3f})")
-    for col in (
-        "rank",
-        "slice",
-        "n",
-        "labelled",
-        "estimate (interval)",
-        "gap",
-        "priority",
-        "to label",
-    ):
-        table.add_column(col, justify="left" if col == "slice" else "right")
+    for col in ("rank", "slice", "n", "labelled", "estimate (interval)", "shift", "drawn"):
+        table.add_column(col, justify="left" if col in ("slice", "shift") else "right")
     for s in result.slices:
         table.add_row(
             str(s.rank),
@@ -89,14 +86,19 @@ def prioritize(
             str(s.n),
             str(s.n_labelled),
             f"{s.estimate:.3f} ({s.lower:.3f}-{s.upper:.3f})",
-            f"{s.gap:.3f}",
-            f"{s.priority:.1e}",
-            str(s.allocated),
+            s.shift_word,
+            f"{s.drawn} ({s.allocated} expected)",
         )
     console.print(table)
-    console.print(
-        f"{len(result.requests)} responses selected of a budget of {budget}", highlight=False
-    )
+    d = result.design
+    if d is None:
+        console.print("nothing to draw: no unlabelled traces in the range", highlight=False)
+    else:
+        console.print(
+            f"design {d.id}: {d.size} responses drawn (budget {result.budget}); "
+            f"{d.labelled} labelled, {d.skipped} skipped, {d.pending} pending",
+            highlight=False,
+        )
     if output is not None:
         frame = result.requests_frame()
         if output.suffix == ".csv":

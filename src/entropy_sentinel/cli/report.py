@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from entropy_sentinel.cli._database import open_storage, require_scorers, when
@@ -79,12 +80,11 @@ def report(
         consistency = check_aggregates(storage.db) if check else None
     console.print(_table(result.records, by, level, split=model is not None))
     for s in scorers:
-        console.print(
-            f"model {s.model!r}: scorer {s.id} (model_sd {s.model_sd:.4f}"
-            f"{', recalibrated' if s.calibration else ''}"
-            f"{f', fitted on the traces of {s.fitted_on!r}' if s.other_model else ''})",
-            highlight=False,
-        )
+        notes = [f"scorer {s.id}"]
+        notes += ["recalibrated"] if s.calibration else []
+        notes += [] if s.finisher else ["its transfer relation is not known: the worst case"]
+        notes += [f"fitted on the traces of {s.fitted_on!r}"] if s.other_model else []
+        console.print(f"model {s.model!r}: {', '.join(notes)}", highlight=False)
     console.print(f"{len(result.records)} records", highlight=False)
     if output is not None:
         if output.suffix == ".json":
@@ -110,7 +110,7 @@ def _table(
 ) -> Table:
     """Columns for models, references and labels only when some record has them."""
     has_ref = any(r.reference_interval is not None for r in records)
-    has_labels = any(r.stats.n_labelled for r in records)
+    has_labels = any(r.n_labelled for r in records)
     cols = ["window", *(["model"] if split else []), "slice", "n", "est.", "interval"]
     cols += ["ref.", "change"] if has_ref else []
     cols += ["labels", "corrected"] if has_labels else []
@@ -127,8 +127,8 @@ def _table(
         row = [
             _when(r.window_start, r.window_end),
             *([(r.model or "(none)") + (" *" if r.other_model else "")] if split else []),
-            "all" if r.dimension == "*" else r.value,
-            str(r.stats.n),
+            escape("all" if r.dimension == "*" else r.value) + f"\n[dim]{_shift_text(r)}[/]",
+            str(r.n),
             _f(r.interval.estimate),
             f"{_f(r.interval.lower)}-{_f(r.interval.upper)}",
         ]
@@ -139,11 +139,16 @@ def _table(
             ]
         if has_labels:
             row += [
-                str(r.stats.n_labelled) if r.stats.n_labelled else "",
+                str(r.n_labelled) if r.n_labelled else "",
                 "" if lc is None else f"{_f(lc.estimate)} ({_f(lc.lower)}-{_f(lc.upper)})",
             ]
         table.add_row(*row)
     return table
+
+
+def _shift_text(r: SliceEstimate) -> str:
+    """The slice's shift word (under its name); "shift unknown" where it is not known."""
+    return r.shift_word or ("shift unknown" if r.interval.unseen_fraction else "")
 
 
 def _when(start: float, end: float) -> str:

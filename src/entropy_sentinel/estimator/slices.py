@@ -60,6 +60,7 @@ __all__ = [
     "group_records",
     "slice_accuracy",
     "slice_keys",
+    "word_of",
 ]
 
 SliceKey = tuple[str | None, ...]
@@ -364,7 +365,7 @@ def _record(
         plain_only = stats.n_labelled and not stats.n_design
         true_acc = stats.sum_y / stats.n_labelled if plain_only else nan
     full = n_lab == stats.n and n_lab > 0
-    word = SEEN_WORD if iv.unseen_fraction == 0.0 and stats.n else shift_word(iv.shift)
+    word = word_of(iv)
     return SliceRecord(
         key=key,
         n=stats.n,
@@ -388,6 +389,12 @@ def _record(
         ppi_upper=iv.ppi_upper,
         stats=stats,
     )
+
+
+def word_of(iv: SliceInterval) -> str:
+    """A slice's shift in plain words: `SEEN_WORD` when every response had calibration in
+    training, else the word of its shift score (`shift_word`; '' when unknown)."""
+    return SEEN_WORD if iv.unseen_fraction == 0.0 and iv.n else shift_word(iv.shift)
 
 
 def slice_keys(batch: TraceBatch, by: Sequence[str]) -> list[SliceKey]:

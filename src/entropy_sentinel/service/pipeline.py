@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -51,7 +51,7 @@ from entropy_sentinel.service.ingest import (
 from entropy_sentinel.service.metrics import Metrics
 from entropy_sentinel.service.model_registry import ModelRegistry
 from entropy_sentinel.service.records import ScoredTraces
-from entropy_sentinel.service.scoring import Scorer, trace_k
+from entropy_sentinel.service.scoring import Scorer, Scores, trace_k
 from entropy_sentinel.service.settings import Settings
 from entropy_sentinel.service.storage.store import Storage
 from entropy_sentinel.service.texts import Redactor
@@ -67,7 +67,17 @@ _STOP = object()
 
 # ("stored" | "duplicate" | "rejected", p, reason, model key) per trace
 _Outcome = tuple[str, float | None, str | None, str]
-_Row = tuple[float, float, np.ndarray, Any, int, str]  # p, p_raw, features, extra, scorer, mode
+
+
+class _Row(NamedTuple):
+    """One scored trace: its row of a `Scores`."""
+
+    scores: Scores
+    row: int
+
+    @property
+    def scorer_id(self) -> int:
+        return self.scores.scorer_id
 
 
 class UnavailableError(StorageError):
@@ -306,7 +316,7 @@ class IngestPipeline:
             per_scorer: dict[int, list[int]] = {}
             for i in range(len(job.items)):
                 if (g, i) in scored:
-                    per_scorer.setdefault(scored[(g, i)][4], []).append(i)
+                    per_scorer.setdefault(scored[(g, i)].scorer_id, []).append(i)
             for idx in per_scorer.values():
                 members.append((g, idx, False))
                 batches.append(
@@ -322,7 +332,7 @@ class IngestPipeline:
                 tid = group[g].items[i].trace.id
                 key = keys[(g, i)]
                 if tid in outcome.stored:
-                    p = None if wait else scored[(g, i)][0]
+                    p = None if wait else _p_of(scored[(g, i)])
                     outcomes[g][i] = ("stored", p, None, key)
                     self.metrics.traces_stored.inc()
                     if wait:
@@ -343,7 +353,7 @@ class IngestPipeline:
         outcomes: list[list[_Outcome]],
         keys: dict[tuple[int, int], str],
     ) -> dict[tuple[int, int], _Row]:
-        """(g, i) -> (p, p_raw, features, extra, scorer_id, mode) for the traces scored."""
+        """(g, i) -> its row of the `Scores` of its batch, for the traces scored."""
         out: dict[tuple[int, int], _Row] = {}
         if not accepted:
             return out
@@ -363,14 +373,7 @@ class IngestPipeline:
                     self.metrics.traces_rejected.labels("scoring").inc()
         for members, sc in zip(parts, scores, strict=True):
             for row, key in enumerate(members):
-                out[key] = (
-                    float(sc.p[row]),
-                    float(sc.p_raw[row]),
-                    sc.features[row],
-                    sc.extra[row],
-                    sc.scorer_id,
-                    sc.entropy_mode,
-                )
+                out[key] = _Row(sc, row)
         return out
 
     def _texts(self, items: list[Incoming]) -> list[tuple[str | None, str | None] | None]:
@@ -392,6 +395,10 @@ class IngestPipeline:
         n = len(items)
         waiting = rows is None
         rows = rows or []
+
+        def column(get: Callable[[Scores], Any]) -> Any:
+            return np.array([get(r.scores)[r.row] for r in rows])
+
         return ScoredTraces(
             trace_ids=[it.trace.id for it in items],
             ts=np.array([it.ts for it in items], dtype=np.float64),
@@ -399,18 +406,26 @@ class IngestPipeline:
             slices=[it.trace.slice for it in items],
             n_tokens=np.array([it.trace.n_steps for it in items], dtype=np.int64),
             k=np.array([trace_k(it.trace) for it in items], dtype=np.int64),
-            entropy_mode=rows[0][5] if rows else "",
+            entropy_mode=rows[0].scores.entropy_mode if rows else "",
             features=np.full((n, 11), np.nan)
             if waiting
-            else np.array([r[2] for r in rows], dtype=np.float64).reshape(n, 11),
-            extra_features=[None] * n if waiting else [r[3] for r in rows],
-            p_raw=np.full(n, np.nan) if waiting else np.array([r[1] for r in rows]),
-            p=np.full(n, np.nan) if waiting else np.array([r[0] for r in rows]),
-            scorer_id=None if waiting else rows[0][4],
+            else column(lambda s: s.features).reshape(n, 11),
+            extra_features=[None] * n if waiting else [r.scores.extra[r.row] for r in rows],
+            p_raw=np.full(n, np.nan) if waiting else column(lambda s: s.p_raw),
+            p=np.full(n, np.nan) if waiting else column(lambda s: s.p),
+            scorer_id=None if waiting else rows[0].scorer_id,
             labels=np.array([it.trace.label for it in items], dtype=np.float64),
             meta=[it.trace.meta for it in items],
             raw=[it.raw for it in items],
             models=[keys[(g, i)] for i in idx],
             steps=[pack_steps(it.trace) for it in items] if waiting else (),
             texts=self._texts(items),
+            p_classifier=None if waiting else column(lambda s: s.est.p_classifier),
+            seen=None if waiting else column(lambda s: s.est.seen).astype(bool),
+            cal=None if waiting else column(lambda s: s.est.cal),
+            w=None if waiting else column(lambda s: s.est.w).reshape(n, 11),
         )
+
+
+def _p_of(row: _Row) -> float:
+    return float(row.scores.p[row.row])
