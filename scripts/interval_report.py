@@ -108,9 +108,10 @@ def main() -> None:
         for folder in dirs:
             manifest = json.loads((folder / "run.json").read_text())
             if args.preset in manifest.get("configurations", {}):
-                phi = EvalData.load(slices, by=folder.name)
+                dim = manifest["data"]["by"]
+                phi = EvalData.load(slices, by=dim)
                 frames.append(
-                    transfer_points(load_scored(folder, args.preset), phi, f"phi35-{folder.name}:")
+                    transfer_points(load_scored(folder, args.preset), phi, f"phi35-{dim}:")
                 )
     points = pd.concat(frames, ignore_index=True)
     relation_for = lodo_relations(points, args.preset)

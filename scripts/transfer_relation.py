@@ -50,7 +50,7 @@ def main() -> None:
         if args.phi35:
             slices, *dirs = (Path(x) for x in args.phi35)
             for folder in dirs:
-                dim = folder.name
+                dim = json.loads((folder / "run.json").read_text())["data"]["by"]
                 frames.append(points(slices, folder, dim, f"phi35-{dim}:", preset))
         pts = pd.concat([f for f in frames if len(f)], ignore_index=True)
         if not len(pts):

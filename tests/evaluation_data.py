@@ -1,35 +1,61 @@
-"""Small real corpora for the evaluation tests, built from the shared Phi-3.5 GSM8K traces.
+"""Small real corpora for the evaluation tests, cut from the committed SmolLM2 corpus.
 
-The Phi-3.5 file is one domain; the tests give its traces pseudo-domains by
-response length (quartiles of the number of generated tokens), which shifts
-accuracy from about 0.9 (shortest) to 0.75 (longest): a real, label-free shift
-like the in-domain protocol of docs/evaluation.md.
+Four of its domains, far apart in accuracy (about 0.71, 0.56, 0.27 and 0.19), a seeded
+sample of each: big enough for every configuration to fit on a group's 80% parts,
+small enough to run the protocol in seconds. Nothing here needs ``../shared``.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
 
 import entropy_sentinel as es
-from entropy_sentinel.evaluation import EvalData
+from entropy_sentinel.evaluation import Configuration, EvalData
+from tests.estimator_data import corpus, entropy_only, entropy_records
 
-__all__ = ["length_domains", "phi35_eval_data"]
+__all__ = [
+    "DOMAINS",
+    "SENTINEL_LR",
+    "corpus_eval_data",
+    "write_entropy_jsonl",
+]
+
+DOMAINS = ("mmlu_stem", "synth_add_10", "synth_add_1d", "synth_mul_1d")
+
+SENTINEL_LR = Configuration(
+    "sentinel-lr",
+    "preset",
+    {"preset": "sentinel", "family": "lr"},
+    "the sentinel preset with logistic regression (fast)",
+)
+"""The product's preset as the harness builds it, with the fast family."""
 
 
-def length_domains(batch: es.TraceBatch, n_bins: int = 4) -> es.TraceBatch:
-    """``batch`` with a ``domain`` slice: the quartile of each trace's length (``len1``...)."""
-    order = np.lexsort((np.arange(len(batch)), batch.lengths))
-    bins = np.empty(len(batch), dtype=np.int64)
-    bins[order] = np.arange(len(batch)) * n_bins // len(batch)
-    slices = tuple({"domain": f"len{int(b) + 1}"} for b in bins)
-    return dataclasses.replace(batch, slices=slices)
+def _sample(n_per_domain: int, seed: int) -> es.TraceBatch:
+    batch = corpus()
+    domains = batch.slice_values("domain")
+    rng = np.random.default_rng(seed)
+    rows = [rng.choice(np.flatnonzero(domains == d), n_per_domain, replace=False) for d in DOMAINS]
+    return batch.subset(np.sort(np.concatenate(rows)))
 
 
-def phi35_eval_data(path: Path, n: int = 480, seed: int = 0) -> EvalData:
-    """``n`` random Phi-3.5 traces with length-quartile domains, as `EvalData`."""
-    batch = es.read_traces(path)
-    rows = np.sort(np.random.default_rng(seed).choice(len(batch), size=n, replace=False))
-    return EvalData.from_batch(length_domains(batch.subset(rows)), by="domain", name="phi35-len")
+def corpus_eval_data(n_per_domain: int = 60, seed: int = 0, *, entropies: bool = False) -> EvalData:
+    """``n_per_domain`` random traces of each of `DOMAINS`, as `EvalData` (with
+    ``entropies``: as records of per-token entropies only, no logprobs)."""
+    batch = _sample(n_per_domain, seed)
+    if entropies:
+        batch = entropy_only(batch)
+    name = "smollm2-4" + ("-entropies" if entropies else "")
+    return EvalData.from_batch(batch, by="domain", name=name)
+
+
+def write_entropy_jsonl(path: Path, n_per_domain: int = 60, seed: int = 0) -> Path:
+    """The sample of `corpus_eval_data` as a JSONL trace file of per-token entropies,
+    plus one unlabelled record (left out by the evaluation, and counted)."""
+    records = entropy_records(_sample(n_per_domain, seed))
+    records.append({"id": "unlabelled", "slice": {"domain": DOMAINS[0]}, "token_entropy": [0.1]})
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path

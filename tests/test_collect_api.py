@@ -7,8 +7,8 @@ import importlib
 import entropy_sentinel.collect as collect
 
 MODULES = [
-    "benchmarks", "collector", "corpus", "graders", "judge", "progress", "prompts",
-    "regrade", "retry", "synthetic",
+    "benchmarks", "collector", "graders", "judge", "llama_launch", "model_server", "progress",
+    "prompts", "regrade", "retry", "synthetic",
 ]  # fmt: skip
 
 PUBLIC = {

@@ -1,8 +1,8 @@
-"""Baseline slice-accuracy estimators: AC, ATC, DoC."""
+"""Baseline slice-accuracy estimators: AC, ATC, DoC, and `ScoreBaseline` around them."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -11,8 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 
 import entropy_sentinel as es
+from entropy_sentinel.estimator import ScoreBaseline
+from tests.estimator_data import entropy_only, halves
 
 
 @settings(max_examples=200, deadline=None)
@@ -111,17 +114,13 @@ def test_baselines_are_clonable_and_leave_inputs_alone() -> None:
         fitted = est.fit(conf, y)
         assert not hasattr(fresh, "model_sd_")
         fitted.estimate(conf[:20])
-    from sklearn.exceptions import NotFittedError
-
     with pytest.raises(NotFittedError):
         es.ATC().estimate(conf)
 
 
-def test_on_phi35_scores_and_probabilities(phi35_path: Path) -> None:
-    """ATC on max entropy and AC/DoC on the classifier's P, source half -> other half."""
-    batch = es.read_traces(phi35_path)
-    perm = np.random.default_rng(0).permutation(len(batch))
-    src, tgt = batch.subset(perm[:660]), batch.subset(perm[660:])
+def test_on_the_corpus_scores_and_probabilities() -> None:
+    """ATC on max entropy and AC/DoC on the classifier's P, training half -> other half."""
+    src, tgt = halves()
     name = "max_entropy"
     conf_src = es.confidence_of(name, es.baseline_scores(src, (name,))[name])
     conf_tgt = es.confidence_of(name, es.baseline_scores(tgt, (name,))[name])
@@ -132,6 +131,55 @@ def test_on_phi35_scores_and_probabilities(phi35_path: Path) -> None:
     p_src, p_tgt = est.predict_traces(src), est.predict_traces(tgt)
     doc = es.DoC().fit(p_src, src.labels)
     ac = es.AverageConfidence().fit(p_src, src.labels)
-    # Balanced weights without calibration push P down: AC is far off, DoC corrects it.
-    assert ac.estimate(p_tgt) < tgt.labels.mean() - 0.1
+    # Balanced weights without calibration push P towards 1/2: AC is far off, DoC corrects it.
+    assert ac.estimate(p_tgt) > tgt.labels.mean() + 0.1
     assert abs(doc.estimate(p_tgt) - tgt.labels.mean()) < 0.05
+
+
+@pytest.mark.parametrize(
+    ("method", "score"), [("atc", "max_entropy"), ("ac", "mean_entropy"), ("doc", "lntp")]
+)
+def test_score_baselines_are_the_score_level_estimates_per_slice(method: str, score: str) -> None:
+    """`ScoreBaseline` is the slice-estimator shape around ATC, AC and DoC: its estimate and
+    interval per slice are theirs on the slice's scores."""
+    src, tgt = halves()
+    baseline = ScoreBaseline(method, score).fit_traces(src)
+    conf_src = es.confidence_of(score, es.baseline_scores(src, (score,))[score])
+    methods: dict[str, Any] = {
+        "atc": es.ATC(),
+        "ac": es.AverageConfidence(calibration="isotonic"),
+        "doc": es.DoC(),
+    }
+    model = methods[method].fit(conf_src, src.labels)
+    conf = es.confidence_of(score, es.baseline_scores(tgt, (score,))[score])
+    domains = tgt.slice_values("domain")
+    res = baseline.estimate(tgt, by="domain", level=0.9)
+    assert len(res) == 13
+    for r in res:
+        part = conf[domains == r.key[0]]
+        iv = model.interval(part, level=0.9)
+        assert r.estimate == pytest.approx(model.estimate(part), abs=1e-12)
+        if 0.0 < r.estimate < 1.0:  # DoC centres on its unclipped estimate
+            assert (r.lower, r.upper) == pytest.approx((iv.lower, iv.upper), abs=1e-12)
+        assert r.shift_word == "" and r.transfer_half_width == 0.0
+        assert r.true_accuracy == pytest.approx(tgt.labels[domains == r.key[0]].mean())
+    values = baseline.values(tgt)
+    assert values.shape == (len(tgt),) and ((values >= 0) & (values <= 1)).all()
+    if method == "atc":
+        assert set(np.unique(values)) <= {0.0, 1.0, model.tie_weight_}
+
+
+def test_score_baselines_name_their_mistakes() -> None:
+    src = halves()[0].subset(range(50))
+    with pytest.raises(es.ConfigError, match=r"baseline 'median' is unknown; use one of \['atc'"):
+        ScoreBaseline("median").fit_traces(src)
+    with pytest.raises(es.ConfigError, match="score 'h_max' is unknown"):
+        ScoreBaseline("atc", "h_max").fit_traces(src)
+    with pytest.raises(NotFittedError, match="call fit_traces first"):
+        ScoreBaseline().values(src)
+    unlabelled = dataclasses.replace(src, labels=np.full(len(src), np.nan))
+    with pytest.raises(es.ConfigError, match="needs labelled reference traces"):
+        ScoreBaseline().fit_traces(unlabelled)
+    entropies = entropy_only(src)
+    with pytest.raises(es.ConfigError, match="is not finite"):
+        ScoreBaseline("atc", "nll_avg").fit_traces(entropies)

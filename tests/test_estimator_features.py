@@ -204,5 +204,8 @@ def test_fit_then_estimate_on_output_of_the_same_collector() -> None:
     alone = est.predict_traces(narrow_only)
     together = est.predict_traces(es.TraceBatch.concat([narrow_only, with_wide]))
     np.testing.assert_allclose(together[:50], alone, rtol=0, atol=1e-12)
+    # the collector now states the k it asked for: the same traces, the same numbers
+    stated = dataclasses.replace(with_wide, requested_k=np.full(len(with_wide), 20))
+    np.testing.assert_array_equal(est.predict_traces(stated), est.predict_traces(with_wide))
     result = es.estimate_accuracy(corpus, est, by="domain")
     assert sum(r.n for r in result) == len(corpus)

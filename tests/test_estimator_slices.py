@@ -1,4 +1,5 @@
-"""Per-slice accuracy: records, invariances, intervals on real data, result rendering."""
+"""Per-slice accuracy: records, invariances, the classic interval of a bare classifier on
+real data (the committed SmolLM2 corpus), result rendering."""
 
 from __future__ import annotations
 
@@ -7,74 +8,82 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.stats import norm
 
 import entropy_sentinel as es
-from entropy_sentinel.aggregate import SliceStats
 from entropy_sentinel.estimator import label_corrected_accuracy, slice_accuracy
+from tests.estimator_data import corpus, halves
+
+COLUMNS = [
+    "n", "estimate", "lower", "upper", "level", "shift", "shift_word", "sampling_sd",
+    "model_sd", "calibration_sd", "transfer_half_width", "unseen_fraction",
+]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def phi35(phi35_path: Path) -> es.TraceBatch:
-    """Phi-3.5 traces with two made-up slice dimensions (length band, parity of the id)."""
-    batch = es.read_traces(phi35_path)
-    band = np.where(batch.lengths < 150, "short", np.where(batch.lengths < 250, "medium", "long"))
-    slices = tuple(
-        {"length": str(b), "parity": "odd" if i % 2 else "even"} for i, b in enumerate(band)
-    )
+def _with_length(batch: es.TraceBatch) -> es.TraceBatch:
+    """A second slice dimension: the answer's length band (short, medium, long)."""
+    band = np.where(batch.lengths < 11, "short", np.where(batch.lengths < 36, "medium", "long"))
+    slices = tuple({**s, "length": str(b)} for s, b in zip(batch.slices, band))
     return dataclasses.replace(batch, slices=slices)
 
 
 @pytest.fixture(scope="module")
-def split(
-    phi35: es.TraceBatch,
-) -> tuple[es.CorrectnessEstimator, es.TraceBatch]:
-    perm = np.random.default_rng(7).permutation(len(phi35))
-    est = es.CorrectnessEstimator(family="lr", random_state=0).fit_traces(phi35.subset(perm[:660]))
-    return est, phi35.subset(perm[660:])
+def split() -> tuple[es.CorrectnessEstimator, es.TraceBatch]:
+    train, test = halves()
+    est = es.CorrectnessEstimator(family="lr", random_state=0).fit_traces(train)
+    return est, _with_length(test)
 
 
-def test_records_match_the_slice_arithmetic(
+def test_a_bare_classifier_keeps_the_classic_interval(
     split: tuple[es.CorrectnessEstimator, es.TraceBatch],
 ) -> None:
+    """The mean P per slice, with sampling error and the estimator's model_sd in
+    quadrature (plus the continuity correction 1/(2n)); no calibration, no transfer term,
+    and no shift word: it knows nothing of the slices."""
     est, test = split
-    res = es.estimate_accuracy(test, est, by="length")
+    res = es.estimate_accuracy(test, est, by="domain", level=0.9)
     p = est.predict_traces(test)
-    assert [r.key for r in res] == sorted(
-        [r.key for r in res], key=lambda k: next(r.estimate for r in res if r.key == k)
-    )  # ranked worst first
-    assert {r.key for r in res} == {("short",), ("medium",), ("long",)}
+    z = float(norm.ppf(0.95))
+    estimates = [r.estimate for r in res]
+    assert estimates == sorted(estimates)  # ranked worst first
+    assert len(res) == 13 and sum(r.n for r in res) == len(test)
     for r in res:
-        mask = test.slice_values("length") == r.key[0]
-        stats = SliceStats.from_arrays(p[mask], test.labels[mask])
-        iv = stats.interval(0.95, est.model_sd_)
+        mask = test.slice_values("domain") == r.key[0]
+        sampling = math.sqrt(float(np.sum(p[mask] * (1 - p[mask])))) / r.n
+        half = z * math.hypot(sampling, est.model_sd_) + 0.5 / r.n
         assert r.n == int(mask.sum())
         assert r.estimate == pytest.approx(p[mask].mean(), abs=1e-12)
-        assert (r.lower, r.upper) == pytest.approx((iv.lower, iv.upper), abs=1e-12)
+        assert (r.lower, r.upper) == pytest.approx(
+            (max(0.0, r.estimate - half), min(1.0, r.estimate + half)), abs=1e-12
+        )
+        assert r.sampling_sd == pytest.approx(sampling)
+        assert r.model_sd == pytest.approx(est.model_sd_)
+        assert (r.transfer_half_width, r.unseen_fraction, r.shift_word) == (0.0, 0.0, "")
+        assert math.isnan(r.shift)
         assert r.true_accuracy == pytest.approx(test.labels[mask].mean())
         assert r.error == pytest.approx(r.estimate - r.true_accuracy)
-        assert r.model_sd == est.model_sd_
-        assert r.sampling_sd == pytest.approx(math.sqrt(np.sum(p[mask] * (1 - p[mask]))) / r.n)
-    # Long answers are the hard ones, and the estimator sees it.
-    assert res.records[0].key == ("long",)
 
 
 def test_several_dimensions_one_slice_and_missing_values(
     split: tuple[es.CorrectnessEstimator, es.TraceBatch],
 ) -> None:
     est, test = split
-    both = es.estimate_accuracy(test, est, by=("length", "parity"))
-    assert len(both) == 6 and sum(r.n for r in both) == len(test)
+    both = es.estimate_accuracy(test, est, by=("length", "domain"))
+    assert sum(r.n for r in both) == len(test)
+    assert {r.key[0] for r in both} == {"short", "medium", "long"}
+    assert len(both) == len({(s["length"], s["domain"]) for s in test.slices})
     everything = es.estimate_accuracy(test, est, by=None)
     assert [r.key for r in everything] == [()] and everything.records[0].label == "all"
     slices = tuple({} if i < 10 else s for i, s in enumerate(test.slices))
     holes = es.estimate_accuracy(dataclasses.replace(test, slices=slices), est, by="length")
     missing = [r for r in holes if r.key == (None,)]
     assert missing and missing[0].n == 10 and missing[0].label == "(missing)"
-    with pytest.raises(es.ConfigError, match=r"no trace has slice dimension\(s\) \['domain'\]"):
-        es.estimate_accuracy(test, est, by="domain")
+    with pytest.raises(es.ConfigError, match=r"no trace has slice dimension\(s\) \['topic'\]"):
+        es.estimate_accuracy(test, est, by="topic")
 
 
 def test_unlabelled_and_partly_labelled_slices(
@@ -92,28 +101,25 @@ def test_unlabelled_and_partly_labelled_slices(
         dataclasses.replace(test, labels=np.full(len(test), np.nan)), est, by="length"
     )
     assert not none.has_labels
-    assert list(none.to_df().columns) == [
-        "length", "n", "estimate", "lower", "upper", "level", "sampling_sd", "model_sd",
-    ]  # fmt: skip
+    assert list(none.to_df().columns) == ["length", *COLUMNS]
     for r in none:
         assert r.n_labelled == 0 and math.isnan(r.true_accuracy) and math.isnan(r.ppi_estimate)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_estimates_do_not_depend_on_trace_order(
     split: tuple[es.CorrectnessEstimator, es.TraceBatch], seed: int
 ) -> None:
     est, test = split
     perm = np.random.default_rng(seed).permutation(len(test))
-    a = es.estimate_accuracy(test, est, by="length")
-    b = es.estimate_accuracy(test.subset(perm), est, by="length")
+    a = es.estimate_accuracy(test, est, by="domain")
+    b = es.estimate_accuracy(test.subset(perm), est, by="domain")
     assert [(r.key, r.n, r.n_labelled) for r in a] == [(r.key, r.n, r.n_labelled) for r in b]
+    # Equal to rounding: a prediction can move in its last bit with its row's position in
+    # the batch (BLAS blocking); the slice sums themselves are taken in sorted order.
+    pd.testing.assert_frame_equal(a.to_df(), b.to_df(), check_exact=False, rtol=1e-12)
     for ra, rb in zip(a, b, strict=True):
-        # Equal to rounding: a prediction can move in its last bit with its row's position
-        # in the batch (BLAS blocking); the slice sums themselves are taken in sorted order.
-        numbers_a, numbers_b = dataclasses.astuple(ra)[2:-1], dataclasses.astuple(rb)[2:-1]
-        assert numbers_a == pytest.approx(numbers_b, rel=1e-12)
         stats_a, stats_b = ra.stats.flat().tolist(), rb.stats.flat().tolist()
         assert stats_a == pytest.approx(stats_b, rel=1e-12)
 
@@ -130,21 +136,20 @@ def test_slice_sums_are_exactly_order_invariant_for_given_probabilities() -> Non
         assert a.records == b.records  # bit for bit
 
 
-def test_intervals_cover_random_slices_at_the_nominal_rate(phi35: es.TraceBatch) -> None:
-    """Fit on a random half of Phi-3.5, estimate 60 random slices (20-400 responses) of the
-    other half; 10 halves, 600 slices. The model_sd term carries the fitted estimator's
-    own error, so coverage is checked over several fits (one fit's error is one draw).
-    Without it the large slices are under-covered. scripts/phi35_estimator_report.py runs
-    the same check with the default random forest over more halves.
-    """
-    X = es.CorrectnessEstimator(family="lr").featurize(phi35)
-    y = phi35.labels
+def test_intervals_cover_random_slices_at_the_nominal_rate() -> None:
+    """Fit on a random half of the corpus, estimate 60 random slices (20-400 responses) of
+    the other half; 6 halves, 360 slices. The model_sd term carries the fitted estimator's
+    own error, so coverage is checked over several fits (one fit's error is one draw);
+    without it the largest slices, where sampling error is smallest, are under-covered."""
+    batch = corpus()
+    X = es.CorrectnessEstimator(family="lr").featurize(batch)
+    y = batch.labels
     rng = np.random.default_rng(11)
-    covered: list[bool] = []
-    covered_sampling_only: list[bool] = []
-    for half in range(10):
+    covered: dict[int, list[bool]] = {}
+    covered_sampling_only: dict[int, list[bool]] = {}
+    for half in range(6):
         perm = rng.permutation(len(y))
-        train, test = perm[:660], perm[660:]
+        train, test = perm[: len(y) // 2], perm[len(y) // 2 :]
         est = es.CorrectnessEstimator(family="lr", random_state=half).fit(X[train], y[train])
         p, labels = est.predict_proba(X[test])[:, 1], y[test]
         for size in (20, 50, 100, 200, 400) * 12:
@@ -152,11 +157,11 @@ def test_intervals_cover_random_slices_at_the_nominal_rate(phi35: es.TraceBatch)
             keys = [("s",)] * size
             rec = slice_accuracy(p[idx], keys, labels[idx], model_sd=est.model_sd_).records[0]
             bare = slice_accuracy(p[idx], keys, labels[idx]).records[0]
-            covered.append(rec.covered is True)
-            covered_sampling_only.append(bare.covered is True)
-    rate = float(np.mean(covered))
-    assert 0.92 <= rate <= 0.98, rate
-    assert float(np.mean(covered_sampling_only)) < rate - 0.01
+            covered.setdefault(size, []).append(rec.covered is True)
+            covered_sampling_only.setdefault(size, []).append(bare.covered is True)
+    rate = float(np.mean([c for v in covered.values() for c in v]))
+    assert 0.93 <= rate <= 0.99, rate
+    assert np.mean(covered_sampling_only[400]) < np.mean(covered[400])
 
 
 @settings(max_examples=30, deadline=None)
@@ -175,13 +180,13 @@ def test_label_corrected_estimate_is_the_corrected_mean(seed: int, m: int) -> No
         assert (iv.lower, iv.upper) == (0.0, 1.0)  # no variance from one label
 
 
-def test_label_corrected_estimate_repairs_a_biased_estimator(phi35: es.TraceBatch) -> None:
-    """Class weights without calibration bias P(correct) low by ~0.2 on Phi-3.5; 30 labels
-    per slice of 200 correct it, and the PPI interval covers at about the nominal rate."""
-    perm = np.random.default_rng(5).permutation(len(phi35))
+def test_label_corrected_estimate_repairs_a_biased_estimator() -> None:
+    """Class weights without calibration push P(correct) towards 1/2: on the corpus (accuracy
+    0.23) the mean P is about 0.44. 30 labels per slice of 200 correct it, and the PPI
+    interval covers at about the nominal rate."""
+    train, test = halves()
     est = es.CorrectnessEstimator(family="lr", calibration=None, random_state=0)
-    est.fit_traces(phi35.subset(perm[:660]))
-    test = phi35.subset(perm[660:])
+    est.fit_traces(train)
     p, y = est.predict_traces(test), test.labels
     rng = np.random.default_rng(6)
     errors, ppi_errors, covered = [], [], []
@@ -194,7 +199,7 @@ def test_label_corrected_estimate_repairs_a_biased_estimator(phi35: es.TraceBatc
         errors.append(p[idx].mean() - truth)
         ppi_errors.append(iv.estimate - truth)
         covered.append(iv.lower <= truth <= iv.upper)
-    assert np.mean(errors) < -0.1  # the label-free estimate is far off
+    assert np.mean(errors) > 0.15  # the label-free estimate is far off
     assert abs(np.mean(ppi_errors)) < 0.01  # the corrected one is not
     assert 0.9 <= np.mean(covered) <= 0.99
     with pytest.raises(es.ConfigError, match="at least one labelled response"):
@@ -210,9 +215,7 @@ def test_result_table_and_plot(
     res = es.estimate_accuracy(test, est, by="length", level=0.9)
     frame = res.to_df()
     assert list(frame["length"]) == [r.key[0] for r in res]
-    assert frame.columns[:8].tolist() == [
-        "length", "n", "estimate", "lower", "upper", "level", "sampling_sd", "model_sd",
-    ]  # fmt: skip
+    assert frame.columns.tolist()[: len(COLUMNS) + 1] == ["length", *COLUMNS]
     assert (frame["level"] == 0.9).all()
     assert frame["covered"].tolist() == [r.covered for r in res]
     assert frame["true_accuracy"].to_numpy() == pytest.approx([r.true_accuracy for r in res])

@@ -1,8 +1,8 @@
-"""``sentinel evaluate`` and ``sentinel evaluate-report`` on a small real trace file."""
+"""``sentinel evaluate`` and ``sentinel evaluate-report`` on a small real trace file (four
+domains of the committed corpus, per-token entropies only)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -10,35 +10,18 @@ import pytest
 from typer.testing import CliRunner
 
 from entropy_sentinel.cli import app
-from tests.evaluation_data import phi35_eval_data
+from tests.evaluation_data import write_entropy_jsonl
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def corpus(phi35_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """300 real Phi-3.5 traces with length-quartile domains, as a JSONL trace file."""
-    data = phi35_eval_data(phi35_path, n=300)
-    path = tmp_path_factory.mktemp("corpus") / "phi35-len.jsonl"
-    b = data.batch
-    with path.open("w") as fh:
-        for i in range(len(b)):
-            steps = b.token_entropy[b.offsets[i] : b.offsets[i + 1]]
-            record = {
-                "id": b.ids[i],
-                "slice": dict(b.slices[i]),
-                "correct": bool(b.labels[i]),
-                "token_entropy": steps.tolist(),
-            }
-            fh.write(json.dumps(record) + "\n")
-        fh.write(
-            json.dumps({"id": "unlabelled", "slice": {"domain": "len1"}, "token_entropy": [0.1]})
-        )
-        fh.write("\n")
-    return path
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_entropy_jsonl(tmp_path_factory.mktemp("corpus") / "smollm2-4.jsonl")
 
 
-def test_evaluate_runs_the_grid_baselines_and_presets(corpus: Path, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_evaluate_runs_the_grid_and_the_baselines(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "results"
     args = [
         "evaluate",
@@ -47,6 +30,8 @@ def test_evaluate_runs_the_grid_baselines_and_presets(corpus: Path, tmp_path: Pa
         str(out),
         "--k",
         "1-2",
+        "--presets",
+        "none",  # the presets' forests take minutes; test_evaluation_runner runs one
         "--families",
         "lr",
         "--features",
@@ -55,15 +40,14 @@ def test_evaluate_runs_the_grid_baselines_and_presets(corpus: Path, tmp_path: Pa
         "atc,doc",
         "--max-groups",
         "2",
-        "--reference",
-        "lr.profile10.isotonic.bal",
         "--quiet",
     ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    assert "1 unlabelled left out" in text
+    assert "240 labelled responses in 4 domains (1 unlabelled left out" in text
     assert "need logprobs, which these traces lack" in text  # nll_avg & co.
+    assert "DoC runs on probability scores only" in text
     groups = pd.read_csv(out / "groups.csv")
     # the grid configuration + ATC on the 3 entropy scores (DoC needs lntp/mtp: none here);
     # k=1: 2 sampled; k=2: 2 sampled plus the 2 named groups (if not sampled).
@@ -78,13 +62,26 @@ def test_evaluate_runs_the_grid_baselines_and_presets(corpus: Path, tmp_path: Pa
     assert (groups["status"] == "ok").all()
     report = (out / "report.md").read_text()
     assert "sentinel evaluate" in report and "--max-groups 2" in report
+    # the default reference, paper, did not run: the first configuration stands in
+    assert "against `lr.sea.isotonic.bal`" in report
     # running again computes nothing new
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "0 computed" in " ".join(again.output.split())
 
-    rewritten = runner.invoke(app, ["evaluate-report", str(out), "--title", "Phi-3.5 lengths"])
+    rewritten = runner.invoke(
+        app,
+        [
+            "evaluate-report",
+            str(out),
+            "--title",
+            "SmolLM2, four domains",
+            "--reference",
+            "atc.max_entropy",
+        ],
+    )
     assert rewritten.exit_code == 0, rewritten.output
-    assert (out / "report.md").read_text().startswith("# Phi-3.5 lengths")
+    text = (out / "report.md").read_text()
+    assert text.startswith("# SmolLM2, four domains") and "against `atc.max_entropy`" in text
 
 
 @pytest.mark.parametrize(
@@ -92,6 +89,7 @@ def test_evaluate_runs_the_grid_baselines_and_presets(corpus: Path, tmp_path: Pa
     [
         ("--balance", "maybe", "--balance value 'maybe'"),
         ("--families", "svm", "classifier family 'svm' is unknown"),
+        ("--presets", "best", "preset 'best' is unknown"),
         ("--k", "0", "k"),
         ("--configs", "nonsense", "configuration 'nonsense' is unknown"),
         ("--by", "customer", "no trace has slice dimension 'customer'"),

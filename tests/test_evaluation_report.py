@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from entropy_sentinel.evaluation import (
+    Configuration,
     EvalData,
     load_results,
     named_groups,
@@ -24,7 +25,7 @@ from entropy_sentinel.evaluation.summary import (
     side_by_side,
     summary_by_k,
 )
-from tests.evaluation_data import phi35_eval_data
+from tests.evaluation_data import corpus_eval_data
 
 
 def _groups() -> pd.DataFrame:
@@ -82,32 +83,40 @@ def test_markdown_table_escapes_and_formats() -> None:
     assert text.splitlines()[3] == "| – | 1.235 |"
 
 
+PAPER_LR = Configuration(
+    "paper", "preset", {"preset": "paper", "family": "lr"}, "the paper's preset, lr (fast)"
+)
+
+
 @pytest.fixture(scope="module")
-def real(phi35_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data: EvalData = phi35_eval_data(phi35_path, n=400)
+def real(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, EvalData]:
+    """Results on four corpus domains as precomputed entropies, so that ATC on nll_avg
+    (which needs logprobs) fails and the report must say so."""
+    data = corpus_eval_data(entropies=True)
     out = tmp_path_factory.mktemp("report")
-    configs = [
+    configs = [  # the paper's not first: the report finds it as its default reference
         *resolve(["lr.profile10.isotonic.bal", "lr.sea.isotonic.bal"]),
+        PAPER_LR,
         *score_baselines(["atc"], ["max_entropy", "mean_entropy", "nll_avg"]),
     ]
     named = named_groups(data.domain_accuracy()).values()
-    groups = training_groups(data.domain_names, (1, 2), max_groups=3, seed=0, always=named)
+    groups = training_groups(data.domain_names, (1, 2), max_groups=2, seed=0, always=named)
     run_evaluation(data, configs, groups, out, progress=False)
-    return out
+    return out, data
 
 
-def test_report_on_real_results(real: Path) -> None:
-    results = load_results(real)
-    written = results.save(real)
+@pytest.mark.slow  # fits and draws every configuration
+def test_report_on_real_results(real: tuple[Path, EvalData]) -> None:
+    out, data = real
+    results = load_results(out)
+    written = results.save(out)
     assert {p.name for p in written} == {
         "groups.parquet",
         "groups.csv",
         "domains.parquet",
         "domains.csv.gz",
     }
-    report = write_report(
-        results, real, reference="lr.profile10.isotonic.bal", notes="## Notes\n\nhand-written"
-    )
+    report = write_report(results, out, notes="## Notes\n\nhand-written")  # default: paper
     text = report.read_text()
     for heading in (
         "## Corpus and protocol",
@@ -120,9 +129,14 @@ def test_report_on_real_results(real: Path) -> None:
         "## Notes",
     ):
         assert heading in text, heading
-    # Phi-3.5 traces carry no logprobs: ATC on nll_avg failed, and the report says so.
+    assert "against `paper`" in text and "### `paper`" in text
+    # these traces carry no logprobs: ATC on nll_avg failed, and the report says so
     assert "atc.nll_avg" in text.split("## Failed tasks")[1]
-    assert "* **Extremes**: len1 + len4" in text
+    extremes = named_groups(data.domain_accuracy())["Extremes"]
+    assert f"* **Extremes**: {' + '.join(extremes.domains)}" in text
+    named = text.split("## Named groups and the paper's published medians")[1]
+    paper_row = next(ln for ln in named.splitlines() if "| Extremes |" in ln and "| paper |" in ln)
+    assert "| 0.081 | 0.952 |" in paper_row  # the paper's numbers beside its configuration
     for fig in (
         "aee_rho_by_k.png",
         "side_by_side_k1.png",
@@ -132,9 +146,19 @@ def test_report_on_real_results(real: Path) -> None:
         "scatter_extremes.png",
         "scatter_intermediate.png",
     ):
-        path = real / "figures" / fig
+        path = out / "figures" / fig
         assert path.stat().st_size > 5000, fig
         assert f"figures/{fig}" in text
-    n_groups = pd.read_csv(real / "groups.csv")["group"].nunique()
-    assert 6 <= n_groups <= 8
-    assert pd.read_csv(real / "groups.csv").shape[0] == 5 * n_groups
+    groups = pd.read_csv(out / "groups.csv")
+    n_groups = groups["group"].nunique()
+    assert 4 <= n_groups <= 6  # 2 per k, and the named groups if not sampled
+    assert groups.shape[0] == 6 * n_groups
+    assert set(groups.loc[groups["configuration"] == "paper", "family"]) == {"lr"}
+
+
+def test_a_reference_that_did_not_run_falls_back_to_the_first(
+    real: tuple[Path, EvalData], tmp_path: Path
+) -> None:
+    results = load_results(real[0])
+    text = write_report(results, tmp_path, reference="sentinel").read_text()
+    assert "against `lr.profile10.isotonic.bal`" in text and "`sentinel`" not in text

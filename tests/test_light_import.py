@@ -23,6 +23,7 @@ EXTRAS = (
     "llama_cpp",
     "datasets",
     "openai",
+    "opentelemetry",
 )
 
 

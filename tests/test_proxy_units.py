@@ -15,12 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from entropy_sentinel.errors import ConfigError
-from entropy_sentinel.service.proxy.openai_body import prepare_request, strip_logprobs
 from entropy_sentinel.service.proxy.record import Exchange, build_record
 from entropy_sentinel.service.proxy.relay import forwarded_headers, returned_headers
 from entropy_sentinel.service.proxy.slice_spec import parse_slice
-from entropy_sentinel.service.proxy.sse import SSEFramer, event_data
 from entropy_sentinel.traces import decode_record
+from entropy_sentinel.wire.openai_body import prepare_request, strip_logprobs
+from entropy_sentinel.wire.sse import SSEFramer, event_data
 from tests.conftest import SMOLLM2_FIXTURES
 
 

@@ -215,7 +215,13 @@ def test_the_service_reports_the_library_s_numbers(
         assert all(0 < r["unseen_fraction"] < 1 for r in by_customer.values())
 
         # the design: the library's, on the same traces
-        params = {"budget": 60, "by": "domain", "model": MODEL, "seed": 3, "status": "all"}
+        params: dict[str, Any] = {
+            "budget": 60,
+            "by": "domain",
+            "model": MODEL,
+            "seed": 3,
+            "status": "all",
+        }
         rng = {"since": str(T0), "until": str(T0 + HOUR)}
         pri = client.get("/v1/priorities", params={**params, **rng}).json()
         design = est_a.design(batch, budget=60, by="domain", seed=3)
@@ -287,8 +293,10 @@ def test_the_service_reports_the_library_s_numbers(
     )
     assert report.exit_code == 0, report.output
     assert "aggregates consistent" in report.output
-    words = {r["slice"]["domain"]: r["shift_word"] for r in json.loads(out.read_text())["records"]}
-    assert words["svamp"] == words["synth_mul_1d"] == "seen in training"  # B's training domains
+    word_of = {
+        r["slice"]["domain"]: r["shift_word"] for r in json.loads(out.read_text())["records"]
+    }
+    assert word_of["svamp"] == word_of["synth_mul_1d"] == "seen in training"  # B's domains
 
 
 # ------------------------------------------------------------ an upgraded database

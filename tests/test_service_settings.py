@@ -168,3 +168,16 @@ def test_public_names_are_exactly_the_exported_ones() -> None:
     ]
     for name in service_pkg.__all__:
         assert getattr(service_pkg, name) is not None
+
+
+def test_otel_endpoint_from_file_environment_and_option(tmp_path: Path) -> None:
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('otel_endpoint = "http://collector:4318/v1/traces"\notel_max_slice_values = 5\n')
+    s = load_settings(cfg, environ={})
+    assert (s.otel_endpoint, s.otel_max_slice_values) == ("http://collector:4318/v1/traces", 5)
+    env = {"SENTINEL_OTEL_ENDPOINT": "http://127.0.0.1:6006/v1/traces"}
+    assert load_settings(cfg, environ=env).otel_endpoint == "http://127.0.0.1:6006/v1/traces"
+    s = load_settings(cfg, environ=env, otel_endpoint="https://otlp.example/v1/traces")
+    assert s.otel_endpoint == "https://otlp.example/v1/traces"
+    with pytest.raises(ConfigError, match="otel_endpoint='collector:4318'"):
+        Settings(otel_endpoint="collector:4318")

@@ -170,7 +170,7 @@ def finish(
     level: float = 0.95,
 ) -> SliceAccuracy:
     """The per-slice result of a merged summary (one call into the estimator layer)."""
-    from entropy_sentinel.estimator.slices import accuracy_from_stats, finisher_of
+    from entropy_sentinel.estimator.slices import accuracy_from_stats, finisher_of, knows_slices
 
     if not partial.n_traces and partial.n_refused:  # nothing scored: not a data problem
         raise ArtifactMismatchError(partial.rejected[-1].reason)
@@ -181,7 +181,13 @@ def finish(
             f"{sorted(partial.present) or 'none'}. Choose one of those, or by=None for one slice"
         )
     names = (*by, WINDOW_DIMENSION) if window is not None else tuple(by)
-    return accuracy_from_stats(partial.stats, by=names, level=level, finish=finisher_of(estimator))
+    return accuracy_from_stats(
+        partial.stats,
+        by=names,
+        level=level,
+        finish=finisher_of(estimator),
+        shift_words=knows_slices(estimator),
+    )
 
 
 def estimate_stream(

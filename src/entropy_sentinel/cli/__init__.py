@@ -61,6 +61,7 @@ _EXTRA_OF = {
     "math_verify": "collect",
     "llama_cpp": "model",
     "datasets": "hf",
+    "opentelemetry": "otel",
     "pyspark": "spark",
 }
 """The optional extra that installs each package a command may need."""

@@ -46,6 +46,13 @@ def serve(
     ] = None,
     log_format: Annotated[str | None, typer.Option(help="json (default) or text.")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+    otel_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="OTLP/HTTP traces endpoint to export one span per scored trace to, with its "
+            "P(correct) (e.g. Phoenix: http://127.0.0.1:6006/v1/traces; needs the otel extra)."
+        ),
+    ] = None,
 ) -> None:
     """Serve the monitoring API until SIGTERM/SIGINT (then flush and exit).
 
@@ -63,6 +70,7 @@ def serve(
         "port": port,
         "log_format": log_format,
         "log_level": log_level,
+        "otel_endpoint": otel_endpoint,
     }
     specs = tuple(ModelSpec.parse(m) for m in model or ())
 

@@ -200,6 +200,7 @@ def _migrate_v1(classifier: CorrectnessEstimator) -> SentinelEstimator:
     """A version-1 artifact's `CorrectnessEstimator` as a `SentinelEstimator` (module
     docstring): no slice calibration, no shift reference, the transfer relation of the
     preset it resembles."""
+    from entropy_sentinel.estimator.features import TraceSignature
     from entropy_sentinel.estimator.sentinel import SentinelEstimator
     from entropy_sentinel.estimator.slicecal import SliceCalibration
     from entropy_sentinel.estimator.transfer import load_transfer
@@ -209,6 +210,9 @@ def _migrate_v1(classifier: CorrectnessEstimator) -> SentinelEstimator:
         classifier.blend_models_ = []
     if not hasattr(classifier, "family_"):
         classifier.family_ = classifier.family
+    old = classifier.signature_
+    if old is not None:  # version 1's k was the widest step: judge traces as it did
+        classifier.signature_ = TraceSignature(old.source, old.k, legacy=True)
     name = "sentinel" if classifier.blend else "paper"
     estimator = SentinelEstimator(classifier=classifier, calibrate=False, transfer=name)
     estimator.classifier_ = classifier

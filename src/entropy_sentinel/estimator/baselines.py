@@ -336,4 +336,5 @@ class ScoreBaseline(BaseEstimator):  # type: ignore[misc]
             by=dims,
             level=level,
             finish=finish,
+            shift_words=False,
         )

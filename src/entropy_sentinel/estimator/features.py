@@ -48,6 +48,7 @@ __all__ = [
     "BASELINE_FEATURES",
     "FEATURE_SETS",
     "K_TOLERANCE",
+    "LEGACY_TOLERANCE",
     "FeatureSet",
     "TraceSignature",
     "check_feature_set",
@@ -81,6 +82,9 @@ _COLUMNS: dict[str, list[int]] = {
     "profile10": list(range(10)),
     "sea": [FEATURE_NAMES.index("h_sea")],
 }
+
+LEGACY_TOLERANCE = 0.8
+"""Version 1's rule: a trace whose widest step has at least this fraction of ``k``."""
 
 K_TOLERANCE = 0.75
 """A trace whose record does not state its ``k`` matches the training ``k`` when its
@@ -180,12 +184,21 @@ class TraceSignature:
 
     source: Literal["logprobs", "precomputed"]
     k: int
+    legacy: bool = False
+    """True for the signature of an estimator from a version-1 artifact, whose ``k`` is the
+    widest step of its training batch (which counts an appended sampled token, so 21 for
+    llama-cpp-python's top-20): its traces are judged as version 1 judged them, each by its
+    own widest step, between `LEGACY_TOLERANCE` of ``k`` and ``k``, and never cut."""
 
     def refused(self, batch: TraceBatch) -> BoolArray:
         """Per trace: True where the estimator cannot score it (see the class docstring)."""
         has = batch.has_logprobs
         if self.source == "precomputed":
             return np.asarray(has, dtype=bool)
+        if self.legacy:
+            widest = batch.widest_step
+            bad = (widest > self.k) | (widest < math.ceil(LEGACY_TOLERANCE * self.k))
+            return np.asarray(~has | bad, dtype=bool)
         stated = batch.requested_k
         narrow = np.where(
             stated > 0, stated < self.k, batch.inferred_k < math.ceil(K_TOLERANCE * self.k)
@@ -225,7 +238,7 @@ class TraceSignature:
     def conform(self, batch: TraceBatch) -> TraceBatch:
         """``batch`` with steps wider than ``k`` cut to the ``k`` most probable alternatives
         (`TraceBatch.truncate_topk`: exactly what a top-``k`` request returns)."""
-        if self.source != "logprobs" or self.k == 0:
+        if self.source != "logprobs" or self.k == 0 or self.legacy:
             return batch
         return batch.truncate_topk(self.k)
 

@@ -40,7 +40,7 @@ variance is the linearised one of Poisson sampling,
 towards the variance a calibrated estimator implies with the weight of
 `PPI_PRIOR_DF` labels (a handful of labels that happen to agree would otherwise give
 an interval far too narrow); the quantile is Student's t with ``m - 1`` degrees of
-freedom.
+freedom, plus the continuity correction while responses remain unlabelled.
 
 The label-free estimate is independent evidence about the same accuracy (it uses no
 label of the slice), with the honest variance ``(half / z)^2``, so the reported
@@ -221,7 +221,8 @@ def finish(
             mean = (est / v_lf + labels.estimate / labels.variance) / prec
             var = 1.0 / prec
         t = float(student_t.ppf(0.5 + level / 2.0, df=labels.df))
-        h = t * math.sqrt(var)
+        # the same continuity correction, while unlabelled responses remain
+        h = t * math.sqrt(var) + (0.5 / n if labels.n_labels < n else 0.0)
         ppi = (min(1.0, max(0.0, mean)), max(0.0, mean - h), min(1.0, mean + h))
     return SliceInterval(
         n=n,

@@ -76,7 +76,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
 from entropy_sentinel._typing import FloatArray
-from entropy_sentinel.errors import ArtifactMismatchError, ConfigError, EstimatorError
+from entropy_sentinel.errors import ConfigError, EstimatorError
 from entropy_sentinel.estimator.blend import (
     BlendModel,
     blend_values,
@@ -417,6 +417,17 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
         ``p`` is a smooth probability (what per-response decisions and recalibration use);
         ``blended`` is what `predict_proba` returns."""
         check_is_fitted(self)
+        columns = getattr(X, "columns", None)
+        if columns is not None:  # a frame: its names must be this estimator's inputs
+            names = tuple(str(c) for c in columns)
+            fitted = self.card_["features"].get("names")
+            expected = tuple(fitted) if fitted else self.input_names
+            if names != expected:
+                raise ConfigError(
+                    f"X has columns {list(names)}, but this estimator was fitted on "
+                    f"{list(expected)}; build X with featurize(traces, frame=True)"
+                )
+            X = np.asarray(X, dtype=np.float64)
         X_arr = validate_data(self, X, reset=False, dtype=np.float64)
         n_features = X_arr.shape[1] - len(self.blend_models_)
         with _single_thread():
@@ -469,14 +480,9 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
             batch = traces.batch if isinstance(traces, StepStats) else traces
             signature.check(batch)
             conformed = signature.conform(batch)
-            if conformed is not batch:
-                if isinstance(traces, StepStats):
-                    raise ArtifactMismatchError(
-                        f"these steps carry up to {batch.k} alternatives, more than the "
-                        f"estimator's top-{signature.k}: build the StepStats of "
-                        "signature_.conform(batch), or pass the batch itself"
-                    )
-                traces, profile = conformed, None
+            if conformed is not batch:  # steps cut to the estimator's k: recompute them
+                mode = traces.mode if isinstance(traces, StepStats) else self.entropy_mode
+                traces, profile = StepStats(conformed, mode), None
         return self._inputs(traces, profile)
 
     def _inputs(
@@ -576,6 +582,7 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
             by=dims,
             level=level,
             finish=lambda s, lv: finish(s, lv, model_sd=model_sd),
+            shift_words=False,
         )
 
     # ------------------------------------------------------------ artifacts

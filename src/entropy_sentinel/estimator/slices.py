@@ -14,8 +14,9 @@ through `entropy_sentinel.estimator.intervals.finish`:
   interval (``ppi_*``).
 
 Traces that lack a dimension form their own slice (value None), so nothing is
-dropped. Within a slice the contributions are summed in sorted order of P, so the
-records do not depend on the order of the traces, to the last bit.
+dropped. Within a slice the contributions are summed in sorted order (of P, then of
+every other column), so the records do not depend on the order of the traces, to the
+last bit.
 
 >>> import numpy as np
 >>> res = slice_accuracy(np.array([0.9, 0.8, 0.4]), [("a",), ("a",), ("b",)], by=("domain",))
@@ -58,6 +59,7 @@ __all__ = [
     "estimate_accuracy",
     "finisher_of",
     "group_records",
+    "knows_slices",
     "slice_accuracy",
     "slice_keys",
     "word_of",
@@ -107,7 +109,8 @@ class SliceRecord:
         level: the interval's nominal coverage.
         shift: shift score (0.5 = like the training traces, 1 = nothing alike) of the
             responses without calibration; NaN when all had calibration.
-        shift_word: the shift in plain words.
+        shift_word: the shift in plain words ("" from an estimator that knows nothing of
+            slices: a bare classifier or a score baseline).
         sampling_sd: Poisson-binomial sd of the realised accuracy given P.
         model_sd: the estimator's own error as one sd (calibration and transfer).
         calibration_sd: the calibration offsets' part (sd).
@@ -248,11 +251,17 @@ def group_records(
     level: float,
     finish: Finisher,
     model_sd: float = math.nan,
+    shift_words: bool = True,
 ) -> SliceAccuracy:
     """Sum per-trace ``contributions`` (`SliceStats.contributions`) by slice key and finish
     each slice into a record, ranked worst first.
 
-    ``p`` orders the sums within a slice (order invariance); ``labels`` give the true
+    ``shift_words``: whether the estimator knows which slices it saw in training and how
+    far the others are (a `SentinelEstimator`); False leaves every record's shift word
+    empty, as for an estimator that knows nothing of slices (the classic interval).
+
+    Within a slice the rows are summed in sorted order (by ``p``, then every column), so
+    the records do not depend on the order of the traces; ``labels`` give the true
     accuracy; ``finish`` turns a slice's statistics into its `SliceInterval`.
     """
     if contributions.shape[0] != len(keys) or p.shape[0] != len(keys):
@@ -266,11 +275,15 @@ def group_records(
     records = []
     for key, members in groups.items():
         idx = np.asarray(members)
-        order = np.lexsort((p[idx],) if labels is None else (labels[idx], p[idx]))
-        idx = idx[order]  # sorted by P (then label): sums independent of trace order
+        # Sorted by the whole contribution row (P first): responses that tie in P can
+        # differ in their label, design weight or features, and float sums depend on
+        # their order. Rows equal in every column are interchangeable.
+        rows = contributions[idx]
+        order = np.lexsort((*rows.T[::-1], p[idx]))
+        idx = idx[order]
         stats = SliceStats.from_flat(contributions[idx].sum(axis=0))
         y = None if labels is None else labels[idx]
-        records.append(_record(key, stats, finish(stats, level), y))
+        records.append(_record(key, stats, finish(stats, level), y, shift_words))
     records.sort(key=lambda r: (r.estimate, tuple("" if v is None else v for v in r.key)))
     return SliceAccuracy(tuple(by), level, tuple(records))
 
@@ -281,17 +294,21 @@ def accuracy_from_stats(
     by: Sequence[str] = (),
     level: float = 0.95,
     finish: Finisher,
+    shift_words: bool = True,
 ) -> SliceAccuracy:
     """Per-slice estimates from each slice's summed `SliceStats` (the finishing step shared
     by streaming estimates and the Spark engine, which sum the statistics batch by batch or
-    partition by partition first; `finisher_of` gives an estimator's ``finish``). The true
-    accuracy comes from the plain labels in the statistics.
+    partition by partition first; `finisher_of` gives an estimator's ``finish``, and
+    `knows_slices` its ``shift_words``, as for `group_records`). The true accuracy comes
+    from the plain labels in the statistics.
 
     >>> s = {("a",): SliceStats.from_arrays(np.array([0.9, 0.8]))}
     >>> [(r.key, r.n) for r in accuracy_from_stats(s, by=("domain",), finish=finish_classic)]
     [(('a',), 2)]
     """
-    records = [_record(tuple(k), s, finish(s, level), None) for k, s in stats.items() if s.n]
+    records = [
+        _record(tuple(k), s, finish(s, level), None, shift_words) for k, s in stats.items() if s.n
+    ]
     records.sort(key=lambda r: (r.estimate, tuple("" if v is None else v for v in r.key)))
     return SliceAccuracy(tuple(by), level, tuple(records))
 
@@ -302,12 +319,17 @@ def finish_classic(stats: SliceStats, level: float) -> SliceInterval:
     return finish(stats, level)
 
 
+def knows_slices(estimator: Any) -> bool:
+    """Whether ``estimator`` finishes slices itself (a `SentinelEstimator`: calibrated
+    slices and shift scores, hence shift words) rather than by the classic interval."""
+    return callable(getattr(estimator, "finish", None))
+
+
 def finisher_of(estimator: Any) -> Finisher:
     """How ``estimator`` turns a slice's statistics into its interval: its own ``finish``
     (`SentinelEstimator`), else the classic interval with its ``model_sd_``."""
-    own = getattr(estimator, "finish", None)
-    if callable(own):
-        return own  # type: ignore[no-any-return]
+    if knows_slices(estimator):
+        return estimator.finish  # type: ignore[no-any-return]
     model_sd = float(getattr(estimator, "model_sd_", 0.0))
     return lambda s, lv: finish(s, lv, model_sd=model_sd)
 
@@ -350,11 +372,12 @@ def slice_accuracy(
         by=by,
         level=level,
         finish=lambda s, lv: finish(s, lv, model_sd=model_sd),
+        shift_words=False,
     )
 
 
 def _record(
-    key: SliceKey, stats: SliceStats, iv: SliceInterval, y: FloatArray | None
+    key: SliceKey, stats: SliceStats, iv: SliceInterval, y: FloatArray | None, words: bool
 ) -> SliceRecord:
     nan = math.nan
     if y is not None:
@@ -365,7 +388,7 @@ def _record(
         plain_only = stats.n_labelled and not stats.n_design
         true_acc = stats.sum_y / stats.n_labelled if plain_only else nan
     full = n_lab == stats.n and n_lab > 0
-    word = word_of(iv)
+    word = word_of(iv) if words else ""
     return SliceRecord(
         key=key,
         n=stats.n,

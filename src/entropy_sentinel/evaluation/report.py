@@ -101,7 +101,7 @@ def write_report(
     results: EvaluationResults,
     output: str | os.PathLike[str],
     *,
-    reference: str = "paper_rf",
+    reference: str = "paper",
     highlight: Sequence[str] | None = None,
     title: str | None = None,
     notes: str | None = None,

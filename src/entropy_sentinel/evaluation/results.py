@@ -92,8 +92,9 @@ def _config_columns(name: str, info: dict[str, Any]) -> dict[str, Any]:
     spec = info.get("spec", {})
     params = spec.get("params", {})
     kind = spec.get("kind", "")
-    if kind == "preset":
-        clf = spec.get("definition", {}).get("classifier", {})
+    if kind == "preset":  # its classifier's parameters, with the configuration's overrides
+        overrides = {k: v for k, v in params.items() if k != "preset"}
+        clf = {**spec.get("definition", {}).get("classifier", {}), **overrides}
         method = params.get("preset")
     elif kind == "baseline":
         clf, method = {}, params.get("method")

@@ -129,6 +129,9 @@ class IngestPipeline:
         self._lock = threading.Lock()
         self._closed = False
         self._thread: threading.Thread | None = None
+        self.on_stored: Callable[[list[tuple[Incoming, float]]], None] | None = None
+        """Called by the writer after each commit with (trace, P) of the traces it
+        stored (the OpenTelemetry export); must be quick and not raise."""
 
     # ------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -327,6 +330,7 @@ class IngestPipeline:
                 members.append((g, idx, True))
                 batches.append(self._scored_traces(job, idx, None, keys, g))
         written = self.storage.write(batches)
+        stored: list[tuple[Incoming, float]] = []
         for (g, idx, wait), outcome in zip(members, written, strict=True):
             for i in idx:
                 tid = group[g].items[i].trace.id
@@ -335,14 +339,21 @@ class IngestPipeline:
                     p = None if wait else _p_of(scored[(g, i)])
                     outcomes[g][i] = ("stored", p, None, key)
                     self.metrics.traces_stored.inc()
-                    if wait:
+                    if p is None:
                         self.metrics.traces_waiting.inc()
+                    else:
+                        stored.append((group[g].items[i], p))
                 else:
                     outcomes[g][i] = ("duplicate", None, None, key)
                     self.metrics.traces_duplicate.inc()
         if waiting and not isinstance(self.models, Scorer):
             for key in sorted({keys[gi] for gi in waiting}):
                 self.models.unserved(key)
+        if self.on_stored is not None and stored:
+            try:
+                self.on_stored(stored)
+            except Exception:  # an exporter's failure never fails a committed write
+                log.exception("the on_stored hook failed for %d traces", len(stored))
         return outcomes
 
     def _score(

@@ -1,8 +1,9 @@
 """`Settings`: every option of the monitoring service, validated once, in one frozen value.
 
 Sources, later ones winning: the defaults below, a TOML file (``sentinel serve
---config FILE``), the environment (API keys only: ``SENTINEL_INGEST_KEYS``,
-``SENTINEL_READ_KEYS`` and ``SENTINEL_TEXT_KEYS``, comma-separated), then command-line
+--config FILE``), the environment (API keys: ``SENTINEL_INGEST_KEYS``,
+``SENTINEL_READ_KEYS`` and ``SENTINEL_TEXT_KEYS``, comma-separated;
+``SENTINEL_OTEL_ENDPOINT``), then command-line
 options.
 
 A TOML file uses the field names of `Settings` (durations as ``"5m"`` text or seconds),
@@ -196,6 +197,15 @@ class Settings:
         log_format: ``json`` (one object per line) or ``text``.
         log_level: ``debug``, ``info``, ``warning`` or ``error``.
         shutdown_timeout: seconds to finish in-flight requests and flush on shutdown.
+        otel_endpoint: OTLP/HTTP traces endpoint (``http://host:4318/v1/traces``; Phoenix:
+            ``http://host:6006/v1/traces``) to export one span per scored trace to, with
+            its P(correct) (docs/integrations.md; needs the ``otel`` extra); None: off.
+            Also ``SENTINEL_OTEL_ENDPOINT``.
+        otel_service_name: ``service.name`` of the exported spans.
+        otel_max_slice_values: distinct values exported per slice dimension; further
+            values are exported as ``_OTHER``.
+        otel_phoenix_annotations: the endpoint is Arize Phoenix's: also post each
+            P(correct) as a Phoenix span annotation (shown as an evaluation in its UI).
     """
 
     db_url: str = "sqlite:///sentinel.db"
@@ -233,6 +243,10 @@ class Settings:
     log_format: Literal["json", "text"] = "json"
     log_level: str = "info"
     shutdown_timeout: float = 30.0
+    otel_endpoint: str | None = None
+    otel_service_name: str = "entropy-sentinel"
+    otel_max_slice_values: int = 100
+    otel_phoenix_annotations: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -241,6 +255,13 @@ class Settings:
             raise ConfigError(
                 f"bucket={self.bucket!r} seconds must divide a day and be at most 1h, "
                 "e.g. 60 ('1m') or 300 ('5m')"
+            )
+        if self.otel_endpoint is not None and not re.match(
+            r"^https?://[^/\s]+", self.otel_endpoint
+        ):
+            raise ConfigError(
+                f"otel_endpoint={self.otel_endpoint!r} must be an http:// or https:// OTLP/HTTP "
+                "traces URL, e.g. http://127.0.0.1:4318/v1/traces"
             )
         for name in (
             "max_body_bytes",
@@ -251,6 +272,7 @@ class Settings:
             "waiting_max_age",
             "text_max_traces",
             "text_max_age",
+            "otel_max_slice_values",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be >= 1")
@@ -344,6 +366,8 @@ def load_settings(
     if config is not None:
         values.update(_from_toml(config))
     env = os.environ if environ is None else environ
+    if env.get("SENTINEL_OTEL_ENDPOINT"):
+        values["otel_endpoint"] = env["SENTINEL_OTEL_ENDPOINT"]
     env_keys = _keys_from_env(env)
     if env_keys:
         values["api_keys"] = tuple(values.get("api_keys", ())) + env_keys

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import Request
 
@@ -47,6 +48,7 @@ class ServiceState:
     reloader: Callable[[], Settings] | None = None
     reload_requested: bool = False
     wake: Callable[[], None] | None = None  # set by the app: runs maintenance now
+    spans: Any = None  # entropy_sentinel.otel.EvaluationSpans, with otel_endpoint
 
     @classmethod
     def build(
@@ -77,6 +79,9 @@ class ServiceState:
             db.dispose()
             raise
         pipeline = IngestPipeline(settings, storage, models, m)
+        spans = _spans(settings)
+        if spans is not None:
+            pipeline.on_stored = spans.emit_stored
         pipeline.start()
         engine = AlertEngine(
             settings.alert_rules,
@@ -95,6 +100,7 @@ class ServiceState:
             auth=Authenticator(settings.api_keys, m),
             metrics=m,
             reloader=reloader,
+            spans=spans,
         )
 
     def request_reload(self) -> None:
@@ -153,7 +159,25 @@ class ServiceState:
             log.error("shutdown: %d queued traces were not written", left)
         else:
             log.info("shutdown: every queued trace written")
+        if self.spans is not None:
+            self.spans.shutdown()  # export the spans still queued
         self.db.dispose()
+
+
+def _spans(settings: Settings) -> Any:
+    """The OpenTelemetry exporter of scored traces, when ``otel_endpoint`` is set."""
+    if settings.otel_endpoint is None:
+        return None
+    from entropy_sentinel.otel import EvaluationSpans  # the `otel` extra
+
+    log.info("exporting one span per scored trace to %s (OTLP/HTTP)", settings.otel_endpoint)
+    base = settings.otel_endpoint.removesuffix("/").removesuffix("/v1/traces")
+    return EvaluationSpans(
+        settings.otel_endpoint,
+        service_name=settings.otel_service_name,
+        max_slice_values=settings.otel_max_slice_values,
+        phoenix=base if settings.otel_phoenix_annotations else None,
+    )
 
 
 async def service(request: Request) -> ServiceState:

@@ -32,7 +32,7 @@ import httpx
 from entropy_sentinel.collect.benchmarks import Item
 from entropy_sentinel.collect.graders import grade_item
 from entropy_sentinel.collect.prompts import template_for
-from entropy_sentinel.service.proxy.sse import SSEFramer, event_data
+from entropy_sentinel.wire.sse import SSEFramer, event_data
 
 __all__ = ["TrafficResult", "run_traffic", "send_traffic", "slice_header"]
 

@@ -158,6 +158,16 @@ class TraceBatch:
         return int(self.topk_logprobs.shape[1])
 
     @property
+    def widest_step(self) -> IntArray:
+        """Per trace, the most alternatives any of its steps lists (an appended sampled
+        token included), int64 ``(n,)``; 0 for precomputed entropies."""
+        n = len(self)
+        if n == 0 or self.k == 0 or self.n_steps == 0:
+            return np.zeros(n, dtype=np.int64)
+        count = np.isfinite(self.topk_logprobs).sum(axis=1).astype(np.int64)
+        return np.where(self.has_logprobs, np.maximum.reduceat(count, self.offsets[:-1]), 0)
+
+    @property
     def inferred_k(self) -> IntArray:
         """Per trace, the number of top logprobs its server was asked for, as far as the
         steps show it, int64 ``(n,)`` (0 for precomputed entropies).

@@ -40,7 +40,6 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +47,8 @@ import msgspec
 
 from entropy_sentinel.service.pipeline import IngestPipeline, UnavailableError
 from entropy_sentinel.service.proxy.metrics import ProxyMetrics
-from entropy_sentinel.service.proxy.openai_body import Kind
+from entropy_sentinel.wire.answer import answer_payload, answer_text
+from entropy_sentinel.wire.openai_body import Kind
 
 __all__ = ["Exchange", "Recorder", "build_record"]
 
@@ -87,38 +87,15 @@ class _Id(msgspec.Struct):
     model: str | None = None
 
 
-class _Message(msgspec.Struct):
-    content: str | None = None
-
-
-class _TextChoice(msgspec.Struct):
-    index: int = 0
-    text: str | None = None
-    message: _Message | None = None
-    delta: _Message | None = None
-
-
-class _Texts(msgspec.Struct):
-    choices: list[_TextChoice] = []
-
-
 def build_record(ex: Exchange, *, record_text: bool = False) -> bytes:
     """The canonical trace record (JSON bytes) of one exchange (see the module docstring).
 
     The answer's bytes are spliced in as they are, so the trace library decodes them
     once, straight into arrays.
     """
-    if ex.body is not None:
-        answer = ex.body
-        first = ex.body
-    else:
-        answer = (
-            _legacy_from_chunks(ex.chunks)
-            if ex.kind == "completions"
-            else b"[" + b",".join(ex.chunks) + b"]"
-        )
-        first = ex.chunks[0] if ex.chunks else b"{}"
+    answer = answer_payload(ex.kind, ex.body, ex.chunks)
     head: dict[str, Any] = {}
+    first = ex.body if ex.body is not None else (ex.chunks or (b"{}",))[0]
     try:
         named = msgspec.json.decode(first, type=_Id)
     except msgspec.DecodeError:
@@ -131,63 +108,9 @@ def build_record(ex: Exchange, *, record_text: bool = False) -> bytes:
     meta: dict[str, Any] = {"proxy": {**ex.meta, "answer_model": named.model}}
     if record_text:
         meta["prompt"] = ex.prompt
-        meta["answer"] = _answer_text(ex)
+        meta["answer"] = answer_text(ex.body, ex.chunks)
     head.update(slice=ex.slice, timestamp=ex.received_at, meta=meta)
     return msgspec.json.encode(head)[:-1] + b',"logprobs":' + answer + b"}"
-
-
-def _answer_text(ex: Exchange) -> str | list[str] | None:
-    """The answer's text: one string per choice (a list when there are several)."""
-    parts: dict[int, list[str]] = {}
-    docs = [ex.body] if ex.body is not None else list(ex.chunks)
-    for doc in docs:
-        try:
-            texts = msgspec.json.decode(doc, type=_Texts)
-        except msgspec.DecodeError:
-            return None
-        for c in texts.choices:
-            piece = c.text
-            for msg in (c.message, c.delta):
-                if msg is not None and msg.content is not None:
-                    piece = msg.content
-            if piece:
-                parts.setdefault(c.index, []).append(piece)
-    joined = ["".join(parts[i]) for i in sorted(parts)]
-    if not joined:
-        return None
-    return joined[0] if len(joined) == 1 else joined
-
-
-def _legacy_from_chunks(chunks: Sequence[bytes]) -> bytes:
-    """One legacy completion from its stream chunks (tokens and logprobs concatenated)."""
-    head: dict[str, Any] = {}
-    choices: dict[int, dict[str, Any]] = {}
-    for raw in chunks:
-        try:
-            chunk = msgspec.json.decode(raw)
-        except msgspec.DecodeError:
-            return b"[" + b",".join(chunks) + b"]"  # the trace library names the bad chunk
-        if not isinstance(chunk, dict):
-            continue
-        for key in ("id", "object", "created", "model"):
-            head.setdefault(key, chunk.get(key))
-        for c in chunk.get("choices") or ():
-            if not isinstance(c, dict):
-                continue
-            out = choices.setdefault(
-                int(c.get("index") or 0), {"index": int(c.get("index") or 0), "text": ""}
-            )
-            out["text"] += c.get("text") or ""
-            if c.get("finish_reason") is not None:
-                out["finish_reason"] = c["finish_reason"]
-            lp = c.get("logprobs")
-            if isinstance(lp, dict):
-                acc = out.setdefault("logprobs", {})
-                for key in ("tokens", "token_logprobs", "top_logprobs", "text_offset"):
-                    if lp.get(key) is not None:
-                        acc.setdefault(key, []).extend(lp[key])
-    head["choices"] = [choices[i] for i in sorted(choices)]
-    return msgspec.json.encode(head)
 
 
 class Recorder:

@@ -5,7 +5,7 @@
 `httpx.AsyncClient` (connection pooling, keep-alive). On the way:
 
 * **Request.** The body gets logprobs when the client did not ask for them
-  (`entropy_sentinel.service.proxy.openai_body.prepare_request`); the client's headers are
+  (`entropy_sentinel.wire.openai_body.prepare_request`); the client's headers are
   forwarded as sent — ``Authorization``, ``OpenAI-Organization``, ``OpenAI-Project``,
   ``OpenAI-Beta``, ``User-Agent``, ``X-Request-ID`` and any other — except hop-by-hop
   headers (``Connection`` and those it names, ``Keep-Alive``, ``TE``, ``Trailer``,
@@ -61,16 +61,18 @@ from starlette.types import Receive, Scope, Send
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.service.auth import Authenticator, AuthError
 from entropy_sentinel.service.proxy.metrics import ProxyMetrics
-from entropy_sentinel.service.proxy.openai_body import (
+from entropy_sentinel.service.proxy.record import Exchange, Recorder
+from entropy_sentinel.service.proxy.slice_spec import SLICE_HEADER, parse_slice
+from entropy_sentinel.service.settings import Settings
+from entropy_sentinel.wire.openai_body import (
+    REFUSAL_STATUSES,
     Kind,
     PreparedRequest,
     prepare_request,
+    refuses_logprobs,
     strip_logprobs,
 )
-from entropy_sentinel.service.proxy.record import Exchange, Recorder
-from entropy_sentinel.service.proxy.slice_spec import SLICE_HEADER, parse_slice
-from entropy_sentinel.service.proxy.sse import SSEFramer, event_data
-from entropy_sentinel.service.settings import Settings
+from entropy_sentinel.wire.sse import SSEFramer, event_data
 
 __all__ = ["KEY_HEADER", "Proxy", "StreamBrokenError", "openai_error"]
 
@@ -209,10 +211,10 @@ class Proxy:
         early: bytes | None = None  # an answer already read (a refusal passed back)
         try:
             resp = await self._send(url, prepared.body, headers_out)
-            if prepared.strip and resp.status_code in (400, 422):
+            if prepared.strip and resp.status_code in REFUSAL_STATUSES:
                 early = await resp.aread()
                 await resp.aclose()
-                if b"logprob" in early.lower():  # this model cannot give logprobs
+                if refuses_logprobs(resp.status_code, early):  # this model cannot give them
                     self._refuses(model, resp.status_code)
                     prepared = prepared.without_logprobs(_REFUSES)
                     resp = await self._send(url, prepared.body, headers_out)

@@ -35,10 +35,20 @@ from typing import Any, Literal
 
 import msgspec
 
-__all__ = ["Kind", "PreparedRequest", "prepare_request", "strip_logprobs"]
+__all__ = [
+    "REFUSAL_STATUSES",
+    "Kind",
+    "PreparedRequest",
+    "prepare_request",
+    "refuses_logprobs",
+    "strip_logprobs",
+]
 
 Kind = Literal["chat", "completions"]
 """``chat``: ``/v1/chat/completions``; ``completions``: legacy ``/v1/completions``."""
+
+REFUSAL_STATUSES = (400, 422)
+"""Statuses of an upstream that refuses a request (read the body: `refuses_logprobs`)."""
 
 SLICE_KEY = "sentinel_slice"
 """Key of ``metadata`` that carries the slice (same syntax as ``X-Sentinel-Slice``)."""
@@ -146,6 +156,19 @@ def _asked_for_logprobs(payload: dict[str, Any], kind: Kind) -> tuple[bool, str 
     return payload.get("logprobs") is not None, None
 
 
+def refuses_logprobs(status: int, body: bytes) -> bool:
+    """True when an answer refuses logprobs for the model: a 400 or 422 whose body names
+    logprobs (OpenAI's reasoning models answer so). The request is then sent again
+    exactly as the client made it, and the model remembered.
+
+    >>> refuses_logprobs(400, b'{"error": {"message": "logprobs are not supported"}}')
+    True
+    >>> refuses_logprobs(400, b'{"error": {"message": "max_tokens is too large"}}')
+    False
+    """
+    return status in REFUSAL_STATUSES and b"logprob" in body.lower()
+
+
 # ------------------------------------------------------------------ responses
 class _Choice(msgspec.Struct):
     logprobs: msgspec.Raw = msgspec.Raw(b"null")
@@ -204,7 +227,7 @@ def _rebuilt(data: bytes) -> bytes:
 
     ``data`` comes back unchanged when it is not an answer with logprobs to remove.
     """
-    from entropy_sentinel.service.proxy.sse import event_data
+    from entropy_sentinel.wire.sse import event_data
 
     text = event_data(data) if data.lstrip()[:1] != b"{" else data
     try:
