@@ -16,6 +16,21 @@ CORPUS = REPO / "data" / "corpus" / "smollm2" / "corpus.parquet"
 SHARED_DATA = REPO.parent / "shared" / "data"
 PHI35_TRACES = SHARED_DATA / "phi35-gsm8k" / "traces.jsonl.gz"
 BENCHMARKS_DIR = SHARED_DATA / "benchmarks"
+COMMITTED_BENCHMARKS = FIXTURES / "benchmarks"
+"""gsm8k, svamp and aqua, committed with their licences (tests/fixtures/benchmarks/README.md)."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cli_console_width() -> Iterator[None]:
+    """The CLI's tables laid out alike at any terminal width: Rich reads COLUMNS when the
+    console is made, and tests read the rows (messages never wrap: they soft-wrap).
+    Session-wide, so that module fixtures that run the CLI see it too."""
+    from entropy_sentinel.cli.app import console, err_console
+
+    widths = [c.width for c in (console, err_console)]
+    console.width = err_console.width = 160
+    yield
+    console.width, err_console.width = widths
 
 
 @pytest.fixture(scope="session")
@@ -28,10 +43,19 @@ def phi35_path() -> Path:
 
 @pytest.fixture(scope="session")
 def benchmarks_dir() -> Path:
-    """The normalised benchmark JSONL folder, or skip."""
-    if not BENCHMARKS_DIR.exists():
-        pytest.skip(f"shared benchmarks not found at {BENCHMARKS_DIR}")
-    return BENCHMARKS_DIR
+    """The normalised benchmark JSONL folder: all of them in ../shared when it is there,
+    else the three committed ones (tests needing others check with `need_benchmarks`)."""
+    return BENCHMARKS_DIR if BENCHMARKS_DIR.is_dir() else COMMITTED_BENCHMARKS
+
+
+def need_benchmarks(directory: Path, *names: str) -> None:
+    """Skip unless every benchmark of ``names`` is in ``directory`` (some are not committed)."""
+    missing = [n for n in names if not (directory / f"{n}.jsonl").exists()]
+    if missing:
+        pytest.skip(
+            f"benchmarks {missing} are only in ../shared/data/benchmarks (not committed: "
+            "tests/fixtures/benchmarks/README.md says why)"
+        )
 
 
 @pytest.fixture(scope="session")

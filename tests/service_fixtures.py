@@ -3,16 +3,18 @@
 * ``db_url``: a fresh database per test, on SQLite and (marked ``postgres``) on the
   PostgreSQL server of ``SENTINEL_TEST_POSTGRES_URL`` (scripts/test.sh starts one with
   scripts/postgres.sh); the PostgreSQL run skips with the reason when it is unset.
-* ``phi35_model``: a real `CorrectnessEstimator` (L1-logistic) fitted on the real
-  Phi-3.5 GSM8K traces (precomputed entropies), saved as an artifact.
+* ``corpus_records``: the committed SmolLM2 corpus (1,950 graded answers, 13 domains) as
+  JSON-ready ``token_entropy`` records: per-token top-20 entropies (nats), ``correct``,
+  ``slice`` {domain, benchmark}; small, so ingest-heavy tests stay fast.
+* ``corpus_model``: a real `CorrectnessEstimator` (L1-logistic) fitted on those
+  records (precomputed entropies), saved as an artifact.
 * ``smollm2_model``: one fitted on the recorded SmolLM2 responses (top-20 logprobs).
-* ``phi35_records`` / ``smollm2_records``: those traces as JSON-ready dicts.
+* ``smollm2_records``: those responses as JSON-ready dicts.
 * ``scored_traces``: a `ScoredTraces` with chosen probabilities, to write directly.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 from collections.abc import Iterator
@@ -22,10 +24,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from entropy_sentinel import CorrectnessEstimator, read_traces
+from entropy_sentinel import CorrectnessEstimator, StepStats, read_traces
 from entropy_sentinel.service.records import ScoredTraces, ScorerInfo
 from entropy_sentinel.testing.service import postgres_database
-from tests.conftest import SMOLLM2_FIXTURES
+from tests.conftest import SMOLLM2_FIXTURES, load_corpus_batch
 
 POSTGRES_ENV = "SENTINEL_TEST_POSTGRES_URL"
 T0 = 1_700_000_040.0  # a bucket boundary (divisible by 60)
@@ -48,16 +50,27 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def phi35_records(phi35_path: Path) -> list[dict[str, Any]]:
-    with gzip.open(phi35_path, "rt") as fh:
-        return [json.loads(line) for line in fh]
+def corpus_records() -> list[dict[str, Any]]:
+    batch: Any = load_corpus_batch()
+    entropy = StepStats(batch, "topk").entropy
+    return [
+        {
+            "id": batch.ids[i],
+            "slice": dict(batch.slices[i]),
+            "token_entropy": entropy[batch.offsets[i] : batch.offsets[i + 1]].tolist(),
+            "correct": bool(batch.labels[i] == 1.0),
+        }
+        for i in range(len(batch))
+    ]
 
 
 @pytest.fixture(scope="session")
-def phi35_model(phi35_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    batch = read_traces(phi35_path)
+def corpus_model(
+    corpus_records: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    batch = read_traces(corpus_records)
     est = CorrectnessEstimator(family="lr", random_state=0).fit_traces(batch, slice_dim=None)
-    return est.save(tmp_path_factory.mktemp("models") / "phi35-lr.skops")
+    return est.save(tmp_path_factory.mktemp("models") / "corpus-lr.skops")
 
 
 @pytest.fixture(scope="session")

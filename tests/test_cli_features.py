@@ -39,6 +39,24 @@ def test_features_on_recorded_fixtures(tmp_path: Path, suffix: str) -> None:
     assert frame.loc[frame["shape"] == "chat_stream", "correct"].isna().all()
 
 
+def test_messages_keep_long_paths_on_one_line_at_any_width(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from entropy_sentinel.cli.app import console
+
+    monkeypatch.setattr(console, "width", 40)  # a narrow terminal, a deep checkout
+    deep = tmp_path.joinpath(*[f"folder-{i}" for i in range(8)])
+    deep.mkdir(parents=True)
+    source = deep / "traces.jsonl"
+    source.write_bytes(FIXTURE.read_bytes())
+    out = deep / "features.csv"
+    result = runner.invoke(app, ["features", str(source), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(str(source) in ln and ln.endswith("rejected 1 records") for ln in lines)
+    assert any(ln.endswith(f"to {out}") for ln in lines)
+
+
 def test_strict_mode_fails_on_rejections(tmp_path: Path) -> None:
     result = runner.invoke(
         app, ["features", str(FIXTURE), "-o", str(tmp_path / "f.csv"), "--strict", "--quiet"]

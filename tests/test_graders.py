@@ -276,10 +276,17 @@ def test_corpus_labels_are_what_the_graders_say_today(benchmarks_dir: Path) -> N
 
     frame = corpus_frame(CORPUS)
     items: dict[str, Item] = {}
+    available = {p.stem for p in benchmarks_dir.glob("*.jsonl")}  # all in ../shared
+    assert {"gsm8k", "svamp", "aqua"} <= available  # committed: tests/fixtures/benchmarks
     for benchmark in set(frame["benchmark"]) - set(SYNTHETIC_DOMAINS):
-        items.update((i.id, i) for i in load_benchmark(benchmark, directory=benchmarks_dir))
+        if benchmark in available:
+            items.update((i.id, i) for i in load_benchmark(benchmark, directory=benchmarks_dir))
     mismatches = []
+    checked = 0
     for row in frame.itertuples():
+        if row.benchmark not in SYNTHETIC_DOMAINS and row.benchmark not in available:
+            continue  # asdiv, mmlu_stem: only with ../shared
+        checked += 1
         if row.benchmark in SYNTHETIC_DOMAINS:
             a, op, b = str(row.question).removeprefix("What is ").rstrip("?").split(" ")
             gold = str({"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b)}[op])
@@ -292,3 +299,4 @@ def test_corpus_labels_are_what_the_graders_say_today(benchmarks_dir: Path) -> N
         if (grade.correct, grade.grader, grade.extracted) != (row.correct, row.grader, extracted):
             mismatches.append((row.id, grade, row.correct, row.grader, row.extracted))
     assert not mismatches, mismatches[:5]
+    assert checked >= 1650  # of 1,950: all with ../shared

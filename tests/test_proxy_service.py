@@ -31,9 +31,9 @@ from entropy_sentinel.service.storage.tables import trace_payloads, traces
 from entropy_sentinel.testing.replay_upstream import ReplayUpstream
 from entropy_sentinel.testing.service import ThreadedServer
 from tests.conftest import SMOLLM2_FIXTURES
-from tests.service_fixtures import phi35_model, smollm2_model
+from tests.service_fixtures import corpus_model, corpus_records, smollm2_model
 
-__all__ = ["phi35_model", "smollm2_model"]
+__all__ = ["corpus_model", "corpus_records", "smollm2_model"]
 
 SECRET = "sk-client-secret-do-not-log-0123456789"
 CHAT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is 17 + 25?"}]
@@ -402,11 +402,11 @@ def test_a_client_leaving_mid_stream_closes_the_upstream_stream(
 
 
 def test_recording_failures_never_reach_the_client(
-    upstream: tuple[ReplayUpstream, ThreadedServer], phi35_model: Path, tmp_path: Path
+    upstream: tuple[ReplayUpstream, ThreadedServer], corpus_model: Path, tmp_path: Path
 ) -> None:
     # an estimator fitted on per-token entropies refuses logprob traces: the client
     # still gets its answer; the refusal is counted and logged
-    with _serve(tmp_path, phi35_model, upstream[1].url + "/v1") as srv:
+    with _serve(tmp_path, corpus_model, upstream[1].url + "/v1") as srv:
         r = httpx.post(srv.url + "/v1/chat/completions", json={"messages": CHAT}, timeout=30)
         assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]
         _wait(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -27,10 +28,17 @@ from entropy_sentinel.service.metrics import Metrics
 from entropy_sentinel.service.settings import Settings
 from entropy_sentinel.service.storage.db import open_database
 from entropy_sentinel.service.storage.store import Storage
-from entropy_sentinel.testing.service import ThreadedServer
-from tests.service_fixtures import T0, db_url, phi35_model, phi35_records, scored_traces
+from entropy_sentinel.testing.service import ServiceProcess, ThreadedServer, postgres_database
+from tests.service_fixtures import (
+    POSTGRES_ENV,
+    T0,
+    corpus_model,
+    corpus_records,
+    db_url,
+    scored_traces,
+)
 
-__all__ = ["db_url", "phi35_model", "phi35_records"]
+__all__ = ["corpus_model", "corpus_records", "db_url"]
 
 NOW = T0 + 3600.0
 
@@ -38,17 +46,23 @@ NOW = T0 + 3600.0
 class Receiver:
     """A real HTTP endpoint on loopback that records the JSON it is sent.
 
-    ``status`` is what it answers (set 500 to make deliveries fail).
+    ``status`` is what it answers (set 500 to make deliveries fail); ``delay`` how long
+    it takes to answer (a slow receiver). ``arrivals`` lists every POST as it arrives:
+    (payload, Idempotency-Key header).
     """
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
+        self.arrivals: list[tuple[dict[str, Any], str | None]] = []
         self.status = 200
+        self.delay = 0.0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.arrivals.append((json.loads(body), self.headers.get("Idempotency-Key")))
+                time.sleep(outer.delay)
                 status = outer.status
                 if status == 200:
                     outer.received.append(json.loads(body))
@@ -197,6 +211,54 @@ def test_failed_webhooks_are_retried_and_instances_do_not_duplicate(
     assert len(receiver.received) == 1 and list_alerts(storage.db)[0]["notified"]
 
 
+def test_overlapping_deliveries_post_an_event_once(storage: Storage, receiver: Receiver) -> None:
+    # two instances deliver at the same moment to a receiver that takes a second to
+    # answer: the second finds the event in flight and leaves it alone
+    receiver.delay = 1.0
+    a = AlertEngine((LOW,), storage, Metrics(), webhook_url=receiver.url)
+    b = AlertEngine((LOW,), storage, Metrics(), webhook_url=receiver.url)
+    _write(storage, "bad", "bad", [0.2] * 10, NOW - 60)
+    [opened] = a.evaluate(NOW)
+
+    async def both() -> list[int]:
+        first = asyncio.create_task(a.deliver())
+        while not receiver.arrivals:  # a's POST is on the wire...
+            await asyncio.sleep(0.01)
+        second = await b.deliver()  # ...when b tries
+        return [await first, second]
+
+    assert asyncio.run(both()) == [1, 0]
+    assert asyncio.run(b.deliver()) == 0  # delivered: nothing left to claim
+    assert receiver.arrivals == [(receiver.received[0], f"sentinel-alert-{opened.alert_id}-firing")]
+
+
+def test_a_claim_expires_after_the_webhook_deadline(storage: Storage, receiver: Receiver) -> None:
+    # an instance that died mid-POST leaves a claim behind; once it expires another
+    # instance delivers (at least once), with the same idempotency key
+    clock = [NOW]
+    a = AlertEngine((LOW,), storage, Metrics(), webhook_url=receiver.url, webhook_timeout=1.0)
+    _write(storage, "bad", "bad", [0.2] * 10, NOW - 60)
+    [opened] = a.evaluate(NOW)
+    b = AlertEngine((LOW,), storage, Metrics(), webhook_url=receiver.url, clock=lambda: clock[0])
+    [(row, status)] = a._undelivered()
+    assert a._claim(row, status)  # ... and a dies before it POSTs
+    assert asyncio.run(b.deliver()) == 0  # in flight
+    clock[0] = time.time() + 60  # past the claim (webhook_timeout + margin)
+    assert asyncio.run(b.deliver()) == 1
+    assert receiver.arrivals[0][1] == f"sentinel-alert-{opened.alert_id}-firing"
+
+
+def test_a_receiver_slower_than_the_webhook_timeout_is_a_failed_attempt(
+    storage: Storage, receiver: Receiver
+) -> None:
+    receiver.delay = 2.0
+    engine = AlertEngine((LOW,), storage, Metrics(), webhook_url=receiver.url, webhook_timeout=0.5)
+    _write(storage, "bad", "bad", [0.2] * 10, NOW - 60)
+    engine.evaluate(NOW)
+    assert asyncio.run(engine.deliver()) == 0
+    assert list_alerts(storage.db)[0]["notify_error"].startswith("no answer within")
+
+
 def test_unreachable_webhook_is_recorded_not_raised(storage: Storage) -> None:
     from entropy_sentinel.testing.service import free_port
 
@@ -255,7 +317,7 @@ def test_upper_bound_rule_waits_for_confidence() -> None:
 
 
 def test_service_posts_an_alert_for_real_traffic(
-    phi35_model: Path, phi35_records: list[dict[str, Any]], tmp_path: Path, receiver: Receiver
+    corpus_model: Path, corpus_records: list[dict[str, Any]], tmp_path: Path, receiver: Receiver
 ) -> None:
     rule = AlertRule.from_mapping(
         {
@@ -269,14 +331,14 @@ def test_service_posts_an_alert_for_real_traffic(
     )
     settings = Settings(
         db_url=f"sqlite:///{tmp_path / 'alerts.db'}",
-        model_path=phi35_model,
+        model_path=corpus_model,
         alert_rules=(rule,),
         webhook_url=receiver.url,
         evaluate_every=0.2,
     )
     records = [
         {"id": f"r{i}", "token_entropy": r["token_entropy"], "slice": {"domain": "gsm8k"}}
-        for i, r in enumerate(phi35_records[:20])
+        for i, r in enumerate(corpus_records[:20])
     ]
     with ThreadedServer(create_app(settings)) as srv:
         assert httpx.post(srv.url + "/v1/traces", json={"traces": records}).status_code == 200
@@ -288,3 +350,38 @@ def test_service_posts_an_alert_for_real_traffic(
     assert payload["slice"] == {"domain": "gsm8k"} and payload["evidence"]["n"] == 20
     assert alerts["alerts"][0]["id"] == payload["alert_id"] and alerts["alerts"][0]["notified"]
     assert alerts["rules"] == [rule.describe()]
+
+
+@pytest.mark.postgres
+def test_two_service_instances_on_one_postgres_post_an_alert_once(
+    corpus_model: Path, corpus_records: list[dict[str, Any]], tmp_path: Path, receiver: Receiver
+) -> None:
+    # the reproduction of issue 11: two `sentinel serve` on one PostgreSQL, evaluating
+    # every half second, a webhook that takes 3 s to answer, 20 traces posted to one
+    server = os.environ.get(POSTGRES_ENV)
+    if not server:
+        pytest.skip(f"{POSTGRES_ENV} is not set (scripts/test.sh starts a server)")
+    receiver.delay = 3.0
+    config = tmp_path / "sentinel.toml"
+    config.write_text(
+        f'evaluate_every = "0.5s"\nwebhook_url = "{receiver.url}"\n'
+        '[[alerts]]\nname = "strict"\nkind = "below"\ndimension = "domain"\n'
+        'threshold = 0.99\nwindow = "1h"\nmin_count = 10\n'
+    )
+    records = [
+        {"id": f"two-{i}", "token_entropy": r["token_entropy"], "slice": {"domain": "gsm8k"}}
+        for i, r in enumerate(corpus_records[:20])
+    ]
+    with (
+        postgres_database(server) as url,
+        ServiceProcess(db_url=url, model=corpus_model, config=config) as a,
+        ServiceProcess(db_url=url, model=corpus_model, config=config),
+    ):
+        started = time.monotonic()
+        assert httpx.post(a.url + "/v1/traces", json={"traces": records}).is_success
+        while not receiver.received and time.monotonic() < started + 60:
+            time.sleep(0.1)
+        assert receiver.received, "the alert to be delivered"
+        time.sleep(2.0)  # four more evaluations of each instance after the answer
+    [(payload, key)] = receiver.arrivals
+    assert payload["status"] == "firing" and key == f"sentinel-alert-{payload['alert_id']}-firing"

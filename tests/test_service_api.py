@@ -1,6 +1,6 @@
 """The HTTP API of the monitoring service, against a real uvicorn server on loopback.
 
-The server runs the real app (real estimator fitted on the Phi-3.5 GSM8K traces,
+The server runs the real app (real estimator fitted on the committed SmolLM2 corpus,
 real SQLite database) in a thread of the test process; every request goes over TCP.
 """
 
@@ -31,9 +31,9 @@ from entropy_sentinel.service.settings import ApiKey, Settings
 from entropy_sentinel.service.state import ServiceState
 from entropy_sentinel.service.storage.consistency import check_aggregates
 from entropy_sentinel.testing.service import ThreadedServer
-from tests.service_fixtures import phi35_model, phi35_records, smollm2_records
+from tests.service_fixtures import corpus_model, corpus_records, smollm2_records
 
-__all__ = ["phi35_model", "phi35_records", "smollm2_records"]
+__all__ = ["corpus_model", "corpus_records", "smollm2_records"]
 
 HOUR = 3600
 
@@ -43,11 +43,13 @@ def _hour_start(t: float) -> float:
 
 
 @pytest.fixture(scope="module")
-def server(phi35_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
+def server(
+    corpus_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ThreadedServer]:
     db = tmp_path_factory.mktemp("api") / "sentinel.db"
     settings = Settings(
         db_url=f"sqlite:///{db}",
-        model_path=phi35_model,
+        model_path=corpus_model,
         max_body_bytes=2_000_000,
         max_batch=500,
         evaluate_every=3600.0,  # maintenance is run by the tests themselves
@@ -69,7 +71,7 @@ def _state(server: ThreadedServer) -> ServiceState:
 
 
 def _records(base: list[dict[str, Any]], prefix: str, n: int, *, t0: float) -> list[dict[str, Any]]:
-    """Real Phi-3.5 traces with new ids, two domains, spread over three hours, unlabelled."""
+    """Real corpus traces with new ids, two domains, spread over three hours, unlabelled."""
     out = []
     for i, rec in enumerate(base[:n]):
         out.append(
@@ -108,10 +110,10 @@ def test_openapi_documents_routes_and_the_librarys_record_shapes(client: httpx.C
 
 
 def test_ingest_single_batch_ndjson_and_gzip(
-    client: httpx.Client, phi35_records: list[dict[str, Any]]
+    client: httpx.Client, corpus_records: list[dict[str, Any]]
 ) -> None:
     t0 = _hour_start(time.time()) - 3 * HOUR
-    recs = _records(phi35_records, "ing", 40, t0=t0)
+    recs = _records(corpus_records, "ing", 40, t0=t0)
     r = client.post("/v1/traces", json=recs[0])
     assert r.status_code == 200, r.text
     body = r.json()
@@ -209,13 +211,16 @@ def test_limits_and_bad_bodies_get_clear_4xx(client: httpx.Client) -> None:
     assert r.status_code == 413 and "max_batch=500" in r.json()["detail"]
     r = client.post("/v1/traces", content=b"{}", headers={"content-type": "text/plain"})
     assert r.status_code == 415
-    r = client.post("/v1/traces", content=b"{}", headers={"content-encoding": "br"})
+    json_type = {"content-type": "application/json"}
+    r = client.post("/v1/traces", content=b"{}", headers={"content-encoding": "br", **json_type})
     assert r.status_code == 415
-    r = client.post("/v1/traces", content=b"\x1f\x8b garbage", headers={"content-encoding": "gzip"})
+    r = client.post(
+        "/v1/traces", content=b"\x1f\x8b garbage", headers={"content-encoding": "gzip", **json_type}
+    )
     assert r.status_code == 422
     r = client.post("/v1/traces", json={"traces": 5})
     assert r.status_code == 422 and "$.traces" in r.json()["detail"]
-    r = client.post("/v1/traces", content=b"not json")
+    r = client.post("/v1/traces", content=b"not json", headers=json_type)
     assert r.status_code == 422 and "not valid JSON" in r.json()["rejections"][0]["reason"]
     assert client.post("/v1/traces", json={"traces": []}).json()["records"] == 0
 
@@ -224,11 +229,11 @@ def test_limits_and_bad_bodies_get_clear_4xx(client: httpx.Client) -> None:
 def test_estimates_equal_slice_stats_of_the_acknowledged_probabilities(
     client: httpx.Client,
     server: ThreadedServer,
-    phi35_records: list[dict[str, Any]],
-    phi35_model: Path,
+    corpus_records: list[dict[str, Any]],
+    corpus_model: Path,
 ) -> None:
     t0 = _hour_start(time.time()) - 30 * 24 * HOUR  # a quiet month-old range of its own
-    recs = _records(phi35_records[100:], "est", 90, t0=t0)
+    recs = _records(corpus_records[100:], "est", 90, t0=t0)
     answer = client.post("/v1/traces", json={"traces": recs}).json()
     p = {t["id"]: t["p_correct"] for t in answer["traces"]}
     assert len(p) == 90
@@ -241,7 +246,7 @@ def test_estimates_equal_slice_stats_of_the_acknowledged_probabilities(
     }
     body = client.get("/v1/estimates", params=params).json()
     assert body["window"] == "1h" and len(body["records"]) == 6
-    est = load_estimator(phi35_model)  # a bare classifier's artifact: nothing calibrated
+    est = load_estimator(corpus_model)  # a bare classifier's artifact: nothing calibrated
     for rec in body["records"]:
         start = pd.Timestamp(rec["window_start"]).timestamp()
         mine = [
@@ -305,11 +310,11 @@ def test_metrics_count_and_export_slice_gauges(
 
 # ---------------------------------------------------- priorities and labels
 def test_prioritize_label_and_recalibrate(
-    client: httpx.Client, server: ThreadedServer, phi35_records: list[dict[str, Any]]
+    client: httpx.Client, server: ThreadedServer, corpus_records: list[dict[str, Any]]
 ) -> None:
     t0 = _hour_start(time.time()) - 60 * 24 * HOUR
-    recs = _records(phi35_records[300:], "lab", 400, t0=t0)
-    truth = {f"lab-{i}": r["correct"] for i, r in enumerate(phi35_records[300:700])}
+    recs = _records(corpus_records[300:], "lab", 400, t0=t0)
+    truth = {f"lab-{i}": r["correct"] for i, r in enumerate(corpus_records[300:700])}
     assert client.post("/v1/traces", json={"traces": recs}).json()["accepted"] == 400
     rng = {"since": str(t0), "until": str(t0 + 4 * HOUR)}
     pri = client.get("/v1/priorities", params={"budget": 120, "by": "domain", **rng}).json()
@@ -380,10 +385,10 @@ class _Capture(logging.Handler):
         self.lines.append(self.format(record) + json.dumps(vars(record), default=str))
 
 
-def test_api_keys_enforce_scopes_and_never_log_the_key(phi35_model: Path, tmp_path: Path) -> None:
+def test_api_keys_enforce_scopes_and_never_log_the_key(corpus_model: Path, tmp_path: Path) -> None:
     settings = Settings(
         db_url=f"sqlite:///{tmp_path / 'auth.db'}",
-        model_path=phi35_model,
+        model_path=corpus_model,
         evaluate_every=3600.0,
         api_keys=(
             ApiKey.from_secret("collector", INGEST_KEY, {"ingest"}),
@@ -427,12 +432,12 @@ def _non_loopback_ip() -> str | None:
     return None if ip.startswith("127.") else ip
 
 
-def test_without_keys_only_loopback_clients_are_served(phi35_model: Path, tmp_path: Path) -> None:
+def test_without_keys_only_loopback_clients_are_served(corpus_model: Path, tmp_path: Path) -> None:
     ip = _non_loopback_ip()
     if ip is None:
         pytest.skip("this machine has no non-loopback IPv4 address to connect from")
     settings = Settings(
-        db_url=f"sqlite:///{tmp_path / 'lo.db'}", model_path=phi35_model, evaluate_every=3600.0
+        db_url=f"sqlite:///{tmp_path / 'lo.db'}", model_path=corpus_model, evaluate_every=3600.0
     )
     with ThreadedServer(create_app(settings), host="0.0.0.0") as srv:
         rec = {"id": "a", "token_entropy": [0.1]}

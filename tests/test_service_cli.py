@@ -1,5 +1,5 @@
 """``sentinel report``, ``sentinel prioritize`` and ``sentinel labels``: the annotator round
-trip on a database filled with real Phi-3.5 traces through the real pipeline."""
+trip on a database filled with real corpus traces through the real pipeline."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ from entropy_sentinel.service.scoring import Scorer
 from entropy_sentinel.service.settings import Settings
 from entropy_sentinel.service.storage.db import open_database
 from entropy_sentinel.service.storage.store import Storage
-from tests.service_fixtures import phi35_model, phi35_records
+from tests.service_fixtures import corpus_model, corpus_records
 
-__all__ = ["phi35_model", "phi35_records"]
+__all__ = ["corpus_model", "corpus_records"]
 
 runner = CliRunner()
 HOUR = 3600
@@ -32,13 +32,15 @@ HOUR = 3600
 
 @pytest.fixture(scope="module")
 def filled(
-    phi35_model: Path, phi35_records: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
+    corpus_model: Path,
+    corpus_records: list[dict[str, Any]],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[str, dict[str, bool], float]:
     """A database with 600 real traces over 3 hours in 3 domains; returns url, truth, t0."""
     path = tmp_path_factory.mktemp("cli") / "s.db"
     url = f"sqlite:///{path}"
     storage = Storage(open_database(url), 60)
-    pipeline = IngestPipeline(Settings(), storage, Scorer.load(phi35_model, storage), Metrics())
+    pipeline = IngestPipeline(Settings(), storage, Scorer.load(corpus_model, storage), Metrics())
     pipeline.start()
     t0 = math.floor(time.time() / HOUR) * HOUR - 3 * HOUR
     domains = ["algebra", "geometry", "arithmetic"]
@@ -49,12 +51,12 @@ def filled(
             "slice": {"domain": domains[i % 3]},
             "timestamp": t0 + ((i // 3) % 3) * HOUR + i,
         }
-        for i, r in enumerate(phi35_records[:600])
+        for i, r in enumerate(corpus_records[:600])
     ]
     assert pipeline.ingest_records_sync(records).accepted == 600
     pipeline.close()
     storage.db.dispose()
-    return url, {r["id"]: bool(r["correct"]) for r in phi35_records[:600]}, t0
+    return url, {r["id"]: bool(r["correct"]) for r in corpus_records[:600]}, t0
 
 
 def _run(*args: str) -> Any:
@@ -144,19 +146,20 @@ def test_prioritize_then_import_labels_then_recalibrate(
 def test_bad_label_files_are_reported_by_line(
     filled: tuple[str, dict[str, bool], float], tmp_path: Path
 ) -> None:
-    url, _, _ = filled
+    url, truth, _ = filled
+    known, other_id = list(truth)[1:3]
     path = tmp_path / "labels.jsonl"
     path.write_text(
-        '{"id": "gsm8k-phi35-1", "correct": true}\n'
-        '{"id": "gsm8k-phi35-2", "correct": "maybe"}\n'
+        f'{{"id": "{known}", "correct": true}}\n'
+        f'{{"id": "{other_id}", "correct": "maybe"}}\n'
         "not json\n"
         '{"correct": false}\n'
         '{"id": "nowhere", "correct": 0}\n'
     )
     parsed = read_labels(path)
-    assert [lab[0] for lab in parsed.labels] == ["gsm8k-phi35-1", "nowhere"]
+    assert [lab[0] for lab in parsed.labels] == [known, "nowhere"]
     assert [p.split(":")[0] for p in parsed.rejections] == [
-        "line 2 (id 'gsm8k-phi35-2')",
+        f"line 2 (id {other_id!r})",
         "line 3",
         "line 4",
     ]

@@ -17,9 +17,9 @@ from entropy_sentinel.service.storage.consistency import check_aggregates
 from entropy_sentinel.service.storage.db import open_database
 from entropy_sentinel.service.storage.tables import traces
 from entropy_sentinel.testing.service import ServiceProcess
-from tests.service_fixtures import db_url, phi35_model, phi35_records
+from tests.service_fixtures import corpus_model, corpus_records, db_url
 
-__all__ = ["db_url", "phi35_model", "phi35_records"]
+__all__ = ["corpus_model", "corpus_records", "db_url"]
 
 CLIENTS = 6
 BATCH = 25
@@ -97,12 +97,12 @@ def _stored_ids(url: str) -> set[str]:
 
 
 def test_kill_9_during_ingest_loses_no_acknowledged_trace(
-    db_url: str, phi35_model: Path, phi35_records: list[dict[str, Any]], tmp_path: Path
+    db_url: str, corpus_model: Path, corpus_records: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     log = tmp_path / "server.log"
-    svc = ServiceProcess(db_url=db_url, model=phi35_model, log_path=log).start()
+    svc = ServiceProcess(db_url=db_url, model=corpus_model, log_path=log).start()
     try:
-        traffic = Traffic(svc.url, phi35_records, "crash").start()
+        traffic = Traffic(svc.url, corpus_records, "crash").start()
         traffic.wait_for(250)
         svc.kill()  # SIGKILL: no shutdown handler, no flush
         traffic.join()
@@ -111,7 +111,7 @@ def test_kill_9_during_ingest_loses_no_acknowledged_trace(
     acked = set(traffic.acked)
     assert svc.proc is not None and svc.proc.returncode == -9
 
-    restarted = ServiceProcess(db_url=db_url, model=phi35_model, log_path=log, port=svc.port)
+    restarted = ServiceProcess(db_url=db_url, model=corpus_model, log_path=log, port=svc.port)
     with restarted:
         stored = _stored_ids(db_url)
         lost = acked - stored
@@ -135,11 +135,11 @@ def test_kill_9_during_ingest_loses_no_acknowledged_trace(
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_sigterm_finishes_in_flight_requests_and_flushes(
-    db_url: str, phi35_model: Path, phi35_records: list[dict[str, Any]], tmp_path: Path
+    db_url: str, corpus_model: Path, corpus_records: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     log = tmp_path / "server.log"
-    svc = ServiceProcess(db_url=db_url, model=phi35_model, log_path=log).start()
-    traffic = Traffic(svc.url, phi35_records, "term").start()
+    svc = ServiceProcess(db_url=db_url, model=corpus_model, log_path=log).start()
+    traffic = Traffic(svc.url, corpus_records, "term").start()
     traffic.wait_for(200)
     code = svc.stop()  # SIGTERM while clients are posting
     traffic.join()

@@ -31,19 +31,19 @@ from entropy_sentinel.service.settings import Settings
 from entropy_sentinel.service.storage.db import Database
 from entropy_sentinel.service.storage.tables import traces
 from entropy_sentinel.testing.service import ThreadedServer
-from tests.service_fixtures import phi35_model, phi35_records
+from tests.service_fixtures import corpus_model, corpus_records
 
-__all__ = ["phi35_model", "phi35_records"]
+__all__ = ["corpus_model", "corpus_records"]
 
 
 @pytest.fixture(scope="module")
 def fuzz_server(
-    phi35_model: Path, tmp_path_factory: pytest.TempPathFactory
+    corpus_model: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ThreadedServer]:
     db = tmp_path_factory.mktemp("fuzz") / "sentinel.db"
     settings = Settings(
         db_url=f"sqlite:///{db}",
-        model_path=phi35_model,
+        model_path=corpus_model,
         max_body_bytes=256_000,
         max_batch=50,
         evaluate_every=3600.0,

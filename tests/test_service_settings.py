@@ -170,6 +170,22 @@ def test_public_names_are_exactly_the_exported_ones() -> None:
         assert getattr(service_pkg, name) is not None
 
 
+def test_fractional_durations_wherever_seconds_are_taken(tmp_path: Path) -> None:
+    from entropy_sentinel.timeutil import parse_seconds
+
+    assert [parse_seconds(x) for x in ("0.5s", "1.5m", 0.25, "2h")] == [0.5, 90.0, 0.25, 7200.0]
+    assert parse_duration("1.5h") == 5400 and parse_when("0.5m", now=100.0) == 70.0
+    with pytest.raises(ConfigError, match="whole number of seconds"):
+        parse_duration("0.5s")  # windows and buckets are whole seconds
+    for bad in ("0s", "0.0s", ".5s", "-0.5s", "1.5"):
+        with pytest.raises(ConfigError):
+            parse_seconds(bad)
+    config = tmp_path / "s.toml"
+    config.write_text('evaluate_every = "0.5s"\nwebhook_timeout = "2.5s"\n')
+    s = load_settings(config, environ={})
+    assert (s.evaluate_every, s.webhook_timeout) == (0.5, 2.5)
+
+
 def test_otel_endpoint_from_file_environment_and_option(tmp_path: Path) -> None:
     cfg = tmp_path / "s.toml"
     cfg.write_text('otel_endpoint = "http://collector:4318/v1/traces"\notel_max_slice_values = 5\n')

@@ -380,8 +380,9 @@ def test_bad_records_name_the_record_and_field(
 
 
 def test_nan_and_infinity_are_rejected() -> None:
-    with pytest.raises(es.TraceError, match="not valid JSON"):
+    with pytest.raises(es.TraceError, match="NaN is not JSON") as err:
         decode_record(b'{"id": "n", "token_entropy": [NaN]}', 0)
+    assert (err.value.record_id, err.value.field) == ("n", "$.token_entropy[0]")
     with pytest.raises(es.TraceError, match="not finite") as err:
         es.read_traces(
             [

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from entropy_sentinel.csv_safety import safe_frame, write_csv
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.profile import FEATURE_NAMES, entropy_profile
 from entropy_sentinel.scores import SCORES, baseline_scores
@@ -55,11 +56,15 @@ def feature_frame(
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
-    """Write ``frame`` as CSV or Parquet (zstd), chosen by the file suffix."""
+    """Write ``frame`` as CSV or Parquet (zstd), chosen by the file suffix.
+
+    CSV text cells that could start a spreadsheet formula are neutralised
+    (`entropy_sentinel.csv_safety`): ids and slice values come from the input records.
+    """
     suffix = path.suffix.lower()
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".csv":
-        frame.to_csv(path, index=False)
+        write_csv(frame, path)
     elif suffix == ".parquet":
         frame.to_parquet(path, index=False, compression="zstd")
     else:
@@ -125,8 +130,8 @@ class FeatureTableWriter:
                 if self._labelled and "correct" not in frame.columns:
                     frame["correct"] = pd.array([pd.NA] * len(frame), dtype="boolean")
                 frame = frame[columns]
-                if csv:
-                    frame.to_csv(self.path, mode="a", header=i == 0, index=False)
+                if csv:  # cells that could start a spreadsheet formula neutralised
+                    safe_frame(frame).to_csv(self.path, mode="a", header=i == 0, index=False)
                     continue
                 table = pa.Table.from_pandas(frame, preserve_index=False)
                 if writer is None:

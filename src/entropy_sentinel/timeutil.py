@@ -1,7 +1,9 @@
 """Durations, instants and time buckets, in one convention: Unix epoch seconds (UTC).
 
-* A *duration* is written ``"90s"``, ``"5m"``, ``"1h"``, ``"1d"``, ``"1w"`` or given as a
-  number of seconds.
+* A *duration* is written ``"90s"``, ``"5m"``, ``"1h"``, ``"1d"``, ``"1w"`` (decimals too:
+  ``"0.5s"``, ``"1.5h"``) or given as a number of seconds. Windows and buckets are
+  whole seconds (`parse_duration`); timeouts and intervals may be fractions
+  (`parse_seconds`).
 * An *instant* is an RFC 3339 / ISO 8601 string (``"2025-05-01T12:00:00Z"``; without an
   offset it is read as UTC) or a number of seconds since the Unix epoch. Where a
   range starts or ends (``since``, ``until``), a duration means "that long ago".
@@ -9,8 +11,10 @@
   Windows are whole numbers of buckets, aligned to the epoch (a ``1d`` window starts at
   00:00 UTC), so per-window sums are exact sums of stored buckets.
 
->>> parse_duration("1h"), parse_duration(90), format_duration(5400)
-(3600, 90, '90m')
+>>> parse_duration("1h"), parse_duration(90), parse_duration("1.5h"), format_duration(5400)
+(3600, 90, 5400, '90m')
+>>> parse_seconds("0.5s"), parse_seconds(0.25), parse_seconds("2m")
+(0.5, 0.25, 120.0)
 >>> parse_instant("1970-01-02T00:00:00Z")
 86400.0
 >>> bucket_of(3725.5, 60)
@@ -31,30 +35,41 @@ __all__ = [
     "format_instant",
     "parse_duration",
     "parse_instant",
+    "parse_seconds",
     "parse_when",
 ]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 # Instants outside [1970, 9999] are certainly mistakes (and overflow some databases).
 _MAX_EPOCH = 253402300799.0
 
 
-def parse_duration(value: str | int | float, *, what: str = "duration") -> int:
-    """A positive whole number of seconds from ``"5m"``-style text or a number."""
+def parse_seconds(value: str | int | float, *, what: str = "duration") -> float:
+    """A positive number of seconds (fractions allowed) from ``"0.5s"``-style text or a number."""
     if isinstance(value, bool):
         raise ConfigError(f"{what} {value!r} is not a duration; write e.g. '90s', '5m', '1h', '1d'")
     if isinstance(value, int | float):
-        if not math.isfinite(value) or value <= 0 or value != int(value):
-            raise ConfigError(f"{what} {value!r} must be a positive whole number of seconds")
-        return int(value)
-    match = _DURATION.match(value)
-    if not match or int(match.group(1)) == 0:
-        raise ConfigError(
-            f"{what} {value!r} is not a duration; write a positive count and a unit "
-            "(s, m, h, d, w), e.g. '90s', '5m', '1h', '1d'"
-        )
-    return int(match.group(1)) * _UNITS[match.group(2)]
+        seconds = float(value)
+    else:
+        match = _DURATION.match(value)
+        if not match:
+            raise ConfigError(
+                f"{what} {value!r} is not a duration; write a positive count and a unit "
+                "(s, m, h, d, w), e.g. '0.5s', '90s', '5m', '1h', '1d'"
+            )
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"{what} {value!r} must be a positive number of seconds")
+    return seconds
+
+
+def parse_duration(value: str | int | float, *, what: str = "duration") -> int:
+    """A positive whole number of seconds from ``"5m"``-style text or a number."""
+    seconds = parse_seconds(value, what=what)
+    if seconds != int(seconds):
+        raise ConfigError(f"{what} {value!r} must be a whole number of seconds")
+    return int(seconds)
 
 
 def format_duration(seconds: int) -> str:
@@ -98,7 +113,7 @@ def parse_when(value: str, now: float, *, what: str = "time") -> float:
     (3600.0, 10.0)
     """
     if _DURATION.match(value):
-        return now - parse_duration(value, what=what)
+        return now - parse_seconds(value, what=what)
     return parse_instant(value, what=what)
 
 

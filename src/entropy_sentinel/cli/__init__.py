@@ -84,6 +84,10 @@ def main() -> None:
 
 
 def _error(message: str) -> None:
-    """Print ``message`` as one error line (no markup read into it, no wrapping) and exit 2."""
-    err_console.print("[bold red]error:[/] " + escape(message), highlight=False, soft_wrap=True)
+    """Print ``message`` as one error line (no markup read into it, no wrapping, URLs
+    redacted) and exit 2."""
+    from entropy_sentinel.redact import redact_text
+
+    text = escape(redact_text(message))
+    err_console.print("[bold red]error:[/] " + text, highlight=False, soft_wrap=True)
     sys.exit(2)

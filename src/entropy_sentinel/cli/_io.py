@@ -112,22 +112,25 @@ def report_rejections(
         f"read [bold]{n}[/] traces ({tokens:,} tokens) from {source}; "
         f"rejected [bold {'red' if n_rej else 'green'}]{n_rej}[/] records",
         highlight=False,
+        soft_wrap=True,
     )
     if not n_rej:
         return
     reasons = collections.Counter(_reason_kind(r) for r in rejected)
     for reason, count in reasons.most_common():
-        console.print(f"  {count:>6} x {reason}", highlight=False)
+        console.print(f"  {count:>6} x {reason}", highlight=False, soft_wrap=True)
     for rej in rejected[:_SHOW_REJECTIONS]:
-        console.print(f"  - {rej}", highlight=False, markup=False)
+        console.print(f"  - {rej}", highlight=False, soft_wrap=True, markup=False)
     if n_rej > _SHOW_REJECTIONS:
-        console.print(f"  ... and {n_rej - _SHOW_REJECTIONS} more", highlight=False)
+        console.print(f"  ... and {n_rej - _SHOW_REJECTIONS} more", highlight=False, soft_wrap=True)
     if rejected_path is not None:
         rejected_path.parent.mkdir(parents=True, exist_ok=True)
         with rejected_path.open("wb") as fh:
             for rej in rejected:
                 fh.write(msgspec.json.encode(rej) + b"\n")
-        console.print(f"  every rejected record is listed in {rejected_path}", highlight=False)
+        console.print(
+            f"  every rejected record is listed in {rejected_path}", highlight=False, soft_wrap=True
+        )
 
 
 def _reason_kind(rej: Rejection) -> str:

@@ -12,6 +12,7 @@ from rich.table import Table
 from entropy_sentinel.cli.app import console
 from entropy_sentinel.cli.model import sigterm_as_interrupt  # (also registers `sentinel model`)
 from entropy_sentinel.errors import ConfigError
+from entropy_sentinel.redact import redact_url
 
 if TYPE_CHECKING:
     from entropy_sentinel.collect.judge import LLMJudge
@@ -127,15 +128,21 @@ def collect(
         if base_url is None:
             from entropy_sentinel.collect.model_server import LocalModelServer
 
-            console.print("starting the local SmolLM2-135M-Instruct server ...", highlight=False)
+            console.print(
+                "starting the local SmolLM2-135M-Instruct server ...",
+                highlight=False,
+                soft_wrap=True,
+            )
             stack.enter_context(sigterm_as_interrupt())  # a kill also stops the server
             server = stack.enter_context(LocalModelServer(n_threads=n_threads))
             base_url, model = server.base_url, model or server.alias
         if model is None:
             raise ConfigError("--model is required with --base-url")
         console.print(
-            f"collecting {len(items)} items from {base_url} (model {model!r}) into {output}",
+            f"collecting {len(items)} items from {redact_url(base_url)} (model {model!r}) into "
+            f"{output}",
             highlight=False,
+            soft_wrap=True,
         )
         summary = run_collect(
             items,
@@ -159,6 +166,7 @@ def collect(
             f"cut a partial last line ({summary.repaired_bytes} bytes) off {output}; "
             "its item was collected again",
             highlight=False,
+            soft_wrap=True,
         )
     console.print(
         f"wrote {summary.written} records ({summary.skipped} already there, "
@@ -167,6 +175,7 @@ def collect(
         f"{summary.completion_tokens} tokens in {summary.seconds:.0f} s "
         f"({summary.tokens_per_second:.1f} tokens/s)",
         highlight=False,
+        soft_wrap=True,
     )
     if summary.per_domain:
         console.print(_domain_table(summary.per_domain, "this run"))
@@ -177,6 +186,7 @@ def collect(
             f"[red]{summary.failed} items failed[/]: see {failed_path(output)}; "
             "rerun the same command to retry them",
             highlight=False,
+            soft_wrap=True,
         )
         raise typer.Exit(1)
 
@@ -213,6 +223,7 @@ def grade(
         f"({counts['correct']} correct, {counts['changed']} changed, "
         f"{counts['unlabelled']} without a verdict)",
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -241,6 +252,7 @@ def pack(
         f"wrote {int(summary['n'].iloc[-1])} traces to {output} "
         f"({output.stat().st_size / 1e6:.2f} MB)",
         highlight=False,
+        soft_wrap=True,
     )
     table = Table(title="corpus", title_justify="left")
     for col in summary.columns:

@@ -17,6 +17,7 @@ from entropy_sentinel.cli._io import (
     stream_traces_cli,
 )
 from entropy_sentinel.cli.app import console
+from entropy_sentinel.csv_safety import write_csv
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.model_names import fitted_model, models_named
 
@@ -159,7 +160,7 @@ def estimate(
     console.print(slice_table(result))
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
-        result.to_df().to_csv(output, index=False)
+        write_csv(result.to_df(), output)
         console.print(f"wrote {len(result)} slices to {output}", highlight=False)
     if plot is not None:
         result.plot(plot)

@@ -71,7 +71,9 @@ def features(
         report_rejections((n_traces, n_tokens, rejected), input, rejected_path)
         check_read(n_traces, len(rejected), input)
     console.print(
-        f"wrote {writer.n_rows} rows x {writer.n_columns} columns to {output}", highlight=False
+        f"wrote {writer.n_rows} rows x {writer.n_columns} columns to {output}",
+        highlight=False,
+        soft_wrap=True,
     )
     if strict and rejected:
         raise typer.Exit(1)

@@ -54,14 +54,16 @@ def import_labels(
         f"{out.unchanged} unchanged, {out.skipped} skipped, {out.blank} blank rows, "
         f"{len(unknown)} unknown ids, {len(out.rejections)} bad rows",
         highlight=False,
+        soft_wrap=True,
     )
     for problem in parsed.rejections[:20]:
-        console.print(f"  - {problem}", highlight=False, markup=False)
+        console.print(f"  - {problem}", highlight=False, soft_wrap=True, markup=False)
     if unknown:
         shown = ", ".join(repr(u) for u in unknown[:10])
         console.print(
             f"  unknown ids (not in the database): {shown}" + (" ..." if len(unknown) > 10 else ""),
             highlight=False,
+            soft_wrap=True,
             markup=False,
         )
     if strict and (unknown or parsed.rejections):
@@ -96,17 +98,20 @@ def recalibrate_cmd(
         f"cross-validated): Brier {fit.brier_before:.4f} -> {fit.brier_after:.4f}, "
         f"ECE {fit.ece_before:.4f} -> {fit.ece_after:.4f}",
         highlight=False,
+        soft_wrap=True,
     )
     if outcome.activated is None:
         console.print(
             "not activated: it does not lower the held-out Brier score (use --force to "
             f"activate anyway); scorer {before.id} stays active",
             highlight=False,
+            soft_wrap=True,
         )
         raise typer.Exit(1)
     console.print(
         f"activated scorer {outcome.activated.id} (was {before.id}); rescored "
         f"{outcome.rescored} traces",
         highlight=False,
+        soft_wrap=True,
     )
-    console.print(json.dumps(outcome.to_dict()), highlight=False, markup=False)
+    console.print(json.dumps(outcome.to_dict()), highlight=False, soft_wrap=True, markup=False)

@@ -73,19 +73,22 @@ def serve(
         log_path=log,
         fast_logprobs=fast_logprobs,
     )
-    console.print(f"starting {server.model_path.name} ...", highlight=False)
+    console.print(f"starting {server.model_path.name} ...", highlight=False, soft_wrap=True)
     try:
         with sigterm_as_interrupt(), server:
             console.print(
                 f"serving model [bold]{server.alias}[/] at [bold]{server.base_url}[/] "
                 f"(threads: {n_threads or 'auto'}); Ctrl-C stops it",
                 highlight=False,
+                soft_wrap=True,
             )
             code = server.wait()
-            console.print(f"[red]the server exited with code {code}[/]", highlight=False)
+            console.print(
+                f"[red]the server exited with code {code}[/]", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(1)
     except KeyboardInterrupt:
-        console.print("stopped", highlight=False)
+        console.print("stopped", highlight=False, soft_wrap=True)
 
 
 @model_app.command()
@@ -98,6 +101,6 @@ def info(
     from entropy_sentinel.collect.model_server import find_smollm2_gguf, sha256
 
     path = model_path if model_path is not None else find_smollm2_gguf()
-    console.print(f"path    {path}", highlight=False)
-    console.print(f"size    {path.stat().st_size:,} bytes", highlight=False)
-    console.print(f"sha256  {sha256(path)}", highlight=False)
+    console.print(f"path    {path}", highlight=False, soft_wrap=True)
+    console.print(f"size    {path.stat().st_size:,} bytes", highlight=False, soft_wrap=True)
+    console.print(f"sha256  {sha256(path)}", highlight=False, soft_wrap=True)

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from entropy_sentinel.cli._database import open_storage, require_scorer, when
 from entropy_sentinel.cli.app import console
+from entropy_sentinel.csv_safety import write_csv
 
 __all__ = ["prioritize"]
 
@@ -92,20 +93,24 @@ def prioritize(
     console.print(table)
     d = result.design
     if d is None:
-        console.print("nothing to draw: no unlabelled traces in the range", highlight=False)
+        console.print(
+            "nothing to draw: no unlabelled traces in the range", highlight=False, soft_wrap=True
+        )
     else:
         console.print(
             f"design {d.id}: {d.size} responses drawn (budget {result.budget}); "
             f"{d.labelled} labelled, {d.skipped} skipped, {d.pending} pending",
             highlight=False,
+            soft_wrap=True,
         )
     if output is not None:
         frame = result.requests_frame()
         if output.suffix == ".csv":
-            frame.to_csv(output, index=False)
+            write_csv(frame, output)
         else:
             frame.to_json(output, orient="records", lines=True, force_ascii=False)
         console.print(
             f"wrote {output}: fill in `correct`, then `sentinel labels import {output} --db ...`",
             highlight=False,
+            soft_wrap=True,
         )

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from entropy_sentinel.cli._database import open_storage, require_scorers, when
 from entropy_sentinel.cli.app import console
+from entropy_sentinel.csv_safety import write_csv
 
 if TYPE_CHECKING:
     from entropy_sentinel.service.estimates import SliceEstimate
@@ -84,24 +85,25 @@ def report(
         notes += ["recalibrated"] if s.calibration else []
         notes += [] if s.finisher else ["its transfer relation is not known: the worst case"]
         notes += [f"fitted on the traces of {s.fitted_on!r}"] if s.other_model else []
-        console.print(f"model {s.model!r}: {', '.join(notes)}", highlight=False)
-    console.print(f"{len(result.records)} records", highlight=False)
+        console.print(f"model {s.model!r}: {', '.join(notes)}", highlight=False, soft_wrap=True)
+    console.print(f"{len(result.records)} records", highlight=False, soft_wrap=True)
     if output is not None:
         if output.suffix == ".json":
             output.write_text(json.dumps(result.to_dict(), indent=2))
         else:
-            result.to_frame().to_csv(output, index=False)
-        console.print(f"wrote {output}", highlight=False)
+            write_csv(result.to_frame(), output)
+        console.print(f"wrote {output}", highlight=False, soft_wrap=True)
     if consistency is not None:
         if consistency.ok:
             console.print(
                 f"aggregates consistent: {consistency.rows} rows match a recount of "
                 f"{consistency.traces} traces",
                 highlight=False,
+                soft_wrap=True,
             )
         else:
             for problem in consistency.problems[:20]:
-                console.print(f"  [red]{problem}[/]", highlight=False)
+                console.print(f"  [red]{problem}[/]", highlight=False, soft_wrap=True)
             raise typer.Exit(1)
 
 

@@ -36,6 +36,14 @@ def serve(
     ] = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on [127.0.0.1].")] = None,
     port: Annotated[int | None, typer.Option(help="Port [8000].")] = None,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A Host name requests may carry besides IP addresses and the bound names "
+            "(repeatable; .example.com for a domain and its subdomains; added to the "
+            "config's allowed_hosts).",
+        ),
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -75,6 +83,6 @@ def serve(
     specs = tuple(ModelSpec.parse(m) for m in model or ())
 
     def settings() -> Settings:
-        return load_settings(config, models=specs, **overrides)
+        return load_settings(config, models=specs, extra_hosts=tuple(allow_host or ()), **overrides)
 
     run(settings(), reloader=settings)

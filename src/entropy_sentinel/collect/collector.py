@@ -51,6 +51,7 @@ from entropy_sentinel.collect.judge import LLMJudge
 from entropy_sentinel.collect.prompts import template_for
 from entropy_sentinel.collect.retry import RetryPolicy, post_json
 from entropy_sentinel.errors import ConfigError, TraceError, UpstreamError
+from entropy_sentinel.redact import redact_url
 from entropy_sentinel.traces import decode_record
 
 __all__ = [
@@ -260,7 +261,9 @@ class Collector:
         fsync: bool = False,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"base_url {base_url!r} must start with http:// or https://")
+            raise ConfigError(
+                f"base_url {redact_url(base_url)!r} must start with http:// or https://"
+            )
         if concurrency < 1:
             raise ConfigError(f"concurrency={concurrency}: must be >= 1")
         self.base_url = base_url.rstrip("/")
@@ -277,7 +280,7 @@ class Collector:
 
     def __repr__(self) -> str:
         return (
-            f"Collector(base_url={self.base_url!r}, model={self.model!r}, "
+            f"Collector(base_url={redact_url(self.base_url)!r}, model={self.model!r}, "
             f"params={self.params!r}, concurrency={self.concurrency})"
         )
 
@@ -400,7 +403,7 @@ class Collector:
         meta: dict[str, Any] = {
             "model": response.get("model") or self.model,
             "request": request,
-            "base_url": self.base_url,
+            "base_url": redact_url(self.base_url),
             "benchmark": item.benchmark,
             "item_id": item.id,
             "answer_type": item.answer_type,

@@ -23,6 +23,7 @@ from typing import Any
 from entropy_sentinel.collect.graders import Grade
 from entropy_sentinel.collect.retry import RetryPolicy, post_json
 from entropy_sentinel.errors import ConfigError
+from entropy_sentinel.redact import redact_url
 
 __all__ = ["JUDGE_PROMPT", "LLMJudge", "parse_verdict"]
 
@@ -71,7 +72,9 @@ class LLMJudge:
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"judge base_url {self.base_url!r} must start with http(s)://")
+            raise ConfigError(
+                f"judge base_url {redact_url(self.base_url)!r} must start with http(s)://"
+            )
         if self.max_verdict_attempts < 1:
             raise ConfigError(f"max_verdict_attempts={self.max_verdict_attempts}: must be >= 1")
 

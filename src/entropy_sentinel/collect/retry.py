@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from entropy_sentinel.errors import ConfigError, UpstreamError
+from entropy_sentinel.redact import redact_text, redact_url
 
 __all__ = ["RETRY_STATUSES", "RetryPolicy", "post_json"]
 
@@ -67,7 +68,7 @@ async def post_json(
         try:
             response = await client.post(url, json=payload, headers=headers)
         except (httpx.TransportError, httpx.TimeoutException) as exc:
-            last = f"{type(exc).__name__}: {exc}"
+            last = redact_text(f"{type(exc).__name__}: {exc}")
         else:
             if response.status_code == 200:
                 try:
@@ -83,8 +84,10 @@ async def post_json(
                 retry_after = response.headers.get("retry-after")
             else:
                 raise UpstreamError(
-                    f"{url} answered HTTP {response.status_code}: {response.text[:500]}"
+                    f"{redact_url(url)} answered HTTP {response.status_code}: {response.text[:500]}"
                 )
         if attempt <= policy.max_retries:
             await asyncio.sleep(policy.delay(attempt, retry_after))
-    raise UpstreamError(f"{url} failed after {policy.max_retries + 1} attempts; last: {last}")
+    raise UpstreamError(
+        f"{redact_url(url)} failed after {policy.max_retries + 1} attempts; last: {last}"
+    )

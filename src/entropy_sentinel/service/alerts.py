@@ -17,9 +17,18 @@ all instances, so two instances evaluating at once open it once.
 
 Webhooks: each opened (and each resolved) alert is POSTed as JSON to ``webhook_url``
 until the receiver answers 2xx, retried on every evaluation up to
-``_MAX_ATTEMPTS`` times; an instance claims an attempt with a compare-and-set on the
-attempt counter, so instances do not deliver the same event twice at once. The
-payload (``status`` is ``"firing"`` or ``"resolved"``)::
+``_MAX_ATTEMPTS`` times. An instance claims an attempt before it POSTs: one UPDATE
+that counts the attempt and marks the event in flight (``claimed_until``: now plus
+the webhook deadline plus a margin), and succeeds only if the event is still
+undelivered, its attempt counter unchanged and no other claim unexpired. So two
+instances never POST the same event at the same time; a POST is cut off at
+``webhook_timeout`` seconds in all, well before its claim expires.
+
+Delivery is **at least once**: an instance that dies between the receiver's answer
+and recording it leaves the claim to expire, and the event is POSTed again. Each
+POST carries ``Idempotency-Key: sentinel-alert-<id>-<status>`` (the same for every
+attempt of one event), so a receiver can drop the repeat. The payload (``status`` is
+``"firing"`` or ``"resolved"``)::
 
     {"status": "firing", "alert_id": 3, "rule": "low-accuracy", "model": "gpt-4o",
      "description": "low-accuracy: domain estimate < 0.7 over 1h (n >= 30)",
@@ -37,11 +46,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpx
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from entropy_sentinel.aggregate import SliceStats
+from entropy_sentinel.redact import redact_text
 from entropy_sentinel.service.alert_rules import AlertRule, judge
 from entropy_sentinel.service.estimates import slice_stats
 from entropy_sentinel.service.metrics import Metrics
@@ -52,12 +63,13 @@ from entropy_sentinel.service.storage.store import Storage, dumps
 from entropy_sentinel.service.storage.tables import ALL, alerts
 from entropy_sentinel.timeutil import bucket_of, format_instant
 
-__all__ = ["AlertEngine", "AlertEvent", "alert_payload", "list_alerts"]
+__all__ = ["AlertEngine", "AlertEvent", "alert_payload", "idempotency_key", "list_alerts"]
 
 log = logging.getLogger("entropy_sentinel.service.alerts")
 
 _MAX_ATTEMPTS = 20
 _EMPTY = SliceSums(SliceStats())
+_CLAIM_MARGIN = 10.0  # seconds a claim outlives the webhook's deadline
 
 
 @dataclass(frozen=True)
@@ -253,10 +265,10 @@ class AlertEngine:
         delivered = 0
         try:
             for row, status in pending:
-                if not self._claim(row):
+                if not self._claim(row, status):
                     continue
                 payload = alert_payload(row, self.rules.get(row.rule), status)
-                error = await self._post(http, payload)
+                error = await self._post(http, payload, idempotency_key(row.id, status))
                 self._record(row.id, status, error)
                 if error is None:
                     delivered += 1
@@ -291,27 +303,47 @@ class AlertEngine:
             ).all()
         return [(r, "firing" if r.notified_at is None else "resolved") for r in rows]
 
-    def _claim(self, row: Any) -> bool:
+    def _claim(self, row: Any, status: str) -> bool:
+        """Take this attempt at delivering ``row``'s event (see the module docstring)."""
+        now = self.clock()
+        undelivered = (
+            alerts.c.notified_at.is_(None)
+            if status == "firing"
+            else alerts.c.resolved_notified_at.is_(None)
+        )
         with self.db.write.begin() as conn:
             result = conn.execute(
                 sa.update(alerts)
-                .where(alerts.c.id == row.id, alerts.c.notify_attempts == row.notify_attempts)
-                .values(notify_attempts=row.notify_attempts + 1)
+                .where(
+                    alerts.c.id == row.id,
+                    alerts.c.notify_attempts == row.notify_attempts,
+                    undelivered,
+                    sa.or_(alerts.c.claimed_until.is_(None), alerts.c.claimed_until < now),
+                )
+                .values(
+                    notify_attempts=row.notify_attempts + 1,
+                    claimed_until=now + self.webhook_timeout + _CLAIM_MARGIN,
+                )
             )
         return bool(result.rowcount == 1)
 
-    async def _post(self, http: httpx.AsyncClient, payload: dict[str, Any]) -> str | None:
+    async def _post(self, http: httpx.AsyncClient, payload: dict[str, Any], key: str) -> str | None:
         assert self.webhook_url is not None
         try:
-            response = await http.post(self.webhook_url, json=payload)
+            with anyio.fail_after(self.webhook_timeout):  # the whole POST, not each read
+                response = await http.post(
+                    self.webhook_url, json=payload, headers={"Idempotency-Key": key}
+                )
+        except TimeoutError:
+            return f"no answer within webhook_timeout={self.webhook_timeout:g} s"
         except httpx.HTTPError as exc:
-            return f"{type(exc).__name__}: {exc}"
+            return redact_text(f"{type(exc).__name__}: {exc}")
         if response.is_success:
             return None
         return f"HTTP {response.status_code}: {response.text[:200]}"
 
     def _record(self, alert_id: int, status: str, error: str | None) -> None:
-        values: dict[str, Any] = {"notify_error": error}
+        values: dict[str, Any] = {"notify_error": error, "claimed_until": None}
         if error is None:
             now = self.clock()
             values["notified_at" if status == "firing" else "resolved_notified_at"] = now
@@ -319,6 +351,15 @@ class AlertEngine:
                 values["notify_attempts"] = 0  # the resolution gets its own attempts
         with self.db.write.begin() as conn:
             conn.execute(sa.update(alerts).where(alerts.c.id == alert_id).values(**values))
+
+
+def idempotency_key(alert_id: int, status: str) -> str:
+    """The ``Idempotency-Key`` of an alert event: the same for every attempt at it.
+
+    >>> idempotency_key(3, "firing")
+    'sentinel-alert-3-firing'
+    """
+    return f"sentinel-alert-{alert_id}-{status}"
 
 
 def alert_payload(row: Any, rule: AlertRule | None, status: str) -> dict[str, Any]:
@@ -377,7 +418,7 @@ def list_alerts(
             "evidence": json.loads(r.evidence),
             "last_evidence": json.loads(r.last_evidence),
             "notified": r.notified_at is not None,
-            "notify_error": r.notify_error,
+            "notify_error": None if r.notify_error is None else redact_text(r.notify_error),
         }
         for r in rows
     ]

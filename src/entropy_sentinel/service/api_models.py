@@ -343,7 +343,11 @@ class Health(BaseModel):
     pending_traces: int
     rescore_pending: int
     scorer_id: int | None
-    problems: list[str]
+    problems: list[str] = Field(description="Why the service is degraded (HTTP 503).")
+    warnings: list[str] = Field(description="What needs attention; the service is still ok.")
+    storage: dict[str, Any] = Field(
+        description="SQLite: free_bytes, wal_bytes, wal_backlog_bytes, wal_file_bytes."
+    )
 
 
 class EstimatorOut(BaseModel):

@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -44,6 +45,7 @@ from entropy_sentinel.errors import (
 )
 from entropy_sentinel.service.auth import AuthError, is_loopback
 from entropy_sentinel.service.estimates import slice_stats, slice_values
+from entropy_sentinel.service.guard import RequestGuard
 from entropy_sentinel.service.ingest import BodyError
 from entropy_sentinel.service.metrics import Metrics, SliceGauge
 from entropy_sentinel.service.middleware import RequestMiddleware
@@ -53,6 +55,7 @@ from entropy_sentinel.service.routes.ingest import record_schemas
 from entropy_sentinel.service.settings import Settings
 from entropy_sentinel.service.slice_numbers import finish_slice
 from entropy_sentinel.service.state import ServiceState
+from entropy_sentinel.service.validation import validation_body
 from entropy_sentinel.timeutil import bucket_of
 
 __all__ = ["create_app", "maintain_once"]
@@ -118,6 +121,9 @@ def create_app(settings: Settings, *, state: ServiceState | None = None) -> Fast
     for router in ROUTERS:
         app.include_router(router)
     _install_errors(app)
+    app.add_middleware(  # inner: runs after the request id, size limit and access log
+        RequestGuard, metrics=m, host=settings.host, allowed_hosts=settings.allowed_hosts
+    )
     app.add_middleware(RequestMiddleware, metrics=m, max_body_bytes=settings.max_body_bytes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -153,6 +159,12 @@ def _install_errors(app: FastAPI) -> None:
     classes: list[type[Exception]] = [AuthError, BodyError, *_ERRORS]
     for cls in classes:
         app.add_exception_handler(cls, handle)
+
+    async def invalid(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return JSONResponse(validation_body(exc.errors()), status_code=422)
+
+    app.add_exception_handler(RequestValidationError, invalid)
 
 
 def _on_sighup(loop: asyncio.AbstractEventLoop, state: ServiceState) -> bool:
@@ -225,6 +237,18 @@ async def maintain_once(state: ServiceState) -> None:
     await run_in_threadpool(state.alerts.evaluate)
     await state.alerts.deliver()
     await run_in_threadpool(_refresh_gauges, state)
+    await run_in_threadpool(_watch_storage, state)
+
+
+def _watch_storage(state: ServiceState) -> None:
+    """Log storage problems and warnings when they appear, and when they clear."""
+    report = state.storage_health.check(fresh=True)
+    now = {*report.problems, *report.warnings}
+    for text in sorted(now - state.storage_said):
+        log.warning("storage: %s", text, extra={"storage": report.facts})
+    if state.storage_said and not now:
+        log.info("storage: the problems above have cleared", extra={"storage": report.facts})
+    state.storage_said = now
 
 
 def _retention(state: ServiceState) -> None:

@@ -3,8 +3,10 @@
 Accepted bodies (``POST /v1/traces``):
 
 * ``application/json``: one trace record (docs/formats.md: a canonical record,
-  a bare OpenAI/vLLM/llama.cpp response, or a JSON array of stream chunks), or a
-  batch ``{"traces": [record, ...]}`` (an object with a ``traces`` array is a batch);
+  a bare OpenAI/vLLM/llama.cpp response, or a JSON array of stream chunks), a batch
+  ``{"traces": [record, ...]}`` (an object with a ``traces`` array is a batch), or a
+  JSON array of records (an array whose items all have ``logprobs`` or
+  ``token_entropy`` and no ``choices``; any other array is one streamed answer);
 * ``application/x-ndjson`` (also ``application/jsonl``): one record per line.
 
 Every record goes through `entropy_sentinel.traces.decode_record`, so the shapes
@@ -15,27 +17,32 @@ accepted and the error messages are exactly the library's. The service adds:
   ``max_future_skew`` seconds in the future.
 * limits that keep the database sane: ids of at most 256 characters, at most 32
   slice dimensions of at most 64 characters, values of at most 256, no NUL
-  characters, and ``*`` is reserved (it names all traffic).
+  characters, ``*`` is reserved (it names all traffic), and ``meta`` and ``prompt``
+  nested at most `MAX_JSON_DEPTH` (32) levels deep.
 * records without an ``id`` get a random one (returned in the answer). Give ids to
   make retries idempotent: an id that is already stored is answered ``duplicate``
   and counted once.
 
 A bad record never fails the others: it is listed in ``rejections`` with its
-position, id, field and reason.
+position, id, field and reason. That holds for NaN and Infinity too, which are not
+JSON: a batch holding them is re-read record by record, and only the records that
+hold them are rejected (saying so, with the field).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from entropy_sentinel.errors import ConfigError, TraceError
+from entropy_sentinel.service.json_limits import check_depth
 from entropy_sentinel.service.storage.tables import ALL, MAX_DIMENSION, MAX_ID, MAX_VALUE
 from entropy_sentinel.timeutil import format_instant, parse_instant
 from entropy_sentinel.traces import Rejection, decode_record
@@ -150,6 +157,9 @@ class _Envelope(msgspec.Struct):
 
 
 _BATCH_DECODER = msgspec.json.Decoder(_Batch)
+_ARRAY_DECODER = msgspec.json.Decoder(list[msgspec.Raw])
+# an object's keys, its values left undecoded: tells a trace record from a stream chunk
+_PROBE_DECODER = msgspec.json.Decoder(dict[str, msgspec.Raw])
 # Read after decode_record accepted the record, so only `timestamp` can fail here.
 _ENVELOPE_DECODER = msgspec.json.Decoder(_Envelope)
 
@@ -207,17 +217,61 @@ def parse_objects(
 
 # ------------------------------------------------------------------ helpers
 def _split_json(body: bytes) -> list[bytes]:
+    """The records of a JSON body: a batch, an array of records, or one record."""
+    if body.lstrip()[:1] == b"[":
+        return _split_array(body)
     try:
         batch = _BATCH_DECODER.decode(body)
     except msgspec.ValidationError as exc:
         if "`$.traces`" in str(exc):
             raise BodyError(f'a batch is {{"traces": [record, ...]}}: {exc}', 422) from None
-        return [body]  # one record (or a list of stream chunks)
+        return [body]  # one record
     except msgspec.DecodeError:
-        return [body]  # not JSON: decode_record says so, in the library's words
+        # not JSON: decode_record says why, in the library's words (per record if it can)
+        return _split_leniently(body) or [body]
     except RecursionError:
         raise BodyError(_TOO_DEEP, 422) from None
     return [bytes(r) for r in batch.traces]
+
+
+def _split_array(body: bytes) -> list[bytes]:
+    """A top-level array is records when each item is a record (has ``logprobs`` or
+    ``token_entropy`` and no ``choices``), else the chunks of one streamed answer."""
+    try:
+        items = _ARRAY_DECODER.decode(body)
+    except msgspec.DecodeError:
+        return _split_leniently(body) or [body]
+    except RecursionError:
+        raise BodyError(_TOO_DEEP, 422) from None
+    return [bytes(i) for i in items] if items and all(map(_is_record, items)) else [body]
+
+
+def _is_record(raw: msgspec.Raw) -> bool:
+    try:
+        keys = _PROBE_DECODER.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return False
+    return _record_keys(keys)
+
+
+def _record_keys(keys: Mapping[str, Any]) -> bool:
+    return "choices" not in keys and ("logprobs" in keys or "token_entropy" in keys)
+
+
+def _split_leniently(body: bytes) -> list[bytes] | None:
+    """Records of a body msgspec refused, re-read by Python's parser (which takes NaN and
+    Infinity), so that only the records holding them are rejected; None if it cannot."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(data, dict) and isinstance(data.get("traces"), list):
+        records: list[Any] = data["traces"]
+    elif isinstance(data, list) and data and all(isinstance(r, dict) for r in data):
+        records = data if all(map(_record_keys, data)) else []
+    else:
+        return None
+    return [json.dumps(r).encode() for r in records] if records else None
 
 
 def _validate(
@@ -326,12 +380,15 @@ def _check_trace(trace: Parsed) -> None:
         _check_text(dim, MAX_DIMENSION, "$.slice", "slice dimension", rid)
         _check_text(value, MAX_VALUE, f"$.slice.{dim}", "slice value", rid)
     if trace.meta:
+        check_depth(trace.meta, "$.meta", rid)
         try:
             msgspec.json.encode(trace.meta)
         except (TypeError, UnicodeEncodeError, OverflowError) as exc:
             raise TraceError(
                 f"meta cannot be stored as JSON ({exc})", record_id=rid, field="$.meta"
             ) from None
+    if trace.prompt is not None:
+        check_depth(trace.prompt, "$.prompt", rid)
 
 
 def _check_text(text: str, limit: int, field: str, what: str, rid: str) -> None:

@@ -1,7 +1,8 @@
 """Labels coming back from annotators, and the recalibration they make possible.
 
 `read_labels` reads a CSV or JSON Lines file (the `sentinel prioritize` export, with
-the ``correct`` column filled in, or any file with ``id`` and ``correct``): ``correct``
+the ``correct`` column filled in, or any file with ``id`` and ``correct``; CSV ids are
+read back as they were before the export neutralised spreadsheet formulas): ``correct``
 may be true/false, 1/0, yes/no, correct/wrong (any case); an empty value means "not
 labelled yet" and is passed over (counted as blank). ``skipped`` true (a column, or a
 JSON field) records that the annotator skipped the item (with a ``correct`` too it is a
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from entropy_sentinel.csv_safety import restore
 from entropy_sentinel.errors import ConfigError, StorageError
 from entropy_sentinel.service.recalibration import (
     Recalibration,
@@ -152,7 +154,7 @@ def read_labels(path: Path) -> LabelFile:
         raise ConfigError(f"label file {str(path)!r} does not exist")
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".csv":
-        rows: Iterable[tuple[int, Any]] = enumerate(csv.DictReader(io.StringIO(text)), start=2)
+        rows: Iterable[tuple[int, Any]] = enumerate(_csv_rows(text), start=2)
     elif path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
         rows = _json_rows(text)
     else:
@@ -160,33 +162,37 @@ def read_labels(path: Path) -> LabelFile:
     return parse_rows(rows)
 
 
-def parse_rows(rows: Iterable[tuple[int, Any]]) -> LabelFile:
-    """Labels from ``(line, mapping)`` pairs (the parsing behind `read_labels` and the API)."""
+def parse_rows(rows: Iterable[tuple[int, Any]], *, unit: str = "line") -> LabelFile:
+    """Labels from ``(number, mapping)`` pairs (the parsing behind `read_labels` and the API).
+
+    Rejections name each row as ``f"{unit} {number}"``: file lines, or the labels of an
+    API request counted from 1 (``label 1``).
+    """
     labels: list[tuple[str, float, str | None]] = []
     rejections: list[str] = []
     skips: list[str] = []
     blank = 0
     for line, row in rows:
         if not isinstance(row, dict):
-            rejections.append(f"line {line}: expected an object with `id` and `correct`")
+            rejections.append(f"{unit} {line}: expected an object with `id` and `correct`")
             continue
         rid = row.get("id", row.get("trace_id"))
         if rid is None or str(rid).strip() == "":
-            rejections.append(f"line {line}: no `id`")
+            rejections.append(f"{unit} {line}: no `id`")
             continue
         rid = str(rid)
         if len(rid) > MAX_ID:
-            rejections.append(f"line {line}: id is longer than {MAX_ID} characters")
+            rejections.append(f"{unit} {line}: id is longer than {MAX_ID} characters")
             continue
         try:
             y = parse_label(row.get("correct"))
             skipped = _flag(row.get("skipped"))
         except ConfigError as exc:
-            rejections.append(f"line {line} (id {rid!r}): {exc}")
+            rejections.append(f"{unit} {line} (id {rid!r}): {exc}")
             continue
         if skipped and y is not None:
             rejections.append(
-                f"line {line} (id {rid!r}): `skipped` and `correct` together; send one of them"
+                f"{unit} {line} (id {rid!r}): `skipped` and `correct` together; send one of them"
             )
             continue
         if skipped:
@@ -208,12 +214,21 @@ def _flag(value: Any) -> bool:
         raise ConfigError(f"skipped {value!r} must be true or false (or empty)") from None
 
 
+def _csv_rows(text: str) -> Iterable[dict[str, Any]]:
+    """Rows of a CSV file, ids as they were before the export neutralised them."""
+    for row in csv.DictReader(io.StringIO(text)):
+        for key in ("id", "trace_id"):
+            if isinstance(row.get(key), str):
+                row[key] = restore(row[key])
+        yield row
+
+
 def _json_rows(text: str) -> Iterable[tuple[int, Any]]:
     for line, raw in enumerate(text.splitlines(), start=1):
         if raw.strip():
             try:
                 yield line, json.loads(raw)
-            except json.JSONDecodeError as exc:
+            except (json.JSONDecodeError, RecursionError) as exc:
                 yield line, f"not JSON: {exc}"
 
 

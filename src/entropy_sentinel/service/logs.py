@@ -3,7 +3,9 @@
 Every record has ``ts`` (RFC 3339, UTC), ``level``, ``logger`` and ``msg``; fields
 passed with ``extra={...}`` are added as keys (request id, route, status, counts).
 Secrets never reach a log call: API keys are checked by hash and only their
-configured names are logged; URLs are logged with passwords hidden.
+configured names are logged. As a second line of defence both formats pass every
+message, field and traceback through `entropy_sentinel.redact.redact_text`, so a URL
+quoted by a library's exception loses its user info and secret query values too.
 
 >>> import io
 >>> stream = io.StringIO()
@@ -21,7 +23,9 @@ import sys
 from datetime import UTC, datetime
 from typing import IO, Any
 
-__all__ = ["JsonFormatter", "configure_logging"]
+from entropy_sentinel.redact import redact_json, redact_text
+
+__all__ = ["JsonFormatter", "TextFormatter", "configure_logging"]
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {
     "message",
@@ -41,14 +45,24 @@ class JsonFormatter(logging.Formatter):
             .replace("+00:00", "Z"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact_text(record.getMessage()),
         }
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
-                out[key] = value
+                out[key] = redact_json(value)
         if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+            out["exc"] = redact_text(self.formatException(record.exc_info))
         return json.dumps(out, default=str, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """``time level logger: message`` for humans, URLs redacted like `JsonFormatter`'s."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
 
 
 def configure_logging(
@@ -63,7 +77,7 @@ def configure_logging(
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     logger = logging.getLogger(name)
     logger.handlers[:] = [handler]
     logger.setLevel(level.upper())

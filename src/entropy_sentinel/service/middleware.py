@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from entropy_sentinel.service.metrics import Metrics
 
-__all__ = ["RequestMiddleware"]
+__all__ = ["RequestMiddleware", "send_json"]
 
 log = logging.getLogger("entropy_sentinel.service.http")
 
@@ -78,7 +78,7 @@ class RequestMiddleware:
         except Exception:
             if not response_started:
                 log.exception("unhandled error", extra={"request_id": rid})
-                await _json(
+                await send_json(
                     send_with_id, 500, {"detail": "internal server error", "request_id": rid}
                 )
             else:  # pragma: no cover - the response is already on its way
@@ -128,7 +128,7 @@ class RequestMiddleware:
         return limited
 
     async def _too_large(self, send: Send, length: int) -> None:
-        await _json(
+        await send_json(
             send,
             413,
             {
@@ -138,7 +138,8 @@ class RequestMiddleware:
         )
 
 
-async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
+async def send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    """Answer with ``body`` as JSON and close the connection (the request body may be unread)."""
     data = json.dumps(body).encode()
     await send(
         {

@@ -53,6 +53,7 @@ from entropy_sentinel.service.model_registry import ModelRegistry
 from entropy_sentinel.service.records import ScoredTraces
 from entropy_sentinel.service.scoring import Scorer, Scores, trace_k
 from entropy_sentinel.service.settings import Settings
+from entropy_sentinel.service.storage.health import StorageMonitor
 from entropy_sentinel.service.storage.store import Storage
 from entropy_sentinel.service.texts import Redactor
 from entropy_sentinel.service.waiting import pack_steps
@@ -107,6 +108,7 @@ class IngestPipeline:
         models: the estimators by model (a single `Scorer` serves every trace).
         metrics: where to count.
         clock: epoch seconds now (tests may pin it).
+        monitor: told of each write's outcome (``/healthz`` reports a failing writer).
     """
 
     def __init__(
@@ -117,8 +119,10 @@ class IngestPipeline:
         metrics: Metrics,
         *,
         clock: Callable[[], float] = time.time,
+        monitor: StorageMonitor | None = None,
     ) -> None:
         self.settings = settings
+        self.monitor = monitor
         self.storage = storage
         self.models = models
         self.metrics = metrics
@@ -263,9 +267,13 @@ class IngestPipeline:
             else:
                 log.exception("write of %d traces failed", n)
                 error = UnavailableError(f"internal error while storing traces: {exc!r}", 2)
+            if self.monitor is not None:
+                self.monitor.write_failed(str(exc))
             for job in group:
                 job.future.set_exception(error)
         else:
+            if self.monitor is not None:
+                self.monitor.write_succeeded()
             for job, result in zip(group, results, strict=True):
                 job.future.set_result(result)
         finally:
@@ -330,12 +338,16 @@ class IngestPipeline:
                 members.append((g, idx, True))
                 batches.append(self._scored_traces(job, idx, None, keys, g))
         written = self.storage.write(batches)
+        # `write` stores the first occurrence of an id (in this order) and no other:
+        # a repeat later in the group (same request or another) is a duplicate
+        reported: set[str] = set()
         stored: list[tuple[Incoming, float]] = []
         for (g, idx, wait), outcome in zip(members, written, strict=True):
             for i in idx:
                 tid = group[g].items[i].trace.id
                 key = keys[(g, i)]
-                if tid in outcome.stored:
+                if tid in outcome.stored and tid not in reported:
+                    reported.add(tid)
                     p = None if wait else _p_of(scored[(g, i)])
                     outcomes[g][i] = ("stored", p, None, key)
                     self.metrics.traces_stored.inc()

@@ -33,7 +33,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,7 @@ from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.estimator.design import plan
 from entropy_sentinel.estimator.slices import word_of
 from entropy_sentinel.service.estimates import slice_stats
+from entropy_sentinel.service.json_limits import load_stored
 from entropy_sentinel.service.records import ScorerInfo
 from entropy_sentinel.service.slice_numbers import SliceSums, finish_slice
 from entropy_sentinel.service.storage.buckets import TraceTerms
@@ -169,7 +170,10 @@ class Priorities:
                 {k: _num(v) if isinstance(v, float) else v for k, v in asdict(s).items()}
                 for s in self.slices
             ],
-            "requests": [asdict(r) for r in self.requests],
+            # built field by field: asdict would deep-copy (and recurse into) meta
+            "requests": [
+                {f.name: getattr(r, f.name) for f in fields(LabelRequest)} for r in self.requests
+            ],
         }
 
     def requests_frame(self) -> pd.DataFrame:
@@ -489,8 +493,8 @@ def _answer_of(
                 value=r.value,
                 timestamp=format_instant(r.ts),
                 p_correct=float(r.p),
-                slice=json.loads(r.slice),
-                meta=json.loads(r.meta) if r.meta else {},
+                slice=load_stored(r.slice, {}),
+                meta=load_stored(r.meta, {}),
                 model=model,
                 design_id=row.id,
                 inclusion_probability=float(r.inclusion),

@@ -118,7 +118,11 @@ class ScoredTraces:
 
 @dataclass(frozen=True)
 class WriteOutcome:
-    """What the database did with a `ScoredTraces`: stored rows and duplicate ids."""
+    """What the database did with a `ScoredTraces`: stored rows and duplicate ids.
+
+    An id repeated within one `Storage.write` call is stored once, from its first
+    occurrence; it is then in ``stored`` (and, for a later batch, ``duplicates`` too).
+    """
 
     stored: frozenset[str]
     duplicates: frozenset[str]

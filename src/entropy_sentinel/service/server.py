@@ -4,10 +4,13 @@
 a clear error, not a traceback from inside the server), then serves until SIGTERM or
 SIGINT: uvicorn stops accepting connections, lets in-flight requests finish (at most
 ``shutdown_timeout`` seconds), and the app flushes every queued trace before exit.
+A fatal signal (SIGSEGV, SIGBUS) writes the Python traceback of every thread to the
+log (`faulthandler`) before the process dies.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import sys
 from collections.abc import Callable
@@ -29,6 +32,9 @@ def run(settings: Settings, *, reloader: Callable[[], Settings] | None = None) -
     from entropy_sentinel.service.state import ServiceState
 
     configure_logging(settings.log_format, settings.log_level)
+    # a fatal signal (SIGSEGV, SIGBUS: e.g. SQLite's shared-memory file became unwritable)
+    # kills the process without Python's own handlers; leave its traceback in the log
+    faulthandler.enable(file=sys.stderr)
     # The event loop thread needs the GIL briefly and often; the writer thread holds it in
     # long stretches of numpy/scikit-learn work. A 1 ms switch interval (default 5 ms)
     # keeps requests moving while a group is scored.

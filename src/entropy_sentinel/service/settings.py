@@ -6,8 +6,8 @@ Sources, later ones winning: the defaults below, a TOML file (``sentinel serve
 ``SENTINEL_OTEL_ENDPOINT``), then command-line
 options.
 
-A TOML file uses the field names of `Settings` (durations as ``"5m"`` text or seconds),
-plus a table of models and two arrays of tables::
+A TOML file uses the field names of `Settings` (durations as ``"5m"`` or ``"0.5s"`` text,
+or seconds), plus a table of models and two arrays of tables::
 
     db = "postgresql+psycopg://sentinel@db.internal/sentinel"
     model = "models/estimator.skops"   # one estimator, serving the model it records
@@ -30,7 +30,8 @@ plus a table of models and two arrays of tables::
     threshold = 0.6
     window = "1h"
 
-Secrets never show in ``repr`` (keys print as their name and scopes only).
+Secrets never show in ``repr``: keys print as their name and scopes only, URLs
+(``db``, ``upstream``, ``webhook_url``) without user info or secret query values.
 
 >>> s = Settings(bucket=300)
 >>> s.db_url, s.bucket, s.loopback_only
@@ -50,9 +51,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from entropy_sentinel.errors import ConfigError
+from entropy_sentinel.redact import redact_url
 from entropy_sentinel.service.alert_rules import AlertRule
 from entropy_sentinel.service.texts import DEFAULT_REDACTIONS, Redactor
-from entropy_sentinel.timeutil import parse_duration
+from entropy_sentinel.timeutil import parse_duration, parse_seconds
 
 __all__ = ["SCOPES", "ApiKey", "ModelSpec", "Settings", "load_settings"]
 
@@ -63,6 +65,7 @@ SCOPES: tuple[str, ...] = ("ingest", "read", "text")
 _MAX_MODEL = 256  # characters of a model name (storage.tables.MAX_MODEL)
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HOST_PATTERN = re.compile(r"^(\*|\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?)$")
 _MiB = 1 << 20
 
 
@@ -177,6 +180,10 @@ class Settings:
         text_redact: regular expressions replaced by ``[redacted]`` before text is
             stored (default: `entropy_sentinel.service.texts.DEFAULT_REDACTIONS`).
         host, port: where to listen.
+        allowed_hosts: names (besides IP addresses and the names ``host`` stands for)
+            that requests may carry in ``Host``: ``sentinel.example.com``,
+            ``.example.com`` (the domain and its subdomains) or ``*`` (any; only behind
+            a proxy that checks Host itself). Others are refused (DNS rebinding).
         api_keys: keys and their scopes; none means loopback clients only.
         max_body_bytes: largest request body accepted (after gzip decoding).
         max_batch: most records in one ingest request.
@@ -185,6 +192,10 @@ class Settings:
         store_raw: also keep each record's raw JSON (compressed), e.g. to rescore later.
         sqlite_synchronous: ``FULL`` (an acknowledged trace survives power loss) or
             ``NORMAL`` (survives a crash of the service, not of the machine; faster).
+        min_free_disk: bytes that must stay free where the SQLite database lives;
+            below it ``/healthz`` reports "degraded".
+        wal_warn_bytes: WAL frames (bytes) a checkpoint cannot copy back above which
+            ``/healthz`` and the log warn that the WAL keeps growing.
         max_future_skew: how far (seconds) a trace's timestamp may lie in the future.
         level: interval level of estimates.
         reference: default reference window of estimates (the seconds before each window).
@@ -224,6 +235,7 @@ class Settings:
     text_redact: tuple[str, ...] = DEFAULT_REDACTIONS
     host: str = "127.0.0.1"
     port: int = 8000
+    allowed_hosts: tuple[str, ...] = ()
     api_keys: tuple[ApiKey, ...] = ()
     max_body_bytes: int = 32 * _MiB
     max_batch: int = 10_000
@@ -231,6 +243,8 @@ class Settings:
     bucket: int = 60
     store_raw: bool = False
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    min_free_disk: int = 64 * _MiB
+    wal_warn_bytes: int = 16 * _MiB
     max_future_skew: int = 300
     level: float = 0.95
     reference: int = 86_400
@@ -251,6 +265,15 @@ class Settings:
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise ConfigError(f"port={self.port!r} must be in 1..65535")
+        hosts: Any = self.allowed_hosts  # a TOML list, or a str by mistake
+        if not isinstance(hosts, list | tuple) or not all(
+            isinstance(h, str) and _HOST_PATTERN.match(h) for h in hosts
+        ):
+            raise ConfigError(
+                f"allowed_hosts={self.allowed_hosts!r} must be a list of host names (no scheme "
+                "or port): 'sentinel.example.com', '.example.com' (and subdomains) or '*'"
+            )
+        object.__setattr__(self, "allowed_hosts", tuple(hosts))
         if not 0 < self.bucket <= 3600 or 86_400 % self.bucket:
             raise ConfigError(
                 f"bucket={self.bucket!r} seconds must divide a day and be at most 1h, "
@@ -260,7 +283,8 @@ class Settings:
             r"^https?://[^/\s]+", self.otel_endpoint
         ):
             raise ConfigError(
-                f"otel_endpoint={self.otel_endpoint!r} must be an http:// or https:// OTLP/HTTP "
+                f"otel_endpoint={redact_url(self.otel_endpoint)!r} must be an http:// or https:// "
+                "OTLP/HTTP "
                 "traces URL, e.g. http://127.0.0.1:4318/v1/traces"
             )
         for name in (
@@ -268,6 +292,8 @@ class Settings:
             "max_batch",
             "max_pending",
             "metrics_max_slices",
+            "min_free_disk",
+            "wal_warn_bytes",
             "waiting_max_traces",
             "waiting_max_age",
             "text_max_traces",
@@ -284,7 +310,8 @@ class Settings:
             raise ConfigError(f"level={self.level!r} must be in (0, 1), e.g. 0.95")
         if self.upstream is not None and not re.match(r"^https?://[^/\s]+", self.upstream):
             raise ConfigError(
-                f"upstream={self.upstream!r} must be an http:// or https:// base URL, e.g. "
+                f"upstream={redact_url(self.upstream)!r} must be an http:// or https:// base "
+                "URL, e.g. "
                 "http://127.0.0.1:8080/v1 (what an OpenAI client takes as base_url)"
             )
         if not 1 <= self.proxy_top_logprobs <= 100:
@@ -326,6 +353,15 @@ class Settings:
         bare = () if self.model_path is None else (ModelSpec(None, self.model_path),)
         return bare + self.models
 
+    def __repr__(self) -> str:
+        shown = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in _URLS and isinstance(value, str):
+                value = redact_url(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
     @property
     def loopback_only(self) -> bool:
         """True when no API key is configured: only loopback clients are served."""
@@ -336,6 +372,7 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+_URLS = ("db_url", "upstream", "webhook_url", "otel_endpoint")
 _DURATIONS = (
     "bucket",
     "max_future_skew",
@@ -352,6 +389,7 @@ def load_settings(
     config: Path | None = None,
     *,
     environ: Mapping[str, str] | None = None,
+    extra_hosts: tuple[str, ...] = (),
     **overrides: Any,
 ) -> Settings:
     """Settings from the defaults, a TOML file, the environment and ``overrides``.
@@ -361,10 +399,13 @@ def load_settings(
     given as ``overrides["models"]`` (the command line's ``--model``) join the file's:
     a named one replaces the file's model of that name, and unnamed ones (bare paths)
     replace the file's ``model``.
+    ``extra_hosts`` are added to the file's ``allowed_hosts``.
     """
     values: dict[str, Any] = {}
     if config is not None:
         values.update(_from_toml(config))
+    if extra_hosts:
+        values["allowed_hosts"] = (*values.get("allowed_hosts", ()), *extra_hosts)
     env = os.environ if environ is None else environ
     if env.get("SENTINEL_OTEL_ENDPOINT"):
         values["otel_endpoint"] = env["SENTINEL_OTEL_ENDPOINT"]
@@ -410,7 +451,7 @@ def _from_toml(path: Path) -> dict[str, Any]:
         elif name in _DURATIONS:
             out[name] = parse_duration(value, what=key)
         elif name in _SECONDS:
-            out[name] = float(parse_duration(value, what=key)) if isinstance(value, str) else value
+            out[name] = parse_seconds(value, what=key) if isinstance(value, str) else value
         elif name == "model_path":
             out[name] = _relative_to(path, value)
         elif name == "models":

@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import Request
 
+from entropy_sentinel.redact import redact_url
 from entropy_sentinel.service.alerts import AlertEngine
 from entropy_sentinel.service.auth import Authenticator
 from entropy_sentinel.service.metrics import Metrics
@@ -23,6 +24,7 @@ from entropy_sentinel.service.model_registry import ModelRegistry
 from entropy_sentinel.service.pipeline import IngestPipeline
 from entropy_sentinel.service.settings import Settings
 from entropy_sentinel.service.storage.db import Database, open_database
+from entropy_sentinel.service.storage.health import StorageMonitor
 from entropy_sentinel.service.storage.store import Storage
 
 __all__ = ["ServiceState", "service"]
@@ -42,8 +44,10 @@ class ServiceState:
     alerts: AlertEngine
     auth: Authenticator
     metrics: Metrics
+    storage_health: StorageMonitor
     started_at: float = field(default_factory=time.time)
     rescore_pending: int = 0  # refreshed by the maintenance loop
+    storage_said: set[str] = field(default_factory=set)  # storage problems already logged
     closed: bool = False
     reloader: Callable[[], Settings] | None = None
     reload_requested: bool = False
@@ -78,7 +82,10 @@ class ServiceState:
         except BaseException:
             db.dispose()
             raise
-        pipeline = IngestPipeline(settings, storage, models, m)
+        monitor = StorageMonitor(
+            db, min_free_disk=settings.min_free_disk, wal_warn_bytes=settings.wal_warn_bytes
+        )
+        pipeline = IngestPipeline(settings, storage, models, m, monitor=monitor)
         spans = _spans(settings)
         if spans is not None:
             pipeline.on_stored = spans.emit_stored
@@ -99,6 +106,7 @@ class ServiceState:
             alerts=engine,
             auth=Authenticator(settings.api_keys, m),
             metrics=m,
+            storage_health=monitor,
             reloader=reloader,
             spans=spans,
         )
@@ -170,7 +178,10 @@ def _spans(settings: Settings) -> Any:
         return None
     from entropy_sentinel.otel import EvaluationSpans  # the `otel` extra
 
-    log.info("exporting one span per scored trace to %s (OTLP/HTTP)", settings.otel_endpoint)
+    log.info(
+        "exporting one span per scored trace to %s (OTLP/HTTP)",
+        redact_url(settings.otel_endpoint or ""),
+    )
     base = settings.otel_endpoint.removesuffix("/").removesuffix("/v1/traces")
     return EvaluationSpans(
         settings.otel_endpoint,

@@ -7,6 +7,7 @@ from entropy_sentinel.timeutil import (
     format_instant,
     parse_duration,
     parse_instant,
+    parse_seconds,
     parse_when,
 )
 
@@ -16,5 +17,6 @@ __all__ = [
     "format_instant",
     "parse_duration",
     "parse_instant",
+    "parse_seconds",
     "parse_when",
 ]

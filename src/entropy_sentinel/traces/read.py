@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import json
+import math
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -203,5 +206,58 @@ def _as_trace_error(exc: Exception, raw: Any, index: int) -> TraceError:
     except (msgspec.DecodeError, RecursionError):
         pass
     if not isinstance(exc, msgspec.ValidationError):
-        message = f"not valid JSON ({message})"
+        non_finite = _non_finite(raw, message)
+        if non_finite is not None:
+            message, found_id, field = non_finite
+            record_id = record_id or found_id
+        else:
+            message = f"not valid JSON ({message})"
     return TraceError(message, record_id=record_id, field=field, index=index)
+
+
+_AT_BYTE = re.compile(r"\(byte (\d+)\)")
+_NON_FINITE = re.compile(rb"-?(?:NaN|nan|Infinity|inf)")
+
+
+def _non_finite(raw: Any, message: str) -> tuple[str, str | None, str | None] | None:
+    """(reason, record id, JSON path) when JSON text fails on NaN or Infinity, else None.
+
+    JSON has no such numbers, but Python's ``json.dumps`` writes them by default, so
+    they are the most common "invalid character".
+    """
+    at = _AT_BYTE.search(message)
+    if at is None or not isinstance(raw, bytes | bytearray | memoryview | str):
+        return None
+    data = raw.encode() if isinstance(raw, str) else bytes(raw)
+    pos = int(at.group(1))
+    # the parser stops on the token's first byte, or a little into it ("nan" reads as "n...")
+    found = (_NON_FINITE.match(data, start) for start in range(max(pos - 2, 0), pos + 1))
+    token = next((t for t in found if t is not None and t.start() <= pos < t.end()), None)
+    if token is None:
+        return None
+    reason = (
+        f"{token.group(0).decode()} is not JSON (byte {token.start()}): JSON has no NaN or "
+        "Infinity; "
+        "send null (or leave the value out); Python writes them unless "
+        "json.dumps(..., allow_nan=False)"
+    )
+    try:
+        obj = json.loads(data)  # Python's parser reads NaN and ±Infinity: find where
+    except (ValueError, RecursionError):
+        return reason, None, None
+    rid = obj.get("id") if isinstance(obj, dict) else None
+    return reason, None if rid is None else str(rid), _path_of_non_finite(obj)
+
+
+def _path_of_non_finite(obj: Any) -> str | None:
+    """The JSON path of the first NaN or ±Infinity in ``obj`` (depth first, in order)."""
+    stack: list[tuple[Any, str]] = [(obj, "$")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return path
+        if isinstance(value, dict):
+            stack.extend((v, f"{path}.{k}") for k, v in reversed(list(value.items())))
+        elif isinstance(value, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(value))))
+    return None

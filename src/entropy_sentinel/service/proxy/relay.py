@@ -59,6 +59,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from entropy_sentinel.errors import ConfigError
+from entropy_sentinel.redact import redact_text, redact_url
 from entropy_sentinel.service.auth import Authenticator, AuthError
 from entropy_sentinel.service.proxy.metrics import ProxyMetrics
 from entropy_sentinel.service.proxy.record import Exchange, Recorder
@@ -321,7 +322,7 @@ class Proxy:
         return {}
 
     def _gateway_error(self, route: str, exc: httpx.HTTPError) -> JSONResponse:
-        where = f"the upstream {self.upstream}"
+        where = f"the upstream {redact_url(self.upstream or '')}"
         if isinstance(exc, httpx.TimeoutException):
             self.metrics.requests.labels(route, "timeout").inc()
             log.warning("proxy: %s timed out (%s)", where, type(exc).__name__)
@@ -333,10 +334,11 @@ class Proxy:
                 code="upstream_timeout",
             )
         self.metrics.requests.labels(route, "unreachable").inc()
-        log.warning("proxy: %s failed: %s: %s", where, type(exc).__name__, exc)
+        why = redact_text(str(exc))
+        log.warning("proxy: %s failed: %s: %s", where, type(exc).__name__, why)
         return openai_error(
             502,
-            f"{where} failed: {type(exc).__name__}: {exc}",
+            f"{where} failed: {type(exc).__name__}: {why}",
             type_="upstream_error",
             code="upstream_unreachable",
         )
@@ -451,7 +453,9 @@ class _SSERelay(Response):
         if outcome == "broken":
             # cut the client's connection off too, as the upstream's was (not an error the
             # app's handlers could answer: the response has started)
-            raise StreamBrokenError(f"the upstream {self.proxy.upstream} broke off a stream")
+            raise StreamBrokenError(
+                f"the upstream {redact_url(self.proxy.upstream or '')} broke off a stream"
+            )
 
     async def _pump(self, send: Send, chunks: list[bytes]) -> str:
         strip = self.prepared.strip
@@ -477,7 +481,11 @@ class _SSERelay(Response):
             if rest and strip:
                 await send({"type": "http.response.body", "body": rest, "more_body": True})
         except httpx.HTTPError as exc:
-            log.warning("proxy: the upstream stream broke off: %s: %s", type(exc).__name__, exc)
+            log.warning(
+                "proxy: the upstream stream broke off: %s: %s",
+                type(exc).__name__,
+                redact_text(str(exc)),
+            )
             return "broken"
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return "ok"

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query
 from starlette.concurrency import run_in_threadpool
 
 from entropy_sentinel.errors import ConfigError, StorageError
+from entropy_sentinel.redact import redact_json, redact_text
 from entropy_sentinel.service.api_models import EstimatesOut, ModelOut, SlicesOut
 from entropy_sentinel.service.auth import require
 from entropy_sentinel.service.estimates import EstimateQuery, estimate, slice_values
@@ -180,7 +181,7 @@ async def get_model(
         "features": list(s.features),
         "model_sd": s.model_sd,
         "calibration": s.calibration,
-        "note": s.note,
-        "card": s.card,
+        "note": redact_text(s.note),
+        "card": redact_json(s.card),
         "rescore_pending": pending,
     }

@@ -28,8 +28,19 @@ async def post_labels(body: LabelsIn, svc: ServiceState = Depends(service)) -> d
     old one; unknown ids are listed, not stored. `{"id": ..., "skipped": true}` records
     that the annotator skipped the item (a labelled trace keeps its label)."""
     parsed = parse_rows(
-        (i, {"id": lab.id, "correct": lab.correct, "source": lab.source, "skipped": lab.skipped})
-        for i, lab in enumerate(body.labels)
+        (
+            (
+                i,
+                {
+                    "id": lab.id,
+                    "correct": lab.correct,
+                    "source": lab.source,
+                    "skipped": lab.skipped,
+                },
+            )
+            for i, lab in enumerate(body.labels, start=1)
+        ),
+        unit="label",
     )
     outcome = await run_in_threadpool(
         lambda: import_labels(svc.storage, parsed, source=body.source)

@@ -23,7 +23,9 @@ router = APIRouter(tags=["operations"])
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
 async def healthz(svc: ServiceState = Depends(service)) -> JSONResponse:
-    """Liveness and readiness: the database answers and the writer runs (200), else 503."""
+    """Liveness and readiness: the database answers and takes writes, and the writer runs
+    (200); else 503 "degraded" with the problems (a failing write, a nearly full disk, a
+    read-only database, failing WAL checkpoints). ``warnings`` (a growing WAL) keep 200."""
     problems = []
 
     def ping() -> str:
@@ -39,6 +41,8 @@ async def healthz(svc: ServiceState = Depends(service)) -> JSONResponse:
     writer = "running" if svc.pipeline.alive else "stopped"
     if writer != "running":
         problems.append("the writer thread is not running")
+    report = await run_in_threadpool(svc.storage_health.check)
+    problems.extend(report.problems)
     default = svc.models.default_scorer()
     scorer = None if default is None else default.refresh()
     body: dict[str, Any] = {
@@ -50,6 +54,8 @@ async def healthz(svc: ServiceState = Depends(service)) -> JSONResponse:
         "rescore_pending": svc.rescore_pending,
         "scorer_id": None if scorer is None else scorer.id,
         "problems": problems,
+        "warnings": list(report.warnings),
+        "storage": report.facts,
     }
     return JSONResponse(body, status_code=200 if not problems else 503)
 

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from entropy_sentinel.csv_safety import write_csv
 from entropy_sentinel.service.api_models import PrioritiesOut
 from entropy_sentinel.service.auth import require, text_allowed
 from entropy_sentinel.service.prioritize import Priorities, prioritize
@@ -92,7 +93,7 @@ async def get_priorities(
         return result.to_dict()
     frame = result.requests_frame()
     if format == "csv":
-        return Response(frame.to_csv(index=False), media_type="text/csv")
+        return Response(write_csv(frame), media_type="text/csv")
     buf = io.StringIO()
     frame.to_json(buf, orient="records", lines=True, force_ascii=False)
     return Response(buf.getvalue(), media_type="application/x-ndjson")

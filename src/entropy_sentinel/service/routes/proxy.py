@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 
+from entropy_sentinel.redact import redact_url
 from entropy_sentinel.service.proxy.metrics import ProxyMetrics
 from entropy_sentinel.service.proxy.record import Recorder
 from entropy_sentinel.service.proxy.relay import Proxy
@@ -34,10 +35,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     proxy = Proxy(svc.settings, recorder, metrics, svc.auth)
     app.state.proxy = proxy
     if proxy.upstream:
+        upstream = redact_url(proxy.upstream)
         log.info(
             "proxy: /v1/chat/completions and /v1/completions forward to %s/...",
-            proxy.upstream,
-            extra={"upstream": proxy.upstream},
+            upstream,
+            extra={"upstream": upstream},
         )
     try:
         yield

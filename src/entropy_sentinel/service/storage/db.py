@@ -31,6 +31,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from entropy_sentinel.errors import ConfigError, StorageError
+from entropy_sentinel.redact import redact_text, redact_url
 
 __all__ = ["MIGRATIONS_DIR", "Database", "head_revision", "open_database", "upgrade"]
 
@@ -55,7 +56,7 @@ class Database:
             self.read.dispose()
 
     def __repr__(self) -> str:
-        return f"Database({self.write.url.render_as_string(hide_password=True)!r})"
+        return f"Database({redact_url(self.url)!r})"
 
 
 def open_database(
@@ -78,7 +79,7 @@ def open_database(
         parsed = make_url(url)
     except ArgumentError:
         raise ConfigError(
-            f"database URL {url!r} is not a URL; use sqlite:///path.db or "
+            f"database URL {redact_url(url)!r} is not a URL; use sqlite:///path.db or "
             "postgresql+psycopg://user@host/dbname"
         ) from None
     backend = parsed.get_backend_name()
@@ -102,7 +103,7 @@ def open_database(
             conn.execute(sa.text("SELECT 1"))
     except sa.exc.OperationalError as exc:
         db.dispose()
-        raise StorageError(f"cannot connect to {db!r}: {exc.orig}") from None
+        raise StorageError(f"cannot connect to {db!r}: {redact_text(str(exc.orig))}") from None
     if migrate:
         upgrade(db, revision)
     elif current_revision(db) != head_revision():

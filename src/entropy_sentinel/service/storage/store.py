@@ -34,6 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from entropy_sentinel.errors import ConfigError, StorageError
 from entropy_sentinel.estimator.intervals import SliceFinisher
 from entropy_sentinel.estimator.sentinel import TraceScores
+from entropy_sentinel.service.json_limits import load_stored
 from entropy_sentinel.service.records import ScoredTraces, ScorerInfo, WriteOutcome
 from entropy_sentinel.service.storage.buckets import (
     TERM_COLUMNS,
@@ -955,7 +956,7 @@ class Storage:
             "refused_reason": r.refused_reason,
             "ts": float(r.ts),
             "received_at": float(r.received_at),
-            "slice": json.loads(r.slice),
+            "slice": load_stored(r.slice, {}),
             "n_tokens": int(r.n_tokens),
             "k": int(r.k),
             "p_correct": None if r.p is None else float(r.p),
@@ -963,7 +964,7 @@ class Storage:
             "scorer_id": r.scorer_id,
             "label": r.label,
             "label_source": r.label_source,
-            "meta": json.loads(r.meta) if r.meta else {},
+            "meta": load_stored(r.meta, {}),  # never fails on what an older version stored
         }
 
     def texts(self, trace_ids: Sequence[str]) -> dict[str, tuple[Any, str | None]]:
@@ -979,7 +980,7 @@ class Storage:
                     .where(traces.c.trace_id.in_(ids[start : start + _IN_CHUNK]))
                 ).all()
                 for r in rows:
-                    out[r.trace_id] = (None if r.prompt is None else json.loads(r.prompt), r.answer)
+                    out[r.trace_id] = (load_stored(r.prompt), r.answer)
         return out
 
 

@@ -294,6 +294,8 @@ alerts = sa.Table(
     sa.Column("resolved_notified_at", sa.Double, nullable=True),
     sa.Column("notify_attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("notify_error", sa.Text, nullable=True),
+    # a delivery in flight: other instances leave the event alone until then (epoch s)
+    sa.Column("claimed_until", sa.Double, nullable=True),
     sa.Index(None, "opened_at"),
     sa.Index(
         "uq_alerts_open_episode",

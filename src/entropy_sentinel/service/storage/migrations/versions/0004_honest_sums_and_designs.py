@@ -21,7 +21,7 @@ half-width, an honest, wide interval. ``p_classifier`` stays NULL until then; it
 the traces still to rescore.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2025-06-15
 """
 
@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
