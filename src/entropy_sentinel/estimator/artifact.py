@@ -88,7 +88,7 @@ def save_estimator(estimator: SentinelEstimator | CorrectnessEstimator, path: st
         from sklearn.utils.validation import check_is_fitted
 
         check_is_fitted(estimator)
-        estimator = _migrate_v1(estimator)
+        estimator = _migrate_v1(estimator, legacy=False)  # fitted now: its k is this version's
     if not hasattr(estimator, "classifier_"):
         raise ConfigError("the estimator is not fitted: call fit_traces before saving it")
     target = Path(path)
@@ -196,10 +196,11 @@ def load_estimator(path: str | Path) -> SentinelEstimator:
     return estimator
 
 
-def _migrate_v1(classifier: CorrectnessEstimator) -> SentinelEstimator:
+def _migrate_v1(classifier: CorrectnessEstimator, *, legacy: bool = True) -> SentinelEstimator:
     """A version-1 artifact's `CorrectnessEstimator` as a `SentinelEstimator` (module
     docstring): no slice calibration, no shift reference, the transfer relation of the
-    preset it resembles."""
+    preset it resembles. ``legacy=False`` for a classifier fitted by this version (saved
+    bare): its trace signature is this version's, not version 1's."""
     from entropy_sentinel.estimator.features import TraceSignature
     from entropy_sentinel.estimator.sentinel import SentinelEstimator
     from entropy_sentinel.estimator.slicecal import SliceCalibration
@@ -211,7 +212,7 @@ def _migrate_v1(classifier: CorrectnessEstimator) -> SentinelEstimator:
     if not hasattr(classifier, "family_"):
         classifier.family_ = classifier.family
     old = classifier.signature_
-    if old is not None:  # version 1's k was the widest step: judge traces as it did
+    if legacy and old is not None:  # version 1's k was the widest step: judge as it did
         classifier.signature_ = TraceSignature(old.source, old.k, legacy=True)
     name = "sentinel" if classifier.blend else "paper"
     estimator = SentinelEstimator(classifier=classifier, calibrate=False, transfer=name)
