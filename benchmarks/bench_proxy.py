@@ -26,9 +26,10 @@ batches of ``--requests`` requests, so drifting machine load affects both alike.
 
 Reported per configuration: latency p50/p99 (send to the last byte; for streams also to
 the first byte), throughput (requests/s at that concurrency) for direct and proxied
-requests, the difference, the proxy process's CPU time per request (response path and
-recording together; not affected by other load), and whether every proxied answer was
-recorded (``sentinel_proxy_traces_total{outcome="stored"}``).
+requests, the difference, the CPU time per request of the proxy process and its recorder process
+together (relaying and recording; counted until the batch is stored; not affected by
+other load), and whether every proxied answer was recorded
+(``sentinel_proxy_traces_total{outcome="stored"}``).
 """
 
 from __future__ import annotations
@@ -93,9 +94,19 @@ class Row:
 
 
 def _cpu_times(pid: int) -> np.ndarray:
-    """(user, system) CPU seconds of a process and its threads (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return np.array([int(fields[11]), int(fields[12])], dtype=np.float64) / os.sysconf("SC_CLK_TCK")
+    """(user, system) CPU seconds of a process, its threads and its child processes (the
+    proxy's recorder), from Linux /proc."""
+    total = np.zeros(2)
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return total
+    total += np.array([int(fields[11]), int(fields[12])], dtype=np.float64)
+    total /= os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in task.read_text().split():
+            total += _cpu_times(int(child))
+    return total
 
 
 def _body(i: int, stream: bool, logprobs: bool, max_tokens: int | None) -> dict[str, Any]:
@@ -201,10 +212,14 @@ def _measure(
         d_first += first
         d_time += seconds
         errors += err
+        stored = _stored(service)
         before = _cpu_times(service.proc.pid)
         lat, first, seconds, err = asyncio.run(
             _batch(proxied, requests, concurrency, stream, logprobs, max_tokens)
         )
+        deadline = time.monotonic() + 60  # recording included: until the batch is stored
+        while _stored(service) < stored + requests - err and time.monotonic() < deadline:
+            time.sleep(0.2)  # each look at /metrics costs the proxy some CPU too
         cpu += _cpu_times(service.proc.pid) - before
         p_lat += lat
         p_first += first

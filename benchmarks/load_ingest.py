@@ -83,6 +83,8 @@ class Run:
     batch: int
     clients: int
     seconds: float
+    workers: int = 1
+    estimator: str = "default"
     requests: int = 0
     acknowledged: int = 0
     traces_per_s: float = 0.0
@@ -137,8 +139,13 @@ def _templates(bodies: list[dict[str, Any]]) -> list[bytes]:
     return out
 
 
-def fit_model(traffic: str, workdir: Path) -> Path:
-    """A real estimator for the traffic's kind of traces (L1-logistic, fast to fit)."""
+def fit_model(traffic: str, estimator: str, workdir: Path) -> Path:
+    """A real estimator for the traffic's kind of traces: ``default`` is the per-response
+    classifier of `sentinel fit`'s default preset (its family chosen by cross-validation,
+    blended with two score baselines; for entropy-only traffic the entropy-only variant),
+    ``lr`` the L1-logistic regression."""
+    from entropy_sentinel.estimator.presets import classifier_of
+
     if traffic == "phi35":
         batch = read_traces(PHI35)
         dim: str | None = None
@@ -148,8 +155,13 @@ def fit_model(traffic: str, workdir: Path) -> Path:
         batch, dim = read_corpus(CORPUS), "domain"
     else:
         batch, dim = read_traces(FIXTURES / "traces.jsonl", errors="collect"), "domain"
-    est = CorrectnessEstimator(family="lr", random_state=0).fit_traces(batch, slice_dim=dim)
-    return est.save(workdir / f"{traffic}.skops")
+    if estimator == "lr":
+        est = CorrectnessEstimator(family="lr", random_state=0)
+    else:
+        name = "sentinel-entropy" if traffic == "phi35" else "sentinel"
+        est = classifier_of(name, random_state=0, n_jobs=2)  # what the service scores with
+    est.fit_traces(batch, slice_dim=dim)
+    return est.save(workdir / f"{traffic}-{estimator}.skops")
 
 
 # ------------------------------------------------------------------ clients
@@ -211,9 +223,16 @@ class Load:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of a process, its threads and its child processes (the
+    workers of ``--workers N``), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        total += sum(cpu_seconds(int(child)) for child in task.read_text().split())
+    return total
 
 
 async def drive(
@@ -272,15 +291,21 @@ def run_one(
     traffic: str,
     batch: int,
     clients: int,
+    workers: int,
     args: argparse.Namespace,
     model: Path,
     workdir: Path,
 ) -> Run:
     templates = smollm2_templates() if traffic == "smollm2" else phi35_templates()
-    name = f"{kind}-{traffic}-{batch}-{clients}"
-    result = Run(kind, traffic, batch, clients, args.seconds)
+    name = f"{kind}-{traffic}-{batch}-{clients}-{workers}"
+    result = Run(kind, traffic, batch, clients, args.seconds, workers, args.estimator)
     with database(kind, workdir, name) as url:
-        svc = ServiceProcess(db_url=url, model=model, log_path=workdir / f"{name}.log")
+        svc = ServiceProcess(
+            db_url=url,
+            model=model,
+            log_path=workdir / f"{name}.log",
+            args=["--workers", str(workers)],
+        )
         svc.start(timeout=120)
         load = Load(svc.url, templates, batch, name)
         assert svc.proc is not None
@@ -331,13 +356,16 @@ def group_stats(url: str) -> tuple[float, float]:
 
 def table(runs: list[Run]) -> str:
     head = (
-        "| database | traffic | batch | clients | body KB | traces/s | requests/s | p50 ms "
+        "| database | traffic | estimator | workers | batch | clients | body KB | traces/s "
+        "| requests/s | p50 ms "
         "| p90 ms | p99 ms | max ms | server CPU ms/trace | client CPU | traces/commit | ms/commit "
         "| acknowledged | lost | errors | aggregates |\n"
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n"
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:"
+        "|---:|---:|---|---|\n"
     )
     rows = [
-        f"| {r.database} | {r.traffic} | {r.batch} | {r.clients} | {r.mean_body_kb:.1f} "
+        f"| {r.database} | {r.traffic} | {r.estimator} | {r.workers} | {r.batch} | {r.clients} "
+        f"| {r.mean_body_kb:.1f} "
         f"| {r.traces_per_s:,.0f} "
         f"| {r.requests_per_s:,.0f} | {r.p50_ms:.1f} | {r.p90_ms:.1f} | {r.p99_ms:.1f} "
         f"| {r.max_ms:.0f} | {r.server_cpu_ms_per_trace:.2f} | {r.client_cpu_share:.0%} "
@@ -356,6 +384,10 @@ def main() -> None:
     parser.add_argument("--traffic", default="smollm2,phi35")
     parser.add_argument("--batch", default="1,20")
     parser.add_argument("--clients", default="4,32", help="client counts to run, e.g. 4,32")
+    parser.add_argument("--workers", default="1", help="worker counts to run, e.g. 1,2")
+    parser.add_argument(
+        "--estimator", default="default", choices=["default", "lr"], help="see fit_model"
+    )
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--json", type=Path, default=None, help="also write the runs as JSON")
@@ -363,14 +395,24 @@ def main() -> None:
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="sentinel-load-") as tmp:
         workdir = Path(tmp)
-        models = {t: fit_model(t, workdir) for t in args.traffic.split(",")}
+        models = {t: fit_model(t, args.estimator, workdir) for t in args.traffic.split(",")}
         for kind in args.db.split(","):
             for traffic in args.traffic.split(","):
                 for batch in (int(b) for b in args.batch.split(",")):
                     for clients in (int(c) for c in args.clients.split(",")):
-                        run = run_one(kind, traffic, batch, clients, args, models[traffic], workdir)
-                        runs.append(run)
-                        print(json.dumps(asdict(run)), flush=True)
+                        for workers in (int(w) for w in args.workers.split(",")):
+                            run = run_one(
+                                kind,
+                                traffic,
+                                batch,
+                                clients,
+                                workers,
+                                args,
+                                models[traffic],
+                                workdir,
+                            )
+                            runs.append(run)
+                            print(json.dumps(asdict(run)), flush=True)
     print(
         f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}; load average before: {os.getloadavg()[0]:.1f}; "

@@ -16,8 +16,10 @@ from __future__ import annotations
 import json
 import re
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -29,7 +31,7 @@ from entropy_sentinel.collect.model_server import LocalModelServer
 from entropy_sentinel.service.app import create_app
 from entropy_sentinel.service.settings import Settings
 from entropy_sentinel.service.state import ServiceState
-from entropy_sentinel.service.storage.tables import traces
+from entropy_sentinel.service.storage.tables import trace_payloads, traces
 from entropy_sentinel.testing.service import ThreadedServer
 from tests.service_fixtures import smollm2_model
 
@@ -51,6 +53,7 @@ def proxy(
         upstream=model_server.base_url,
         evaluate_every=3600.0,
         proxy_record_text=True,
+        store_raw=True,
     )
     with ThreadedServer(create_app(settings)) as srv:
         yield srv
@@ -80,13 +83,22 @@ def _normalised(raw: bytes) -> bytes:
 
 
 def _rows(proxy: ThreadedServer, ids: list[str]) -> dict[str, Any]:
+    """The stored rows of the answers with these upstream ids (recorded under ids of the
+    proxy's own, the upstream's in meta), each with its raw record as ``record``."""
     state: ServiceState = proxy.app.state.service
     deadline = time.monotonic() + 30
     while True:
         with state.db.read.connect() as conn:
-            rows = conn.execute(sa.select(traces).where(traces.c.trace_id.in_(ids))).all()
-        if len(rows) == len(ids) or time.monotonic() > deadline:
-            return {r.trace_id: r for r in rows}
+            rows = conn.execute(sa.select(traces, trace_payloads.c.raw).join(trace_payloads)).all()
+        found = {}
+        for r in rows:
+            upstream_id = json.loads(r.meta)["proxy"]["upstream_id"]
+            if upstream_id in ids:
+                found[upstream_id] = SimpleNamespace(
+                    **r._mapping, record=json.loads(zlib.decompress(r.raw))
+                )
+        if len(found) == len(ids) or time.monotonic() > deadline:
+            return found
         time.sleep(0.1)
 
 
@@ -134,7 +146,8 @@ def test_chat_answers_equal_the_upstreams_byte_for_byte(
     row = _rows(proxy, [pa.id])[pa.id]
     assert json.loads(row.slice) == slice_
     meta = json.loads(row.meta)
-    assert meta["answer"] == pa.choices[0].message.content
+    assert row.record["answer"] == pa.choices[0].message.content  # proxy_record_text
+    assert row.record["model"] == model_server.alias and row.record["k"] == 20
     assert meta["proxy"]["client_logprobs"] is logprobs
     assert row.n_tokens == pa.usage.completion_tokens
     assert 0.0 <= row.p <= 1.0
@@ -165,7 +178,7 @@ def test_streamed_answers_equal_the_upstreams(
     row = _rows(proxy, [got[0].id])[got[0].id]
     assert json.loads(row.slice) == {"domain": "colours"}
     text = "".join(c.choices[0].delta.content or "" for c in got if c.choices)
-    assert json.loads(row.meta)["answer"] == text
+    assert row.record["answer"] == text
 
 
 def test_streamed_bytes_equal_the_upstreams(
@@ -260,14 +273,26 @@ def test_demo_traffic_goes_through_the_proxy_with_its_slices(
     assert all(r.ok and r.trace_id for r in results), [r.error for r in results]
     assert [r.stream for r in results] == [False, True, False, True]
     assert all(r.correct in (True, False) and r.grader == "number-v2" for r in results)
-    rows = _rows(proxy, [r.trace_id for r in results if r.trace_id])
+    state: ServiceState = proxy.app.state.service
+    deadline = time.monotonic() + 30
+    while True:  # recorded beside the answers: wait for them
+        with state.db.read.connect() as conn:
+            stored = conn.execute(
+                sa.select(traces, trace_payloads.c.raw)
+                .join(trace_payloads)
+                .where(traces.c.trace_id.in_([r.trace_id for r in results]))
+            ).all()
+        if len(stored) == len(results) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    rows = {row.trace_id: row for row in stored}
     for r in results:
-        row = rows[r.trace_id]  # type: ignore[index]
+        row = rows[r.trace_id]
         assert json.loads(row.slice) == {
             "domain": r.slice["domain"],
             "customer": r.slice["customer"],
         }
-        assert json.loads(row.meta)["answer"] == r.text
+        assert json.loads(zlib.decompress(row.raw))["answer"] == r.text
 
 
 def test_each_trace_is_keyed_by_the_model_the_request_asked_for(

@@ -23,8 +23,6 @@ import sqlalchemy as sa
 from openai.types.chat import ChatCompletionMessageParam
 
 from entropy_sentinel.service.app import create_app
-from entropy_sentinel.service.proxy.metrics import ProxyMetrics
-from entropy_sentinel.service.proxy.record import Exchange, Recorder
 from entropy_sentinel.service.settings import ApiKey, Settings
 from entropy_sentinel.service.state import ServiceState
 from entropy_sentinel.service.storage.tables import trace_payloads, traces
@@ -105,16 +103,26 @@ def _wait(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
-def _stored(server: ThreadedServer, trace_id: str) -> dict[str, Any] | None:
-    """The stored row of a trace (slice and meta decoded), or None."""
+def _rows(server: ThreadedServer) -> list[dict[str, Any]]:
+    """Every stored trace row (slice and meta decoded)."""
     with _state(server).db.read.connect() as conn:
-        row = conn.execute(sa.select(traces).where(traces.c.trace_id == trace_id)).first()
-    if row is None:
-        return None
-    out = dict(row._mapping)
-    for key in ("slice", "meta"):
-        out[key] = json.loads(out[key]) if isinstance(out[key], str) else out[key]
+        rows = conn.execute(sa.select(traces)).all()
+    out = []
+    for row in rows:
+        one = dict(row._mapping)
+        for key in ("slice", "meta"):
+            one[key] = json.loads(one[key]) if isinstance(one[key], str) else one[key]
+        out.append(one)
     return out
+
+
+def _stored(server: ThreadedServer, upstream_id: str) -> dict[str, Any] | None:
+    """The stored row of the trace of the answer with this upstream id, or None."""
+    for row in _rows(server):
+        if row["meta"]["proxy"]["upstream_id"] == upstream_id:
+            assert row["trace_id"].startswith("px-")  # recorded under an id of our own
+            return row
+    return None
 
 
 def _wait_stored(server: ThreadedServer, trace_id: str) -> dict[str, Any]:
@@ -156,6 +164,7 @@ def test_headers_go_upstream_unchanged_and_are_never_logged_or_stored(
     answer = r.json()
     assert answer["choices"][0]["logprobs"] is None
     row = _wait_stored(service, answer["id"])
+    assert row["trace_id"] == r.headers["x-sentinel-trace-id"]
     assert row["slice"] == {"domain": "chemistry", "customer": "acme"}
     assert row["meta"]["proxy"]["route"] == "chat/completions"
     with _state(service).db.read.connect() as conn:
@@ -402,19 +411,32 @@ def test_a_client_leaving_mid_stream_closes_the_upstream_stream(
 
 
 def test_recording_failures_never_reach_the_client(
-    upstream: tuple[ReplayUpstream, ThreadedServer], corpus_model: Path, tmp_path: Path
+    upstream: tuple[ReplayUpstream, ThreadedServer],
+    corpus_model: Path,
+    smollm2_model: Path,
+    tmp_path: Path,
 ) -> None:
     # an estimator fitted on per-token entropies refuses logprob traces: the client
     # still gets its answer; the refusal is counted and logged
-    with _serve(tmp_path, corpus_model, upstream[1].url + "/v1") as srv:
+    (tmp_path / "entropies").mkdir()
+    with _serve(tmp_path / "entropies", corpus_model, upstream[1].url + "/v1") as srv:
         r = httpx.post(srv.url + "/v1/chat/completions", json={"messages": CHAT}, timeout=30)
         assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]
         _wait(
             lambda: _count(srv, "sentinel_proxy_traces_total", outcome="rejected") == 1,
             "the rejection to be counted",
         )
-        # the database refuses the write (the writer is stopped): counted as failed
-        _state(srv).pipeline.close()
+        labels = {"reason": "model"}
+        assert _count(srv, "sentinel_traces_rejected_total", **labels) == 1
+    with _serve(tmp_path, smollm2_model, upstream[1].url + "/v1") as srv:
+        # the database refuses the write (a trigger aborts every insert): counted as failed
+        with _state(srv).db.write.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON traces "
+                    "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+                )
+            )
         r = httpx.post(
             srv.url + "/v1/chat/completions",
             json={"messages": CHAT, "stream": True},
@@ -424,17 +446,151 @@ def test_recording_failures_never_reach_the_client(
         _wait(
             lambda: _count(srv, "sentinel_proxy_traces_total", outcome="failed") == 1,
             "the failure to be counted",
+            timeout=30,
         )
 
 
-def test_a_full_recording_queue_drops_and_counts(service: ThreadedServer) -> None:
-    from prometheus_client import CollectorRegistry
+def test_answers_whose_upstream_id_repeats_are_all_recorded(service: ThreadedServer) -> None:
+    fixed = {"X-Replay-Id": "chatcmpl-always-the-same"}
+    answers = [
+        httpx.post(
+            service.url + "/v1/chat/completions",
+            json={"messages": CHAT, "stream": i % 2 == 1},
+            headers=fixed,
+            timeout=30,
+        )
+        for i in range(3)
+    ]
+    ids = {r.headers["x-sentinel-trace-id"] for r in answers}
+    assert len(ids) == 3 and all(r.status_code == 200 for r in answers)
+    _wait(
+        lambda: {r["trace_id"] for r in _rows(service)} >= ids,
+        "three traces with one upstream id",
+    )
+    same = [r for r in _rows(service) if r["trace_id"] in ids]
+    assert {r["meta"]["proxy"]["upstream_id"] for r in same} == {"chatcmpl-always-the-same"}
 
-    metrics = ProxyMetrics(CollectorRegistry())
-    recorder = Recorder(_state(service).pipeline, metrics, max_queued=1)  # not started
-    ex = Exchange(kind="chat", received_at=time.time(), slice={}, meta={}, body=b"{}")
-    assert recorder.submit(ex) and not recorder.submit(ex)
-    assert metrics.traces.labels("dropped")._value.get() == 1
+
+def test_added_logprobs_that_cannot_be_removed_never_reach_the_client(
+    service: ThreadedServer,
+) -> None:
+    nan = {"X-Replay-NaN": "1"}
+    r = httpx.post(
+        service.url + "/v1/chat/completions", json={"messages": CHAT}, headers=nan, timeout=30
+    )
+    assert r.status_code == 502, r.text
+    error = r.json()["error"]
+    assert error["code"] == "unstrippable_answer" and "not valid JSON" in error["message"]
+    assert b"top_logprobs" not in r.content
+    with httpx.stream(
+        "POST",
+        service.url + "/v1/chat/completions",
+        json={"messages": CHAT, "stream": True},
+        headers=nan,
+        timeout=30,
+    ) as s:
+        raw = b"".join(s.iter_raw())
+    assert b"top_logprobs" not in raw and b'"code":"unstrippable_answer"' in raw
+    labels = {"route": "chat/completions", "outcome": "unstrippable"}
+    _wait(  # a stream is counted as it ends, just after its last byte went out
+        lambda: _count(service, "sentinel_proxy_requests_total", **labels) == 2,
+        "both withheld answers to be counted",
+    )
+    # a client that asked for logprobs gets the upstream's bytes as they are
+    r = httpx.post(
+        service.url + "/v1/chat/completions",
+        json={"messages": CHAT, "logprobs": True, "top_logprobs": 20},
+        headers=nan,
+        timeout=30,
+    )
+    assert r.status_code == 200 and b"NaN" in r.content
+
+
+def test_answer_size_deadline_and_stream_limits(
+    upstream: tuple[ReplayUpstream, ThreadedServer], smollm2_model: Path, tmp_path: Path
+) -> None:
+    limits = {
+        "proxy_max_answer_bytes": 4000,
+        "proxy_answer_deadline": 1.0,
+        "proxy_stream_idle_timeout": 0.5,
+        "proxy_stream_max_seconds": 1.5,
+    }
+    with _serve(tmp_path, smollm2_model, upstream[1].url + "/v1", **limits) as srv:
+        url = srv.url + "/v1/chat/completions"
+        # a body over the cap (the recorded answers are 13-90 KB with logprobs)
+        r = httpx.post(url, json={"messages": CHAT}, timeout=30)
+        assert r.status_code == 502 and r.json()["error"]["code"] == "answer_too_large"
+        assert "proxy_max_answer_bytes = 4000" in r.json()["error"]["message"]
+    limits["proxy_max_answer_bytes"] = 1 << 20
+    with _serve(tmp_path, smollm2_model, upstream[1].url + "/v1", **limits) as srv:
+        url = srv.url + "/v1/chat/completions"
+        # an answer dripping in, each piece well within upstream_timeout: the deadline ends it
+        started = time.monotonic()
+        r = httpx.post(url, json={"messages": CHAT}, headers={"X-Replay-Drip": "0.2"}, timeout=30)
+        assert r.status_code == 504 and r.json()["error"]["code"] == "upstream_deadline"
+        assert time.monotonic() - started < 5
+
+        def streamed(headers: dict[str, str]) -> bytes:
+            body = {"messages": CHAT, "stream": True}
+            with httpx.stream("POST", url, json=body, headers=headers, timeout=30) as s:
+                assert s.status_code == 200
+                return b"".join(s.iter_raw())
+
+        quiet = streamed({"X-Replay-Event-Delay": "1.0"})
+        assert b'"code":"stream_idle_timeout"' in quiet and b"[DONE]" not in quiet
+        slow = streamed({"X-Replay-Event-Delay": "0.3"})
+        assert b'"code":"stream_deadline"' in slow and b"[DONE]" not in slow
+        labels = {"route": "chat/completions", "outcome": "timeout"}
+        _wait(
+            lambda: _count(srv, "sentinel_proxy_requests_total", **labels) == 3,
+            "three timeouts to be counted",
+        )
+        assert _count(srv, "sentinel_proxy_traces_total", outcome="stored") == 0
+
+
+def test_back_pressure_waits_for_the_recorder_and_a_dead_recorder_is_counted(
+    service: ThreadedServer,
+) -> None:
+    proxy = service.app.state.proxy
+    recorder = proxy.recorder
+    # the queue is full: a request waits before it is forwarded, until there is room
+    recorder.capacity = 0
+    sent = 1
+
+    async def one() -> httpx.Response:
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await client.post(service.url + "/v1/chat/completions", json={"messages": CHAT})
+
+    async def held_then_released() -> tuple[bool, httpx.Response]:
+        task = asyncio.ensure_future(one())
+        await asyncio.sleep(0.5)
+        held = not task.done()
+        recorder.capacity = 2000
+        return held, await task
+
+    before = _count(service, "sentinel_proxy_traces_total", outcome="stored")
+    recorder._in_flight += sent  # as if an answer were being recorded
+    try:
+        held, r = asyncio.run(held_then_released())
+    finally:
+        recorder._in_flight -= sent
+    assert held and r.status_code == 200
+    _wait(
+        lambda: _count(service, "sentinel_proxy_traces_total", outcome="stored") == before + 1,
+        "the held answer to be recorded",
+    )
+    # the recorder dies: answers are still relayed, the lost ones counted; it comes back
+    dropped = _count(service, "sentinel_proxy_traces_total", outcome="dropped")
+    assert recorder._proc is not None
+    recorder._proc.kill()
+    _wait(lambda: not recorder.alive, "the recorder to be seen down")
+    recorder._started_at = time.monotonic()  # as if it had just been restarted, and died
+    r = httpx.post(service.url + "/v1/chat/completions", json={"messages": CHAT}, timeout=30)
+    assert r.status_code == 200
+    assert _count(service, "sentinel_proxy_traces_total", outcome="dropped") == dropped + 1
+    recorder._started_at -= 60  # allow the restart now rather than in 5 s
+    r = httpx.post(service.url + "/v1/chat/completions", json={"messages": CHAT}, timeout=30)
+    _wait_stored(service, r.json()["id"])
 
 
 # ------------------------------------------------------------ keys and load

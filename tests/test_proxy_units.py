@@ -19,7 +19,7 @@ from entropy_sentinel.service.proxy.record import Exchange, build_record
 from entropy_sentinel.service.proxy.relay import forwarded_headers, returned_headers
 from entropy_sentinel.service.proxy.slice_spec import parse_slice
 from entropy_sentinel.traces import decode_record
-from entropy_sentinel.wire.openai_body import prepare_request, strip_logprobs
+from entropy_sentinel.wire.openai_body import UnstrippableError, prepare_request, strip_logprobs
 from entropy_sentinel.wire.sse import SSEFramer, event_data
 from tests.conftest import SMOLLM2_FIXTURES
 
@@ -286,6 +286,8 @@ def _exchange(**kw: Any) -> Exchange:
         "slice": {"domain": "bio"},
         "meta": {"route": "chat/completions", "stream": False},
         "prompt": [{"role": "user", "content": "What is 17 + 25?"}],
+        "model": "smollm2",
+        "k": 20,
     }
     return Exchange(**{**base, **kw})
 
@@ -293,24 +295,68 @@ def _exchange(**kw: Any) -> Exchange:
 def test_records_of_recorded_answers_decode_like_the_answers() -> None:
     for answer in _recorded("chat"):
         body = json.dumps(answer).encode()
-        record = build_record(_exchange(body=body), record_text=True)
+        record = build_record(_exchange(body=body, id="px-1"), record_text=True)
         traces = decode_record(record, 0)
-        assert [t.id for t in traces] == [answer["id"]]
+        assert [t.id for t in traces] == ["px-1"]  # our own id; the upstream's is in meta
+        assert traces[0].meta["proxy"]["upstream_id"] == answer["id"]
         assert traces[0].slice == {"domain": "bio"}
-        assert traces[0].meta["answer"] == answer["choices"][0]["message"]["content"]
-        assert traces[0].meta["prompt"][0]["content"] == "What is 17 + 25?"
+        assert traces[0].answer == answer["choices"][0]["message"]["content"]
+        assert traces[0].prompt == [{"role": "user", "content": "What is 17 + 25?"}]
+        assert (traces[0].model, traces[0].k) == ("smollm2", 20)
         assert traces[0].meta["proxy"]["route"] == "chat/completions"
         assert json.loads(record)["timestamp"] == 1_700_000_000.0
         _same(_arrays(record), _arrays(answer))
     for chunks in _recorded("chat_stream"):
         datas = tuple(json.dumps(c).encode() for c in chunks)
         record = build_record(_exchange(chunks=datas), record_text=True)
-        assert decode_record(record, 0)[0].id == chunks[0]["id"]
+        trace = decode_record(record, 0)[0]
+        assert trace.id.startswith("px-")
+        assert trace.meta["proxy"]["upstream_id"] == chunks[0]["id"]
         text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
-        assert decode_record(record, 0)[0].meta["answer"] == text
+        assert trace.answer == text
         _same(_arrays(record), _arrays(chunks))
     record = build_record(_exchange(body=json.dumps(_recorded("chat")[0]).encode()))
-    assert set(decode_record(record, 0)[0].meta) == {"proxy"}  # no text unless asked
+    trace = decode_record(record, 0)[0]
+    assert (trace.prompt, trace.answer) == (None, None)  # no text unless asked
+    assert set(trace.meta) == {"proxy"}
+
+
+def test_answers_whose_upstream_id_repeats_get_ids_of_their_own() -> None:
+    body = json.dumps(_recorded("chat")[0]).encode()
+    ids = {decode_record(build_record(_exchange(body=body)), 0)[0].id for _ in range(3)}
+    assert len(ids) == 3
+
+
+def test_a_legacy_prompt_that_is_not_text_stays_in_meta() -> None:
+    answer = _recorded("completions")[0]
+    ex = _exchange(kind="completions", body=json.dumps(answer).encode(), prompt=[1, 2, 3])
+    trace = decode_record(build_record(ex, record_text=True), 0)[0]
+    assert trace.prompt is None and trace.meta["prompt"] == [1, 2, 3]
+
+
+def test_strip_fails_closed_on_answers_it_cannot_read() -> None:
+    nan = b'{"choices": [{"index": 0, "logprobs": {"content": [{"token": "a", "logprob": NaN}]}}]}'
+    with pytest.raises(UnstrippableError, match="not valid JSON"):
+        strip_logprobs(nan)
+    with pytest.raises(UnstrippableError):
+        strip_logprobs(b"data: " + nan + b"\n\n")
+    # the key written with an escape is still found (by decoding), and removed
+    escaped = b'{"choices": [{"index": 0, "\\u006cogprobs": {"content": []}}]}'
+    assert json.loads(strip_logprobs(escaped)) == {"choices": [{"index": 0, "logprobs": None}]}
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "k"),
+    [
+        ("chat", {"messages": []}, 20),
+        ("chat", {"messages": [], "logprobs": True, "top_logprobs": 5}, 5),
+        ("chat", {"messages": [], "logprobs": True}, 0),
+        ("completions", {"prompt": "x", "logprobs": 3}, 3),
+        ("completions", {"prompt": "x"}, 20),
+    ],
+)
+def test_the_requested_k_is_known(kind: str, body: dict[str, Any], k: int) -> None:
+    assert prepare_request(json.dumps(body).encode(), kind, 20).k == k  # type: ignore[arg-type]
 
 
 def test_a_streamed_legacy_completion_is_reassembled() -> None:
@@ -327,6 +373,6 @@ def test_a_streamed_legacy_completion_is_reassembled() -> None:
         datas = tuple(msgspec.json.encode(c) for c in chunks)
         record = build_record(_exchange(kind="completions", chunks=datas), record_text=True)
         traces = decode_record(record, 0)
-        assert traces[0].id == answer["id"]
-        assert traces[0].meta["answer"] == "".join(lp["tokens"])
+        assert traces[0].meta["proxy"]["upstream_id"] == answer["id"]
+        assert traces[0].answer == "".join(lp["tokens"])
         _same(_arrays(record), _arrays(answer))

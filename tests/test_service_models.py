@@ -388,15 +388,16 @@ def _wait(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
 
 
 def _proxied(client: openai.OpenAI, model: str, n: int) -> list[str]:
-    """``n`` chat requests for ``model`` through the proxy; the answers' (trace) ids."""
+    """``n`` chat requests for ``model`` through the proxy; the ids their traces are
+    recorded under (the proxy's own, in ``X-Sentinel-Trace-Id``)."""
     ids = []
     for i in range(n):
-        answer = client.chat.completions.create(
+        answer = client.chat.completions.with_raw_response.create(
             model=model,
             messages=[{"role": "user", "content": f"What is {i} + 2?"}],
             extra_headers={"X-Sentinel-Slice": f"domain=proxy-{model}"},
         )
-        ids.append(answer.id)
+        ids.append(answer.headers["x-sentinel-trace-id"])
     return ids
 
 

@@ -169,7 +169,9 @@ def baseline_scores(
     """Compute baseline scores: ``{name: float64 array (n_traces,)}``.
 
     Args:
-        traces: a `TraceBatch`, or its `StepStats` to share already computed steps.
+        traces: a `TraceBatch`, or its `StepStats` to share already computed steps
+            (``StepStats(batch).share_passes()`` before the profile is computed from it
+            also shares the pass over the top-k matrix).
         names: which scores (default: all of `SCORES`, in registration order).
         mode, precision: as for `entropy_profile` (entropy-based scores use them).
 
@@ -180,7 +182,9 @@ def baseline_scores(
     (1.0, True)
     """
     stats = (
-        traces if isinstance(traces, StepStats) else StepStats(traces, mode, precision=precision)
+        traces
+        if isinstance(traces, StepStats)
+        else StepStats(traces, mode, precision=precision).share_passes()
     )
     chosen = tuple(SCORES) if names is None else names
     unknown = [n for n in chosen if n not in SCORES]

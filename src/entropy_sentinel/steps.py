@@ -18,10 +18,13 @@ top-k alternatives, plus the sampled token when it is not among them):
 Precomputed entropies (``token_entropy`` records) are used as given in every mode.
 
 Precision: ``"float32"`` (default) evaluates ``exp`` in float32 and accumulates
-``p ln p`` in float64; logprobs arrive with about 7 significant digits, and
-this is ~20x cheaper than float64 ``exp``. Per-step entropies then carry a
-relative error below 1e-6 (an absolute one below ~2e-6 nats for the leftover
-mass of ``topk_tail``). ``"float64"`` is exact to rounding.
+``p ln p`` in float64 (logprobs arrive with about 7 significant digits); per-step
+entropies then carry a relative error below 1e-6 (an absolute one below ~2e-6 nats
+for the leftover mass of ``topk_tail``), tested. ``"float64"`` is exact to rounding.
+Which is faster depends on the processor (``benchmarks/bench_features.py`` measures
+both). Accumulating ``p ln p`` in float32 as well would be faster still, but a trace's
+sums would then depend on where it sits in the batch (the float32 matrix-vector kernel
+sums rows differently by position), and a trace must score the same in any batch.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import Literal, get_args
 import numpy as np
 import numpy.typing as npt
 
-from entropy_sentinel._typing import FloatArray
+from entropy_sentinel._typing import BoolArray, FloatArray
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.traces.batch import TraceBatch
 
@@ -82,12 +85,21 @@ class StepStats:
         """Steps whose entropy is computed from logprobs (not precomputed)."""
         return np.isnan(self.batch.token_entropy)
 
+    def share_passes(self) -> StepStats:
+        """Compute the top two probabilities in the same pass over the top-k matrix as the
+        entropies (when both are needed, e.g. for the baseline scores); returns self."""
+        self._want_top_two = True
+        return self
+
     @cached_property
     def _raw(self) -> tuple[FloatArray, FloatArray]:
         """(``H_topk``, returned mass ``m``) per step from the logprobs."""
         b = self.batch
         dtype = np.float32 if self.precision == "float32" else np.float64
-        h, mass = _entropy_and_mass(b.topk_logprobs, dtype)
+        want = getattr(self, "_want_top_two", False) and "_top_two_logprobs" not in self.__dict__
+        h, mass, two = _entropy_and_mass(b.topk_logprobs, dtype, top_two=want)
+        if two is not None:
+            self.__dict__["_top_two_logprobs"] = two
         outside = ~b.sampled_in_topk & self._computed
         if outside.any():  # the sampled token joins the returned set
             lp = b.sampled_logprob[outside]
@@ -126,11 +138,15 @@ class StepStats:
         return out
 
     @cached_property
+    def _top_two_logprobs(self) -> tuple[FloatArray, FloatArray]:
+        return _top_two_logprobs(self.batch.topk_logprobs)
+
+    @cached_property
     def top_two(self) -> tuple[FloatArray, FloatArray]:
         """Largest and second-largest probability of the returned set per step (p2 = 0
         when only one outcome is returned; NaN for precomputed entropies)."""
         b = self.batch
-        lp1, lp2 = _top_two_logprobs(b.topk_logprobs)
+        lp1, lp2 = self._top_two_logprobs
         p1, p2 = np.exp(lp1), np.exp(lp2)
         outside = ~b.sampled_in_topk & self._computed
         ps = np.where(outside, np.exp(b.sampled_logprob), 0.0)
@@ -140,53 +156,94 @@ class StepStats:
         return p1, p2
 
 
-def _entropy_and_mass(topk: FloatArray, dtype: type[np.floating]) -> tuple[FloatArray, FloatArray]:
-    """``-sum p ln p`` and ``sum p`` over each row of ``topk`` (chunked, float64 results)."""
+def _entropy_and_mass(
+    topk: FloatArray, dtype: type[np.floating], top_two: bool = False
+) -> tuple[FloatArray, FloatArray, tuple[FloatArray, FloatArray] | None]:
+    """``-sum p ln p`` and ``sum p`` over each row of ``topk`` (chunked, float64 results),
+    and with ``top_two`` each row's two largest entries (`_top_two_logprobs`), taken from
+    the same blocks while they are in cache."""
     n, k = topk.shape
     h = np.zeros(n)
     mass = np.zeros(n)
     if k == 0 or n == 0:
-        return h, mass
+        return h, mass, _top_two_logprobs(topk) if top_two else None
     rows = max(1, _CHUNK_ELEMENTS // k)
     lp_buf = np.empty((rows, k), dtype=dtype)
     p_buf = np.empty((rows, k), dtype=dtype)
     plogp_buf = np.empty((rows, k))
     ones = np.ones(k, dtype=dtype)
     ones64 = np.ones(k)
+    two = (np.empty(n), np.empty(n), np.empty(rows * k, dtype=bool)) if top_two else None
     for start in range(0, n, rows):
         stop = min(start + rows, n)
+        block = topk[start:stop]
         lp = lp_buf[: stop - start]
         p = p_buf[: stop - start]
         plogp = plogp_buf[: stop - start]
         # One pass each; row sums as matrix-vector products (numpy's reductions
         # along a short inner axis are several times slower).
-        np.maximum(topk[start:stop], _FLOOR, out=lp, casting="same_kind")
+        np.maximum(block, _FLOOR, out=lp, casting="same_kind")
         np.exp(lp, out=p)
         np.matmul(p, ones, out=mass[start:stop], casting="same_kind")
-        np.multiply(p, lp, out=plogp, dtype=np.float64)  # accumulate in float64
-        np.matmul(plogp, ones64, out=h[start:stop])
+        np.multiply(p, lp, out=plogp, dtype=np.float64)  # accumulate in float64: the same
+        np.matmul(plogp, ones64, out=h[start:stop])  # sums whatever block a row is in
+        if two is not None:
+            _top_two_block(block, start, two)
     np.negative(h, out=h)
-    return h, mass
+    return h, mass, (two[0], two[1]) if two is not None else None
 
 
 def _top_two_logprobs(topk: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Largest and second-largest entry of each row (``-inf`` where missing).
 
-    Column-by-column running maxima over row blocks that stay in cache: about 2x
-    faster than ``np.partition`` along the short row axis.
+    Servers list the alternatives most probable first, so a row is usually sorted and its
+    first two entries are the answer: each block of rows is checked for any entry larger
+    than the one before it in its row (one pass over contiguous memory), and only the rows
+    that are not sorted get column-by-column running maxima.
     """
     n, k = topk.shape
-    first = np.full(n, -np.inf)
-    second = np.full(n, -np.inf)
-    rows = 4096
-    tmp = np.empty(rows)
+    if k == 0:
+        return np.full(n, -np.inf), np.full(n, -np.inf)
+    rows = max(1, _CHUNK_ELEMENTS // k)
+    two = (np.empty(n), np.empty(n), np.empty(rows * k, dtype=bool))
     for start in range(0, n, rows):
-        stop = min(start + rows, n)
-        block = topk[start:stop]
-        a, b, t = first[start:stop], second[start:stop], tmp[: stop - start]
-        for j in range(k):
-            col = block[:, j]
-            np.minimum(a, col, out=t)
-            np.maximum(b, t, out=b)
-            np.maximum(a, col, out=a)
-    return first, second
+        _top_two_block(topk[start : start + rows], start, two)
+    return two[0], two[1]
+
+
+def _top_two_block(
+    block: FloatArray, start: int, out: tuple[FloatArray, FloatArray, BoolArray]
+) -> None:
+    """`_top_two_logprobs` of the rows ``block`` into ``out[0:2][start:...]``; ``out[2]``
+    is scratch space of at least ``block.size`` booleans."""
+    first, second, scratch = out
+    n, k = block.shape
+    stop = start + n
+    if k < 2:
+        first[start:stop] = block[:, 0] if k else -np.inf
+        second[start:stop] = -np.inf
+        return
+    block = np.ascontiguousarray(block)
+    first[start:stop] = block[:, 0]
+    second[start:stop] = block[:, 1]
+    flat = block.ravel()
+    rising = np.greater(flat[1:], flat[:-1], out=scratch[: flat.shape[0] - 1])
+    rising[k - 1 :: k] = False  # a row's first entry follows the previous row's last
+    if rising.any():
+        unsorted = np.unique(np.flatnonzero(rising) // k)
+        a, b = _running_top_two(block[unsorted])
+        first[start + unsorted] = a
+        second[start + unsorted] = b
+
+
+def _running_top_two(block: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Largest and second-largest entry of each row, by running maxima over the columns."""
+    a = np.full(block.shape[0], -np.inf)
+    b = np.full(block.shape[0], -np.inf)
+    t = np.empty(block.shape[0])
+    for j in range(block.shape[1]):
+        col = block[:, j]
+        np.minimum(a, col, out=t)
+        np.maximum(b, t, out=b)
+        np.maximum(a, col, out=a)
+    return a, b

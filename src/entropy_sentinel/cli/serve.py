@@ -36,6 +36,13 @@ def serve(
     ] = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on [127.0.0.1].")] = None,
     port: Annotated[int | None, typer.Option(help="Port [8000].")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Worker processes on the port and the database [1]; alerts, rescoring and "
+            "other background duties run in one of them."
+        ),
+    ] = None,
     allow_host: Annotated[
         list[str] | None,
         typer.Option(
@@ -76,6 +83,7 @@ def serve(
         "upstream": upstream,
         "host": host,
         "port": port,
+        "workers": workers,
         "log_format": log_format,
         "log_level": log_level,
         "otel_endpoint": otel_endpoint,

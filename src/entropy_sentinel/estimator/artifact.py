@@ -77,8 +77,8 @@ _MODEL = "model.skops"
 
 
 def save_estimator(estimator: SentinelEstimator | CorrectnessEstimator, path: str | Path) -> Path:
-    """Write ``estimator`` (fitted; a bare `CorrectnessEstimator` is wrapped as a
-    `SentinelEstimator` would be after `_migrate_v1`) to ``path``; returns the path."""
+    """Write ``estimator`` (fitted; a bare `CorrectnessEstimator` is wrapped in a
+    `SentinelEstimator` without slice calibration, `_wrap`) to ``path``; returns the path."""
     import skops
     import skops.io as sio
 
@@ -88,7 +88,7 @@ def save_estimator(estimator: SentinelEstimator | CorrectnessEstimator, path: st
         from sklearn.utils.validation import check_is_fitted
 
         check_is_fitted(estimator)
-        estimator = _migrate_v1(estimator, legacy=False)  # fitted now: its k is this version's
+        estimator = _wrap(estimator)
     if not hasattr(estimator, "classifier_"):
         raise ConfigError("the estimator is not fitted: call fit_traces before saving it")
     target = Path(path)
@@ -196,15 +196,11 @@ def load_estimator(path: str | Path) -> SentinelEstimator:
     return estimator
 
 
-def _migrate_v1(classifier: CorrectnessEstimator, *, legacy: bool = True) -> SentinelEstimator:
+def _migrate_v1(classifier: CorrectnessEstimator) -> SentinelEstimator:
     """A version-1 artifact's `CorrectnessEstimator` as a `SentinelEstimator` (module
     docstring): no slice calibration, no shift reference, the transfer relation of the
-    preset it resembles. ``legacy=False`` for a classifier fitted by this version (saved
-    bare): its trace signature is this version's, not version 1's."""
+    preset it resembles, and version 1's reading of ``k`` (the widest step)."""
     from entropy_sentinel.estimator.features import TraceSignature
-    from entropy_sentinel.estimator.sentinel import SentinelEstimator
-    from entropy_sentinel.estimator.slicecal import SliceCalibration
-    from entropy_sentinel.estimator.transfer import load_transfer
 
     if not hasattr(classifier, "blend"):  # written before blends existed: none
         classifier.blend = ()
@@ -212,8 +208,18 @@ def _migrate_v1(classifier: CorrectnessEstimator, *, legacy: bool = True) -> Sen
     if not hasattr(classifier, "family_"):
         classifier.family_ = classifier.family
     old = classifier.signature_
-    if legacy and old is not None:  # version 1's k was the widest step: judge as it did
+    if old is not None:  # version 1's k was the widest step: judge traces as it did
         classifier.signature_ = TraceSignature(old.source, old.k, legacy=True)
+    return _wrap(classifier)
+
+
+def _wrap(classifier: CorrectnessEstimator) -> SentinelEstimator:
+    """A fitted bare `CorrectnessEstimator` as a `SentinelEstimator`: no slice calibration,
+    no shift reference, the transfer relation of the preset it resembles."""
+    from entropy_sentinel.estimator.sentinel import SentinelEstimator
+    from entropy_sentinel.estimator.slicecal import SliceCalibration
+    from entropy_sentinel.estimator.transfer import load_transfer
+
     name = "sentinel" if classifier.blend else "paper"
     estimator = SentinelEstimator(classifier=classifier, calibrate=False, transfer=name)
     estimator.classifier_ = classifier

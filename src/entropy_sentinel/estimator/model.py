@@ -92,6 +92,7 @@ from entropy_sentinel.estimator.calibration import (
     fit_calibrator,
     reliability_bins,
 )
+from entropy_sentinel.estimator.fastpredict import fast_predict_parts
 from entropy_sentinel.estimator.features import (
     TraceSignature,
     check_feature_set,
@@ -416,6 +417,9 @@ class CorrectnessEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc
         its equal-weight mean with the blend members' values (``p`` itself without a blend).
         ``p`` is a smooth probability (what per-response decisions and recalibration use);
         ``blended`` is what `predict_proba` returns."""
+        fast = fast_predict_parts(self, X)  # same values without scikit-learn's per-call cost
+        if fast is not None:
+            return fast
         check_is_fitted(self)
         columns = getattr(X, "columns", None)
         if columns is not None:  # a frame: its names must be this estimator's inputs

@@ -5,7 +5,8 @@ registered per model, the writer thread started (`ServiceState.build`), and a
 maintenance task runs every ``evaluate_every`` seconds: rescoring traces left by an
 older estimator or calibration and scoring traces that waited for an estimator of
 their model, applying the retention limits (waiting steps, stored text), evaluating
-alert rules, delivering webhooks, refreshing the per-slice and per-model gauges.
+alert rules, delivering webhooks, refreshing the per-slice and per-model gauges (with
+``--workers N``, in one worker only: `entropy_sentinel.service.duties`).
 SIGHUP (in the main thread) re-reads the settings file and serves its models at once
 (`ServiceState.reload`): a model added there is scored without a restart. At shutdown
 (SIGTERM/SIGINT: uvicorn first stops accepting connections and lets in-flight requests
@@ -22,6 +23,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import os
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -44,6 +46,7 @@ from entropy_sentinel.errors import (
     UpstreamError,
 )
 from entropy_sentinel.service.auth import AuthError, is_loopback
+from entropy_sentinel.service.duties import DUTY_LOCK_ENV, Duties
 from entropy_sentinel.service.estimates import slice_stats, slice_values
 from entropy_sentinel.service.guard import RequestGuard
 from entropy_sentinel.service.ingest import BodyError
@@ -211,16 +214,21 @@ def _announce(state: ServiceState) -> None:
 
 
 async def _maintain(state: ServiceState, wake: asyncio.Event) -> None:
-    while True:
-        try:
-            await maintain_once(state)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the loop must survive a bad cycle; the next one retries
-            log.exception("maintenance cycle failed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), state.settings.evaluate_every)
-        wake.clear()
+    duties = Duties(os.environ.get(DUTY_LOCK_ENV))  # one worker of several runs them
+    try:
+        while True:
+            try:
+                if duties.mine():
+                    await maintain_once(state)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the loop must survive a bad cycle; the next one retries
+                log.exception("maintenance cycle failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), state.settings.evaluate_every)
+            wake.clear()
+    finally:
+        duties.release()
 
 
 async def maintain_once(state: ServiceState) -> None:

@@ -173,13 +173,27 @@ class Settings:
             the client did not ask for logprobs (``top_logprobs`` in chat, ``logprobs``
             in legacy completions).
         proxy_record_text: keep the prompt and the answer text of proxied requests in the
-            trace's ``meta`` (what annotators need to label them); off by default.
+            trace record's ``prompt`` and ``answer`` (what annotators need to label them);
+            off by default.
+        proxy_record_queue: most proxied answers waiting to be recorded; a request that
+            finds the queue full waits (at most ``proxy_record_wait`` seconds) before it
+            is forwarded.
+        proxy_record_wait: longest such wait; past it the answer is relayed unrecorded
+            (counted ``dropped``).
+        proxy_max_answer_bytes: largest upstream answer the proxy relays (a non-streamed
+            body, or a whole stream); larger ones are an error for the client.
+        proxy_answer_deadline: longest time for a whole non-streamed answer, from
+            forwarding the request to its last byte.
+        proxy_stream_idle_timeout: longest wait for a stream's next bytes.
+        proxy_stream_max_seconds: longest time for a whole stream.
         store_text: store the ``prompt`` and ``answer`` records carry (redacted, in their
             own table, shown only to keys with the ``text`` scope); off by default.
         text_max_traces, text_max_age: retention of stored text (newest kept), seconds.
         text_redact: regular expressions replaced by ``[redacted]`` before text is
             stored (default: `entropy_sentinel.service.texts.DEFAULT_REDACTIONS`).
         host, port: where to listen.
+        workers: service processes sharing the port and the database
+            (``sentinel serve --workers N``); background duties run in one of them.
         allowed_hosts: names (besides IP addresses and the names ``host`` stands for)
             that requests may carry in ``Host``: ``sentinel.example.com``,
             ``.example.com`` (the domain and its subdomains) or ``*`` (any; only behind
@@ -229,12 +243,19 @@ class Settings:
     upstream_timeout: float = 600.0
     proxy_top_logprobs: int = 20
     proxy_record_text: bool = False
+    proxy_record_queue: int = 2000
+    proxy_record_wait: float = 10.0
+    proxy_max_answer_bytes: int = 64 * _MiB
+    proxy_answer_deadline: float = 600.0
+    proxy_stream_idle_timeout: float = 120.0
+    proxy_stream_max_seconds: float = 1800.0
     store_text: bool = False
     text_max_traces: int = 100_000
     text_max_age: int = 30 * 86_400
     text_redact: tuple[str, ...] = DEFAULT_REDACTIONS
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = 1
     allowed_hosts: tuple[str, ...] = ()
     api_keys: tuple[ApiKey, ...] = ()
     max_body_bytes: int = 32 * _MiB
@@ -292,6 +313,9 @@ class Settings:
             "max_batch",
             "max_pending",
             "metrics_max_slices",
+            "workers",
+            "proxy_record_queue",
+            "proxy_max_answer_bytes",
             "min_free_disk",
             "wal_warn_bytes",
             "waiting_max_traces",
@@ -319,7 +343,7 @@ class Settings:
                 f"proxy_top_logprobs={self.proxy_top_logprobs!r} must be in 1..100 (OpenAI "
                 "allows up to 20 in chat completions and 5 in legacy completions)"
             )
-        for name in ("evaluate_every", "webhook_timeout", "shutdown_timeout", "upstream_timeout"):
+        for name in _SECONDS:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be > 0 seconds")
         if self.log_format not in ("json", "text"):
@@ -381,7 +405,16 @@ _DURATIONS = (
     "waiting_max_age",
     "text_max_age",
 )
-_SECONDS = ("evaluate_every", "webhook_timeout", "shutdown_timeout", "upstream_timeout")
+_SECONDS = (
+    "evaluate_every",
+    "webhook_timeout",
+    "shutdown_timeout",
+    "upstream_timeout",
+    "proxy_record_wait",
+    "proxy_answer_deadline",
+    "proxy_stream_idle_timeout",
+    "proxy_stream_max_seconds",
+)
 _RENAMES = {"db": "db_url", "model": "model_path"}
 
 

@@ -27,7 +27,7 @@ from entropy_sentinel.service.storage.db import Database, open_database
 from entropy_sentinel.service.storage.health import StorageMonitor
 from entropy_sentinel.service.storage.store import Storage
 
-__all__ = ["ServiceState", "service"]
+__all__ = ["ServiceState", "open_pipeline", "service"]
 
 log = logging.getLogger("entropy_sentinel.service")
 
@@ -53,6 +53,8 @@ class ServiceState:
     reload_requested: bool = False
     wake: Callable[[], None] | None = None  # set by the app: runs maintenance now
     spans: Any = None  # entropy_sentinel.otel.EvaluationSpans, with otel_endpoint
+    # called with the new settings after a successful `reload` (the proxy's recorder)
+    reload_hooks: list[Callable[[Settings], None]] = field(default_factory=list)
 
     @classmethod
     def build(
@@ -67,32 +69,17 @@ class ServiceState:
         ``reloader``: how `reload` gets new settings (``sentinel serve`` re-reads its
         ``--config`` file and command line).
         """
-        from entropy_sentinel.errors import ConfigError
-
-        if not settings.model_specs:
-            raise ConfigError(
-                "sentinel serve needs an estimator: --model PATH, or --model NAME=PATH per "
-                "model (repeatable), or [models.NAME] tables in --config (docs/service.md)"
-            )
         m = metrics or Metrics()
-        db = open_database(settings.db_url, synchronous=settings.sqlite_synchronous)
-        try:
-            storage = Storage(db, settings.bucket)
-            models = ModelRegistry(storage, settings.model_specs, settings.default_model)
-        except BaseException:
-            db.dispose()
-            raise
-        monitor = StorageMonitor(
-            db, min_free_disk=settings.min_free_disk, wal_warn_bytes=settings.wal_warn_bytes
-        )
-        pipeline = IngestPipeline(settings, storage, models, m, monitor=monitor)
+        db, pipeline = open_pipeline(settings, m)
+        monitor = pipeline.monitor
+        assert monitor is not None  # open_pipeline gives every pipeline one
         spans = _spans(settings)
         if spans is not None:
             pipeline.on_stored = spans.emit_stored
         pipeline.start()
         engine = AlertEngine(
             settings.alert_rules,
-            storage,
+            pipeline.storage,
             m,
             webhook_url=settings.webhook_url,
             webhook_timeout=settings.webhook_timeout,
@@ -100,8 +87,8 @@ class ServiceState:
         return cls(
             settings=settings,
             db=db,
-            storage=storage,
-            models=models,
+            storage=pipeline.storage,
+            models=pipeline.models,  # type: ignore[arg-type]  # a ModelRegistry here
             pipeline=pipeline,
             alerts=engine,
             auth=Authenticator(settings.api_keys, m),
@@ -155,6 +142,8 @@ class ServiceState:
         )
         if others:
             log.warning("reload: restart the service to apply the changes of %s", others)
+        for hook in self.reload_hooks:
+            hook(self.settings)
         return True
 
     def close(self) -> None:
@@ -170,6 +159,33 @@ class ServiceState:
         if self.spans is not None:
             self.spans.shutdown()  # export the spans still queued
         self.db.dispose()
+
+
+def open_pipeline(settings: Settings, metrics: Metrics) -> tuple[Database, IngestPipeline]:
+    """Open the database (migrating it), load the estimators, and make an `IngestPipeline`
+    (not started: the caller may hook it first).
+
+    What every process that stores traces needs: the service, and the proxy's recorder
+    process (`entropy_sentinel.service.proxy.record_worker`).
+    """
+    from entropy_sentinel.errors import ConfigError
+
+    if not settings.model_specs:
+        raise ConfigError(
+            "sentinel serve needs an estimator: --model PATH, or --model NAME=PATH per "
+            "model (repeatable), or [models.NAME] tables in --config (docs/service.md)"
+        )
+    db = open_database(settings.db_url, synchronous=settings.sqlite_synchronous)
+    try:
+        storage = Storage(db, settings.bucket)
+        models = ModelRegistry(storage, settings.model_specs, settings.default_model)
+    except BaseException:
+        db.dispose()
+        raise
+    monitor = StorageMonitor(
+        db, min_free_disk=settings.min_free_disk, wal_warn_bytes=settings.wal_warn_bytes
+    )
+    return db, IngestPipeline(settings, storage, models, metrics, monitor=monitor)
 
 
 def _spans(settings: Settings) -> Any:

@@ -15,6 +15,11 @@ Request headers steer it (the proxy forwards them like any other header):
 * ``X-Replay-Delay: 0.5``: wait that many seconds before answering;
 * ``X-Replay-Break-After: 3``: send that many stream events, then abort the connection;
 * ``X-Replay-Event-Delay: 0.1``: wait that many seconds between stream events;
+* ``X-Replay-Id: ID``: answer with that id instead of a fresh one (a cache, a replay);
+* ``X-Replay-NaN: 1``: write the answer's first logprob as ``NaN`` (not JSON; vLLM has
+  sent it);
+* ``X-Replay-Drip: 0.1``: send a non-streamed answer in 1 KB pieces, that many seconds
+  apart;
 * ``X-Replay-Refuse-Logprobs: 1``: answer a request that asks for logprobs with a 400, as
   OpenAI does for models that cannot give them.
 
@@ -30,6 +35,7 @@ import argparse
 import asyncio
 import collections
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -128,17 +134,33 @@ class ReplayUpstream:
             return _error(400, "logprobs is not supported with this model")
         turn = self._turn
         self._turn += 1
-        rid = f"{'chatcmpl' if route == 'chat' else 'cmpl'}-{uuid.uuid4()}".encode()
+        rid = h.get("x-replay-id", f"{'chatcmpl' if route == 'chat' else 'cmpl'}-{uuid.uuid4()}")
+        nan = "x-replay-nan" in h
         if payload.get("stream") is True and route == "chat":
             streams = self._streams[asked]
-            chunks = [c.replace(_ID, rid) for c in streams[turn % len(streams)]]
+            chunks = [_replaced(c, rid, nan) for c in streams[turn % len(streams)]]
             cut = int(h["x-replay-break-after"]) if "x-replay-break-after" in h else None
             pause = float(h.get("x-replay-event-delay", 0.0))
             return StreamingResponse(_events(chunks, cut, pause), media_type="text/event-stream")
         answers = self._answers[(route, asked)]
-        return Response(
-            answers[turn % len(answers)].replace(_ID, rid), media_type="application/json"
-        )
+        body = _replaced(answers[turn % len(answers)], rid, nan)
+        if "x-replay-drip" in h:
+            drip = _drip(body, float(h["x-replay-drip"]))
+            return StreamingResponse(drip, media_type="application/json")
+        return Response(body, media_type="application/json")
+
+
+def _replaced(answer: bytes, rid: str, nan: bool) -> bytes:
+    out = answer.replace(_ID, rid.encode())
+    if nan:
+        out = re.sub(rb'("logprob"\s*:\s*)-?[0-9.eE+-]+', rb"\1NaN", out, count=1)
+    return out
+
+
+async def _drip(body: bytes, pause: float) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), 1024):
+        yield body[start : start + 1024]
+        await asyncio.sleep(pause)
 
 
 async def _events(chunks: list[bytes], cut: int | None, pause: float) -> AsyncIterator[bytes]:

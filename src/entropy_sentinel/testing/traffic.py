@@ -32,6 +32,7 @@ import httpx
 from entropy_sentinel.collect.benchmarks import Item
 from entropy_sentinel.collect.graders import grade_item
 from entropy_sentinel.collect.prompts import template_for
+from entropy_sentinel.service.proxy.relay import TRACE_ID_HEADER
 from entropy_sentinel.wire.sse import SSEFramer, event_data
 
 __all__ = ["TrafficResult", "run_traffic", "send_traffic", "slice_header"]
@@ -45,7 +46,8 @@ class TrafficResult:
         item_id: the benchmark item asked.
         slice: the slice sent in ``X-Sentinel-Slice``.
         status: HTTP status of the answer (0 when no answer arrived).
-        trace_id: the answer's ``id``, which is the recorded trace's id.
+        trace_id: the id the proxy recorded the answer under (its ``X-Sentinel-Trace-Id``
+            header; the answer's own ``id`` is the upstream's).
         text: the answer's text.
         correct: the grader's verdict (None when it could not decide or no answer).
         grader: the grader's name.
@@ -169,6 +171,7 @@ async def _ask(
                 "POST", url, json={**body, "stream": True}, headers=headers
             ) as r:
                 status = r.status_code
+                trace_id = r.headers.get(TRACE_ID_HEADER)
                 if status != 200:
                     error = (await r.aread()).decode("utf-8", "replace")[:500]
                 else:
@@ -178,18 +181,17 @@ async def _ask(
                             if not data or data.strip() == b"[DONE]":
                                 continue
                             chunk = json.loads(data)
-                            trace_id = trace_id or chunk.get("id")
                             for choice in chunk.get("choices") or ():
                                 parts.append((choice.get("delta") or {}).get("content") or "")
                     text = "".join(parts)
         else:
             r = await client.post(url, json=body, headers=headers)
             status = r.status_code
+            trace_id = r.headers.get(TRACE_ID_HEADER)
             if status != 200:
                 error = r.text[:500]
             else:
                 answer = r.json()
-                trace_id = answer.get("id")
                 text = answer["choices"][0]["message"].get("content") or ""
     except (httpx.HTTPError, ValueError, KeyError) as exc:
         error = f"{type(exc).__name__}: {exc}"

@@ -16,12 +16,14 @@ client receives by replacing the value of each choice's ``"logprobs"`` key with
 ``null`` — what OpenAI, vLLM and llama.cpp servers send when logprobs were not asked
 for — in the original bytes: the rest of the answer (key order, spacing, number
 formatting) is the upstream's, byte for byte. The same function rewrites one SSE event
-of a stream.
+of a stream. It fails closed: bytes that may hold logprobs but cannot be read as JSON
+(a ``NaN`` logprob, which vLLM has emitted, is not JSON) give `UnstrippableError`, and
+the proxy answers with an error instead of passing them on.
 
 >>> import json
 >>> p = prepare_request(b'{"model": "m", "messages": []}', "chat", 20)
->>> json.loads(p.body)["top_logprobs"], p.strip, p.record
-(20, True, True)
+>>> json.loads(p.body)["top_logprobs"], p.strip, p.record, p.k
+(20, True, True, 20)
 >>> strip_logprobs(b'{"choices": [{"index": 0, "logprobs": {"content": []}}]}')
 b'{"choices": [{"index": 0, "logprobs": null}]}'
 """
@@ -39,6 +41,7 @@ __all__ = [
     "REFUSAL_STATUSES",
     "Kind",
     "PreparedRequest",
+    "UnstrippableError",
     "prepare_request",
     "refuses_logprobs",
     "strip_logprobs",
@@ -71,6 +74,8 @@ class PreparedRequest:
         payload: the decoded request (None when it is not a JSON object).
         plain: the body without the logprobs the proxy adds (for an upstream that
             refuses them for some model); ``body`` when it adds none.
+        k: the number of top logprobs asked for (by the proxy or the client); 0 when
+            the request does not say (chat ``logprobs`` without ``top_logprobs``).
     """
 
     body: bytes
@@ -83,13 +88,19 @@ class PreparedRequest:
     skip_reason: str | None = None
     payload: dict[str, Any] | None = field(default=None, repr=False)
     plain: bytes | None = field(default=None, repr=False)
+    k: int = 0
 
     def without_logprobs(self, reason: str) -> PreparedRequest:
         """The same request without the logprobs the proxy would add: not recorded."""
         if not self.strip:
             return self
         return dataclasses.replace(
-            self, body=self.plain or self.body, strip=False, record=False, skip_reason=reason
+            self,
+            body=self.plain or self.body,
+            strip=False,
+            record=False,
+            skip_reason=reason,
+            k=0,
         )
 
 
@@ -129,6 +140,7 @@ def prepare_request(raw: bytes, kind: Kind, top_logprobs: int) -> PreparedReques
         )
         payload = {**payload, **extra}
     body = msgspec.json.encode(payload) if strip else plain
+    k = top_logprobs if strip else _asked_k(payload, kind) if asked else 0
     return PreparedRequest(
         body,
         strip=strip,
@@ -140,7 +152,16 @@ def prepare_request(raw: bytes, kind: Kind, top_logprobs: int) -> PreparedReques
         skip_reason=skip,
         payload=payload,
         plain=plain,
+        k=k,
     )
+
+
+def _asked_k(payload: dict[str, Any], kind: Kind) -> int:
+    """The client's own number of top logprobs (0 when it states none, or nonsense)."""
+    value = payload.get("top_logprobs" if kind == "chat" else "logprobs")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
+        return 0
+    return value
 
 
 def _asked_for_logprobs(payload: dict[str, Any], kind: Kind) -> tuple[bool, str | None]:
@@ -188,15 +209,21 @@ _COLON = re.compile(rb"[ \t\r\n]*:[ \t\r\n]*")
 _NULL = b"null"
 
 
+class UnstrippableError(ValueError):
+    """An answer may carry logprobs the proxy added, but cannot be read to remove them."""
+
+
 def strip_logprobs(data: bytes) -> bytes:
     """``data`` with each choice's ``logprobs`` value replaced by ``null``.
 
     ``data`` is a response body or one SSE event holding one JSON object. Bytes that
-    are not such JSON (``data: [DONE]``, comments, an error body) come back unchanged.
+    hold no logprobs (``data: [DONE]``, comments, an answer without them) come back
+    unchanged. Raises `UnstrippableError` when ``data`` may hold a ``logprobs`` key but
+    is not JSON that can be read (fail closed: the caller must not pass it on).
     """
     start = data.find(b"{")
-    if start < 0 or b'"logprobs"' not in data:
-        return data
+    if start < 0 or (_KEY not in data and b"\\u" not in data):
+        return data  # no "logprobs" key, not even written with escapes
     end = data.rfind(b"}") + 1
     try:
         answer = _ANSWER.decode(data[start:end])
@@ -216,7 +243,7 @@ def strip_logprobs(data: bytes) -> bytes:
                 pieces += (data[last:at], _NULL)
                 last = at + len(values.pop(0))
         pos = data.find(_KEY, max(pos + 1, last), end)
-    if values:  # not one contiguous JSON text (several data lines): rebuild it
+    if values:  # not one contiguous JSON text (several data lines, escaped keys): rebuild
         return _rebuilt(data)
     pieces.append(data[last:])
     return b"".join(pieces)
@@ -225,15 +252,19 @@ def strip_logprobs(data: bytes) -> bytes:
 def _rebuilt(data: bytes) -> bytes:
     """Fallback of `strip_logprobs`: decode, set each choice's logprobs to None, encode.
 
-    ``data`` comes back unchanged when it is not an answer with logprobs to remove.
+    ``data`` comes back unchanged when it is JSON without logprobs to remove, and
+    `UnstrippableError` is raised when it is not JSON at all.
     """
     from entropy_sentinel.wire.sse import event_data
 
     text = event_data(data) if data.lstrip()[:1] != b"{" else data
     try:
         obj = msgspec.json.decode(text or b"")
-    except (msgspec.DecodeError, RecursionError):
-        return data
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise UnstrippableError(
+            f"the upstream's answer is not valid JSON ({exc}), so the logprobs the proxy "
+            "asked for cannot be removed from it"
+        ) from None
     choices = obj.get("choices") if isinstance(obj, dict) else None
     found = False
     for choice in choices if isinstance(choices, list) else ():

@@ -7,15 +7,21 @@ outcome}``                            ``upstream_error`` (the upstream's non-2xx
                                       ``broken`` (the upstream stream broke off),
                                       ``disconnected`` (the client left mid-stream),
                                       ``refused`` (the proxy's own 4xx: key, slice, no
-                                      upstream)
+                                      upstream), ``too_large`` (over
+                                      ``proxy_max_answer_bytes``), ``unstrippable`` (an
+                                      answer with added logprobs that could not be read to
+                                      remove them: withheld, 502); ``timeout`` also counts
+                                      the answer deadline and a stream's idle and total
+                                      limits
 ``proxy_upstream_seconds{route}``     time from forwarding to the upstream's headers
 ``proxy_traces_total{outcome}``       what recording did with an answer: ``stored``,
                                       ``duplicate``, ``rejected`` (the ingest rules or the
                                       estimator refused the trace; logged with the reason),
                                       ``failed`` (storage error; logged), ``dropped``
-                                      (recording queue full or closed), ``skipped`` (no
+                                      (recorder down or stuck past
+                                      ``proxy_record_wait``), ``skipped`` (no
                                       trace to record: not 2xx, or no logprobs asked)
-``proxy_record_queue``                answers waiting to be recorded
+``proxy_record_queue``                answers in flight to the recorder process
 ====================================  =====================================================
 """
 
@@ -34,6 +40,8 @@ _REQUEST_OUTCOMES = (
     "broken",
     "disconnected",
     "refused",
+    "too_large",
+    "unstrippable",
 )
 _TRACE_OUTCOMES = ("stored", "duplicate", "rejected", "failed", "dropped", "skipped")
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)

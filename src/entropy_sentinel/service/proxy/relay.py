@@ -18,27 +18,36 @@
   `entropy_sentinel.service.proxy.slice_spec`. A malformed slice is a 400 naming the fix.
 * **Answer.** Status and headers are the upstream's (less hop-by-hop headers,
   ``Content-Length``, ``Content-Encoding``, ``Date`` and ``Server``, which this server
-  sets itself). A 2xx answer with logprobs the proxy added gets them replaced by
-  ``null`` in its original bytes (`strip_logprobs`); a stream (``text/event-stream``)
-  is relayed as it arrives, event by event, each rewritten only when it carries
-  logprobs to remove (``data: [DONE]``, comments and other events pass unchanged); a
-  client that asked for logprobs gets the upstream's bytes untouched. Upstream
-  errors (any non-2xx) pass back with the upstream's status, headers and body.
+  sets itself), plus ``X-Sentinel-Trace-Id``, the id its trace is recorded under (an id
+  of the proxy's own: upstream ids can repeat). A 2xx answer with logprobs the proxy
+  added gets them replaced by ``null`` in its original bytes (`strip_logprobs`); a
+  stream (``text/event-stream``) is relayed as it arrives, event by event, each
+  rewritten only when it carries logprobs to remove (``data: [DONE]``, comments and
+  other events pass unchanged); a client that asked for logprobs gets the upstream's
+  bytes untouched. Upstream errors (any non-2xx) pass back with the upstream's status,
+  headers and body.
 * **Failures of the proxy itself**, with an OpenAI-style body
   ``{"error": {"message", "type", "param", "code"}}``: 504 when the upstream does not
-  answer in time (``upstream_timeout``), 502 when it cannot be reached or breaks the
-  protocol, 404 when no upstream is configured, 400 for a bad slice, 401/403 for the
-  service's key. A stream that breaks off mid-way is cut off for the client too (the
-  connection is aborted, as the upstream's would be).
+  answer in time (``upstream_timeout`` between bytes; ``proxy_answer_deadline`` for a
+  whole non-streamed answer), 502 when it cannot be reached, breaks the protocol, sends
+  more than ``proxy_max_answer_bytes``, or sends an answer whose added logprobs cannot be
+  removed (not valid JSON: it is withheld, never passed on), 404 when no upstream is
+  configured, 400 for a bad slice, 401/403 for the service's key. A stream that breaks
+  off mid-way is cut off for the client too (the connection is aborted, as the
+  upstream's would be); a stream that goes quiet for ``proxy_stream_idle_timeout``, lasts
+  past ``proxy_stream_max_seconds``, grows past ``proxy_max_answer_bytes`` or carries an
+  event that cannot be stripped ends with an OpenAI-style error event
+  (``data: {"error": {...}}``), which OpenAI clients raise.
 * **An upstream that refuses logprobs** for a model (a 400 or 422 answer that mentions
   logprobs, to a request the proxy added them to; OpenAI's reasoning models do this) gets
   the client's request again as sent, and the client gets that answer; the proxy
   remembers the model and forwards its later requests unchanged (not recorded:
   ``skipped``).
-* **Recording** happens after the answer is complete and off the response path: the
-  answer's bytes go to a `Recorder` queue; its thread ingests them in-process. A
-  recording failure is counted (``sentinel_proxy_traces_total``) and logged, never
-  seen by the client.
+* **Recording** never delays an answer: the answer's bytes go to a `Recorder`, which
+  hands them to a separate recorder process (`entropy_sentinel.service.proxy.record`).
+  A recording failure is counted (``sentinel_proxy_traces_total``) and logged, never
+  seen by the client. When the recorder is behind by ``proxy_record_queue`` answers, a
+  new request waits before it is forwarded (back-pressure).
 
 Keys: with API keys configured, a proxy request needs a key with the ``ingest`` scope
 in ``X-Sentinel-Key`` (``Authorization`` belongs to the upstream); without keys, only
@@ -50,10 +59,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import httpx
+import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -62,25 +73,35 @@ from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.redact import redact_text, redact_url
 from entropy_sentinel.service.auth import Authenticator, AuthError
 from entropy_sentinel.service.proxy.metrics import ProxyMetrics
-from entropy_sentinel.service.proxy.record import Exchange, Recorder
+from entropy_sentinel.service.proxy.record import Exchange, Recorder, new_trace_id
 from entropy_sentinel.service.proxy.slice_spec import SLICE_HEADER, parse_slice
 from entropy_sentinel.service.settings import Settings
 from entropy_sentinel.wire.openai_body import (
     REFUSAL_STATUSES,
     Kind,
     PreparedRequest,
+    UnstrippableError,
     prepare_request,
     refuses_logprobs,
     strip_logprobs,
 )
 from entropy_sentinel.wire.sse import SSEFramer, event_data
 
-__all__ = ["KEY_HEADER", "Proxy", "StreamBrokenError", "openai_error"]
+__all__ = [
+    "KEY_HEADER",
+    "TRACE_ID_HEADER",
+    "AnswerTooLargeError",
+    "Proxy",
+    "StreamBrokenError",
+    "openai_error",
+]
 
 log = logging.getLogger("entropy_sentinel.service.proxy")
 
 KEY_HEADER = "x-sentinel-key"
 """The service's own API key on proxy requests (``Authorization`` goes upstream)."""
+TRACE_ID_HEADER = "x-sentinel-trace-id"
+"""Added to a recorded answer: the id of its trace (``POST /v1/labels`` takes it)."""
 
 _ROUTES: dict[str, str] = {"chat": "chat/completions", "completions": "completions"}
 _HOP_BY_HOP = frozenset(
@@ -104,6 +125,24 @@ _REFUSES = "the upstream refuses logprobs for this model"
 
 class StreamBrokenError(ConnectionError):
     """The upstream's stream broke off; raised to abort the client's connection too."""
+
+
+class AnswerTooLargeError(Exception):
+    """An upstream answer is larger than ``proxy_max_answer_bytes``."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """The proxy's limits on upstream answers (seconds and bytes; see `Settings`)."""
+
+    max_answer_bytes: int
+    answer_deadline: float
+    stream_idle: float
+    stream_max: float
 
 
 def openai_error(
@@ -168,8 +207,17 @@ class Proxy:
         self.recorder = recorder
         self.metrics = metrics
         self.auth = auth
+        self.limits = _Limits(
+            max_answer_bytes=settings.proxy_max_answer_bytes,
+            answer_deadline=settings.proxy_answer_deadline,
+            stream_idle=settings.proxy_stream_idle_timeout,
+            stream_max=settings.proxy_stream_max_seconds,
+        )
         self._refusing: set[str] = set()  # models the upstream gives no logprobs for
         timeout = settings.upstream_timeout
+        self._stream_timeout = httpx.Timeout(
+            settings.proxy_stream_idle_timeout, connect=min(10.0, timeout)
+        )
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
             limits=httpx.Limits(
@@ -208,20 +256,27 @@ class Proxy:
         model = prepared.model or ""
         if prepared.strip and model in self._refusing:
             prepared = prepared.without_logprobs(_REFUSES)
+        if prepared.record:
+            await self.recorder.wait_for_room()  # back-pressure: before anything is relayed
         started = time.perf_counter()
+        deadline = anyio.current_time() + self.limits.answer_deadline
         early: bytes | None = None  # an answer already read (a refusal passed back)
         try:
-            resp = await self._send(url, prepared.body, headers_out)
-            if prepared.strip and resp.status_code in REFUSAL_STATUSES:
-                early = await resp.aread()
-                await resp.aclose()
-                if refuses_logprobs(resp.status_code, early):  # this model cannot give them
-                    self._refuses(model, resp.status_code)
-                    prepared = prepared.without_logprobs(_REFUSES)
-                    resp = await self._send(url, prepared.body, headers_out)
-                    early = None
+            with anyio.fail_after(self.limits.answer_deadline):
+                resp = await self._send(url, prepared.body, headers_out, prepared.stream)
+                if prepared.strip and resp.status_code in REFUSAL_STATUSES:
+                    early = await self._read(resp)
+                    if refuses_logprobs(resp.status_code, early):  # this model cannot give them
+                        self._refuses(model, resp.status_code)
+                        prepared = prepared.without_logprobs(_REFUSES)
+                        resp = await self._send(url, prepared.body, headers_out, prepared.stream)
+                        early = None
         except httpx.HTTPError as exc:
             return self._gateway_error(route, exc)
+        except TimeoutError:
+            return self._deadline_error(route)
+        except AnswerTooLargeError as exc:
+            return self._too_large(route, exc)
         waited = time.perf_counter() - started
         self.metrics.upstream_seconds.labels(route).observe(waited)
         request.state.log_fields = {
@@ -242,32 +297,65 @@ class Proxy:
                 "request_id": request.scope.get("state", {}).get("request_id"),
             },
             prompt=_prompt(prepared) if self.record_text else None,
+            trace_id=new_trace_id() if ok and prepared.record else "",
         )
         headers = returned_headers(resp.headers.raw)
+        if exchange.trace_id:  # the id the answer is recorded under (for labels later)
+            headers.append((TRACE_ID_HEADER.encode(), exchange.trace_id.encode()))
         if ok and resp.headers.get("content-type", "").startswith("text/event-stream"):
             return _SSERelay(self, resp, route, prepared, exchange, headers)
         try:
-            body = early if early is not None else await resp.aread()
+            with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
+                body = early if early is not None else await self._read(resp)
         except httpx.HTTPError as exc:
             return self._gateway_error(route, exc)
+        except TimeoutError:
+            return self._deadline_error(route)
+        except AnswerTooLargeError as exc:
+            return self._too_large(route, exc)
         finally:
             await resp.aclose()
         if not ok:
             self.metrics.requests.labels(route, "upstream_error").inc()
             self.recorder.skipped(f"upstream status {resp.status_code}")
         else:
-            self.metrics.requests.labels(route, "ok").inc()
-            self._record(prepared, exchange, body=body)
+            raw = body
             if prepared.strip:
-                body = strip_logprobs(body)
+                try:
+                    body = strip_logprobs(body)
+                except UnstrippableError as exc:
+                    return self._unstrippable(route, exc)
+            self.metrics.requests.labels(route, "ok").inc()
+            self._record(prepared, exchange, body=raw)
         out = Response(body, status_code=resp.status_code)
         out.raw_headers = [*headers, *out.raw_headers]
         return out
 
+    async def _read(self, resp: httpx.Response) -> bytes:
+        """The whole body of ``resp``, at most ``proxy_max_answer_bytes`` (else
+        `AnswerTooLargeError`); closes ``resp``."""
+        cap = self.limits.max_answer_bytes
+        parts: list[bytes] = []
+        size = 0
+        try:
+            async for piece in resp.aiter_bytes():
+                size += len(piece)
+                if size > cap:
+                    raise AnswerTooLargeError(size)
+                parts.append(piece)
+        finally:
+            await resp.aclose()
+        return b"".join(parts)
+
     async def _send(
-        self, url: str, body: bytes, headers: list[tuple[bytes, bytes]]
+        self, url: str, body: bytes, headers: list[tuple[bytes, bytes]], stream: bool
     ) -> httpx.Response:
-        request = self.client.build_request("POST", url, content=body, headers=headers)
+        # a stream's reads wait at most proxy_stream_idle_timeout each (its first bytes
+        # included); a non-streamed answer's, upstream_timeout
+        timeout = self._stream_timeout if stream else None
+        request = self.client.build_request(
+            "POST", url, content=body, headers=headers, timeout=timeout or httpx.USE_CLIENT_DEFAULT
+        )
         return await self.client.send(request, stream=True)
 
     def _refuses(self, model: str, status: int) -> None:
@@ -343,6 +431,44 @@ class Proxy:
             code="upstream_unreachable",
         )
 
+    def _deadline_error(self, route: str) -> JSONResponse:
+        self.metrics.requests.labels(route, "timeout").inc()
+        seconds = self.limits.answer_deadline
+        log.warning("proxy: the upstream's answer took longer than %.0f s", seconds)
+        return openai_error(
+            504,
+            f"the upstream did not finish its answer within proxy_answer_deadline = {seconds:g} "
+            "s; raise it in the service's settings if answers this long are expected",
+            type_="upstream_error",
+            code="upstream_deadline",
+        )
+
+    def _too_large(self, route: str, exc: AnswerTooLargeError) -> JSONResponse:
+        self.metrics.requests.labels(route, "too_large").inc()
+        cap = self.limits.max_answer_bytes
+        log.warning("proxy: an upstream answer was larger than %d bytes", cap)
+        return openai_error(
+            502,
+            f"the upstream's answer is larger than proxy_max_answer_bytes = {cap} bytes "
+            f"(at least {exc.size}); the proxy does not relay it. Raise the limit in the "
+            "service's settings if answers this large are expected",
+            type_="upstream_error",
+            code="answer_too_large",
+        )
+
+    def _unstrippable(self, route: str, exc: UnstrippableError) -> JSONResponse:
+        self.metrics.requests.labels(route, "unstrippable").inc()
+        self.recorder.skipped("unstrippable answer")
+        log.warning("proxy: an answer was withheld: %s", exc)
+        return openai_error(
+            502,
+            f"{exc}; the answer is withheld rather than passed on with logprobs the client did "
+            "not ask for. Retry, or ask for logprobs yourself to receive the upstream's answer "
+            "unchanged",
+            type_="upstream_error",
+            code="unstrippable_answer",
+        )
+
     def _record(
         self,
         prepared: PreparedRequest,
@@ -363,6 +489,9 @@ class Proxy:
                 body=body,
                 chunks=chunks,
                 prompt=pending.prompt,
+                id=pending.trace_id,
+                model=prepared.model,
+                k=prepared.k,
             )
         )
 
@@ -370,7 +499,7 @@ class Proxy:
 class _PendingExchange:
     """What is known of an exchange before its answer is complete."""
 
-    __slots__ = ("kind", "meta", "prompt", "received_at", "slice")
+    __slots__ = ("kind", "meta", "prompt", "received_at", "slice", "trace_id")
 
     def __init__(
         self,
@@ -380,7 +509,9 @@ class _PendingExchange:
         slice: dict[str, str],
         meta: dict[str, Any],
         prompt: Any,
+        trace_id: str,
     ) -> None:
+        self.trace_id = trace_id
         self.kind = kind
         self.received_at = received_at
         self.slice = slice
@@ -459,9 +590,30 @@ class _SSERelay(Response):
 
     async def _pump(self, send: Send, chunks: list[bytes]) -> str:
         strip = self.prepared.strip
+        limits = self.proxy.limits
         framer = SSEFramer()
+        ends = anyio.current_time() + limits.stream_max
+        size = 0
         try:
+            # each read waits at most proxy_stream_idle_timeout (the request's read timeout)
             async for piece in self.upstream.aiter_bytes():
+                if anyio.current_time() > ends:
+                    return await self._fail(
+                        send,
+                        "timeout",
+                        "stream_deadline",
+                        f"the stream lasted longer than proxy_stream_max_seconds = "
+                        f"{limits.stream_max:g} s",
+                    )
+                size += len(piece)
+                if size > limits.max_answer_bytes:
+                    return await self._fail(
+                        send,
+                        "too_large",
+                        "answer_too_large",
+                        f"the stream is larger than proxy_max_answer_bytes = "
+                        f"{limits.max_answer_bytes} bytes",
+                    )
                 events = framer.feed(piece)
                 done = False
                 for event in events:
@@ -473,13 +625,28 @@ class _SSERelay(Response):
                         done = True
                     elif data:
                         chunks.append(data)
-                out = b"".join(map(strip_logprobs, events)) if strip else piece
+                try:
+                    out = b"".join(map(strip_logprobs, events)) if strip else piece
+                except UnstrippableError as exc:
+                    return await self._fail(send, "unstrippable", "unstrippable_answer", str(exc))
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
                 self._done_sent = self._done_sent or done
             rest = framer.tail()
             if rest and strip:
+                try:
+                    rest = strip_logprobs(rest)
+                except UnstrippableError as exc:
+                    return await self._fail(send, "unstrippable", "unstrippable_answer", str(exc))
                 await send({"type": "http.response.body", "body": rest, "more_body": True})
+        except httpx.ReadTimeout:
+            return await self._fail(
+                send,
+                "timeout",
+                "stream_idle_timeout",
+                "the upstream sent nothing for proxy_stream_idle_timeout = "
+                f"{limits.stream_idle:g} s",
+            )
         except httpx.HTTPError as exc:
             log.warning(
                 "proxy: the upstream stream broke off: %s: %s",
@@ -489,6 +656,16 @@ class _SSERelay(Response):
             return "broken"
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return "ok"
+
+    async def _fail(self, send: Send, outcome: str, code: str, message: str) -> str:
+        """End the stream with an OpenAI-style error event (the status line is sent)."""
+        log.warning("proxy: a stream was ended: %s", message)
+        error = {
+            "error": {"message": message, "type": "upstream_error", "param": None, "code": code}
+        }
+        event = b"data: " + msgspec.json.encode(error) + b"\n\n"
+        await send({"type": "http.response.body", "body": event, "more_body": False})
+        return outcome
 
     def _finish(self, outcome: str, chunks: list[bytes]) -> None:
         proxy = self.proxy

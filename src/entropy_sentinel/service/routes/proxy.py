@@ -1,9 +1,10 @@
 """``POST /v1/chat/completions`` and ``POST /v1/completions``: the recording proxy.
 
 See `entropy_sentinel.service.proxy.relay` for what is forwarded and changed. The router's
-lifespan builds the `Proxy` (its pooled upstream client and its recorder thread) once
-the service has started, and at shutdown closes the upstream connections and records
-every queued answer before the service flushes and closes its database.
+lifespan builds the `Proxy` (its pooled upstream client and, when an upstream is
+configured, its recorder process) once the service has started, and at shutdown closes
+the upstream connections and records every queued answer before the service flushes and
+closes its database.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ log = logging.getLogger("entropy_sentinel.service.proxy")
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     svc: ServiceState = app.state.service
     metrics = ProxyMetrics(svc.metrics.registry)
-    recorder = Recorder(svc.pipeline, metrics, record_text=svc.settings.proxy_record_text).start()
+    recorder = Recorder(svc.settings, metrics, service_metrics=svc.metrics)
+    if svc.settings.upstream:
+        recorder.start()  # the recorder process: only a proxy needs it
+        svc.reload_hooks.append(recorder.reload)  # it scores with the reloaded models too
     proxy = Proxy(svc.settings, recorder, metrics, svc.auth)
     app.state.proxy = proxy
     if proxy.upstream:
