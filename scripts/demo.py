@@ -27,6 +27,8 @@ llama.cpp build).
 
 from __future__ import annotations
 
+# Only the standard library at the top: `--help` works before anything is installed
+# (scripts/demo.sh runs it with the system Python); the rest is imported in `run`.
 import argparse
 import contextlib
 import dataclasses
@@ -36,23 +38,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-import numpy as np
-from rich import box
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
-import entropy_sentinel as es
-from entropy_sentinel.collect import collect, load_benchmarks, read_corpus
-from entropy_sentinel.collect.benchmarks import Item
-from entropy_sentinel.collect.model_server import LocalModelServer
-from entropy_sentinel.estimator import estimate_accuracy, preset
-from entropy_sentinel.estimator.card import card_markdown, plot_reliability
-from entropy_sentinel.model_names import record_model
-from entropy_sentinel.testing.service import ServiceProcess
-from entropy_sentinel.testing.traffic import TrafficResult, run_traffic
+    import entropy_sentinel as es
+    from entropy_sentinel.collect.benchmarks import Item
+    from entropy_sentinel.testing.traffic import TrafficResult
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "data" / "corpus" / "smollm2" / "corpus.parquet"
@@ -60,23 +54,48 @@ DOMAINS = ("synth_mul_1d", "synth_add_1d", "synth_add_10", "mmlu_stem", "synth_a
 CORPUS_ITEMS = 150  # the corpus holds the first 150 items of each domain's seeded sample
 CUSTOMERS = ("acme", "globex")
 
-console = Console()
+console: Console  # set by `run`: the CLI's console (plain lines when not a terminal)
 
 
 def step(number: int, title: str) -> None:
     console.rule(f"[bold]{number}/6  {title}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=REPO / "demo-output")
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="bash scripts/demo.sh installs first (into .venv), then runs this script.",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "demo-output", help="output folder (replaced)"
+    )
     parser.add_argument("--labelled", type=int, default=12, help="fresh labelled items/domain")
     parser.add_argument("--traffic", type=int, default=20, help="new traffic items/domain")
     parser.add_argument("--labels", type=int, default=10, help="labels per domain to reveal")
     parser.add_argument("--proxy", type=int, default=16, help="proxied requests/domain")
-    parser.add_argument("--max-tokens", type=int, default=160)
+    parser.add_argument("--max-tokens", type=int, default=160, help="tokens per answer, at most")
     parser.add_argument("--no-wait", action="store_true", help="stop after printing the URL")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    run(parse_args())
+
+
+def run(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    import entropy_sentinel as es
+    from entropy_sentinel.cli.app import make_console
+    from entropy_sentinel.collect import collect, load_benchmarks, read_corpus
+    from entropy_sentinel.collect.model_server import LocalModelServer
+    from entropy_sentinel.estimator import estimate_accuracy, preset
+    from entropy_sentinel.estimator.card import card_markdown, plot_reliability
+    from entropy_sentinel.model_names import record_model
+    from entropy_sentinel.testing.service import ServiceProcess
+
+    global console
+    console = make_console()
     out: Path = args.out
     if out.exists():
         shutil.rmtree(out)
@@ -207,6 +226,8 @@ def main() -> None:
 
 
 def _send(url: str, items: Sequence[Item], model: str, max_tokens: int) -> list[TrafficResult]:
+    from entropy_sentinel.testing.traffic import run_traffic
+
     done = 0
 
     def on_result(result: TrafficResult) -> None:
@@ -232,6 +253,10 @@ def _send(url: str, items: Sequence[Item], model: str, max_tokens: int) -> list[
 
 def _print_service_estimates(url: str, results: list[TrafficResult]) -> None:
     """The service's own estimates (GET /v1/estimates), once every answer is recorded."""
+    import httpx
+
+    from entropy_sentinel.cli._table import cli_table, interval_text
+
     sent = sum(r.ok for r in results)
     records: list[dict[str, Any]] = []
     deadline = time.monotonic() + 60
@@ -246,25 +271,26 @@ def _print_service_estimates(url: str, results: list[TrafficResult]) -> None:
     for result in results:
         if result.correct is not None:
             truth.setdefault(result.slice["domain"], []).append(result.correct)
-    table = Table(
-        title="the service's estimates by domain (GET /v1/estimates?by=domain)", box=box.SIMPLE_HEAD
-    )
-    for name in ("domain", "n", "estimate", "interval", "shift", "graded (demo only)"):
-        table.add_column(name, justify="left" if name in ("domain", "shift") else "right")
+    rows = []
     for r in sorted(records, key=lambda r: r["estimate"] if r["estimate"] is not None else 2):
         domain = r["slice"].get("domain", "")
         graded = truth.get(domain, [])
         estimate = "—" if r["estimate"] is None else f"{r['estimate']:.3f}"
-        interval = "—" if r["lower"] is None else f"{r['lower']:.3f}–{r['upper']:.3f}"
-        table.add_row(
-            domain,
-            str(r["n"]),
-            estimate,
-            interval,
-            r["shift_word"],
-            f"{sum(graded) / len(graded):.3f}" if graded else "—",
+        interval = "—" if r["lower"] is None else interval_text(r["lower"], r["upper"])
+        rows.append(
+            [
+                domain,
+                str(r["n"]),
+                estimate,
+                interval,
+                r["shift_word"],
+                f"{sum(graded) / len(graded):.3f}" if graded else "—",
+            ]
         )
-    console.print(table)
+    columns = [("domain", "text"), ("n", "num"), ("estimate", "num"), ("interval", "num")]
+    columns += [("shift", "text"), ("graded (demo only)", "num")]
+    title = "the service's estimates by domain (GET /v1/estimates?by=domain)"
+    console.print(cli_table(title, columns, rows))
 
 
 def _wait_for_ctrl_c() -> None:
@@ -290,34 +316,38 @@ def _handling(handler: Callable[[int, FrameType | None], None]) -> Iterator[None
             signal.signal(s, h)
 
 
-if __name__ == "__main__":
-    main()
-
-
 def _held_table(result: es.SliceAccuracy, truth: es.SliceAccuracy) -> Table:
     """Per domain: the label-free estimate, its interval and shift word, then the truth."""
+    from entropy_sentinel.cli._table import cli_table, interval_text
+
     true = {r.key: r.true_accuracy for r in truth}
-    table = Table(title="label-free estimates of new traffic (95% intervals)", box=box.SIMPLE_HEAD)
-    for name in ("domain", "n", "estimate", "interval", "shift", "true", "held"):
-        table.add_column(name, justify="left" if name in ("domain", "shift") else "right")
+    rows = []
     for r in result:
         t = true[r.key]
         held = r.lower <= t <= r.upper
-        table.add_row(r.label, str(r.n), f"{r.estimate:.3f}", f"{r.lower:.3f}–{r.upper:.3f}",
-                      r.shift_word, f"{t:.3f}", "yes" if held else "[red]no[/]")  # fmt: skip
-    return table
+        rows.append([r.label, str(r.n), f"{r.estimate:.3f}", interval_text(r.lower, r.upper),
+                     r.shift_word, f"{t:.3f}", "yes" if held else "[red]no[/]"])  # fmt: skip
+    columns = [("domain", "text"), ("n", "num"), ("estimate", "num"), ("interval", "num")]
+    columns += [("shift", "text"), ("true", "num"), ("held", "num")]
+    return cli_table("label-free estimates of new traffic (95% intervals)", columns, rows)
 
 
 def _corrected_table(result: es.SliceAccuracy, truth: es.SliceAccuracy) -> Table:
     """Per domain: labels revealed, the label-corrected estimate and interval, the truth."""
+    from entropy_sentinel.cli._table import cli_table, interval_text
+
     true = {r.key: r.true_accuracy for r in truth}
-    table = Table(title="label-corrected estimates (95% intervals)", box=box.SIMPLE_HEAD)
-    for name in ("domain", "labels", "label-free", "corrected", "interval", "true", "held"):
-        table.add_column(name, justify="left" if name == "domain" else "right")
+    rows = []
     for r in result:
         t = true[r.key]
         held = r.ppi_lower <= t <= r.ppi_upper
-        table.add_row(r.label, str(r.n_labelled), f"{r.estimate:.3f}", f"{r.ppi_estimate:.3f}",
-                      f"{r.ppi_lower:.3f}–{r.ppi_upper:.3f}", f"{t:.3f}",
-                      "yes" if held else "[red]no[/]")  # fmt: skip
-    return table
+        rows.append([r.label, str(r.n_labelled), f"{r.estimate:.3f}", f"{r.ppi_estimate:.3f}",
+                     interval_text(r.ppi_lower, r.ppi_upper), f"{t:.3f}",
+                     "yes" if held else "[red]no[/]"])  # fmt: skip
+    columns = [("domain", "text"), ("labels", "num"), ("label-free", "num")]
+    columns += [("corrected", "num"), ("interval", "num"), ("true", "num"), ("held", "num")]
+    return cli_table("label-corrected estimates (95% intervals)", columns, rows)
+
+
+if __name__ == "__main__":
+    main()

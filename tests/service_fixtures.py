@@ -11,6 +11,7 @@
 * ``smollm2_model``: one fitted on the recorded SmolLM2 responses (top-20 logprobs).
 * ``smollm2_records``: those responses as JSON-ready dicts.
 * ``scored_traces``: a `ScoredTraces` with chosen probabilities, to write directly.
+* ``corpus_traffic``: the committed SmolLM2 corpus as traffic over a chosen time span.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from entropy_sentinel.testing.service import postgres_database
 from tests.conftest import SMOLLM2_FIXTURES, load_corpus_batch
 
 POSTGRES_ENV = "SENTINEL_TEST_POSTGRES_URL"
+HOUR = 3600
 T0 = 1_700_000_040.0  # a bucket boundary (divisible by 60)
 
 
@@ -116,3 +118,54 @@ def scored_traces(
         meta=[{"i": i} for i in range(n)],
         raw=[None] * n,
     )
+
+
+EASY = ("synth_mul_1d", "synth_add_1d", "synth_add_10", "mmlu_stem")
+HARD = ("gsm8k", "svamp", "synth_add_2x1", "asdiv")
+
+
+def corpus_traffic(
+    now: float, span: float = 12 * HOUR, *, text: bool = False
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(records to ingest, graded records to fit on): the committed SmolLM2 corpus as
+    per-token entropies (mode ``topk``), timestamps spread evenly over the ``span``
+    seconds before ``now``, slices ``domain`` and ``customer`` (its mix shifts towards
+    hard domains in the second half), the grade of one record in eight sent as its label,
+    the response text in ``meta.answer``; with ``text``, the question as the ``prompt``
+    (one chat message) and the response as the ``answer`` too."""
+    batch: Any = load_corpus_batch()
+    entropy = StepStats(batch, "topk").entropy
+    off = batch.offsets
+    rng = np.random.default_rng(0)
+    ingest: list[dict[str, Any]] = []
+    graded: list[dict[str, Any]] = []
+    for rank, i in enumerate(rng.permutation(len(batch)).tolist()):
+        domain = batch.slices[i]["domain"]
+        ts = now - span + (rank + 0.5) * span / len(batch)
+        recent = ts > now - span / 2
+        shifted = (not recent and domain in EASY) or (recent and domain in HARD)
+        if shifted and rng.random() < 0.7:
+            customer = "globex"
+        else:
+            customer = str(
+                rng.choice(["acme", "initech"] if shifted else ["acme", "globex", "initech"])
+            )
+        h = entropy[off[i] : off[i + 1]].astype(float).tolist()
+        label = bool(batch.labels[i])
+        record: dict[str, Any] = {
+            "id": batch.ids[i],
+            "slice": {"domain": domain, "customer": customer},
+            "token_entropy": h,
+            "timestamp": ts,
+            "meta": {"answer": batch.meta[i].get("response_text")},
+        }
+        if text:
+            record["prompt"] = [{"role": "user", "content": batch.meta[i].get("question")}]
+            record["answer"] = batch.meta[i].get("response_text")
+        if rng.random() < 0.125:
+            record["correct"] = label
+        ingest.append(record)
+        graded.append(
+            {"id": batch.ids[i], "slice": {"domain": domain}, "token_entropy": h, "correct": label}
+        )
+    return ingest, graded

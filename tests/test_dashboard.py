@@ -8,8 +8,12 @@ and the grade of one trace in eight sent as its label; scored by a real
 `CorrectnessEstimator` fitted on the graded corpus; alerts from a real rule evaluation.
 The page is checked against the JSON API: the chart, the ranked table, the KPIs, the
 alerts, the priorities and the model card show its numbers, and the filters (slice
-dimension, time range, search) change what is shown. A screenshot of the default view
-goes to test-artifacts/dashboard.png.
+dimension, time range, search) change what is shown. At 1280 and 390 px wide it is
+checked for what a person would notice (no sideways scroll, cards and tables that fit,
+distinct time labels, lines in the chart, no overlapping text in the model card);
+screenshots go to test-artifacts/dashboard-1280.png and dashboard-390.png. The time
+chart is checked on traffic of a few minutes (the demo's) and of months; the labelling
+queue is driven with the keyboard and a click, and the label-corrected estimate moves.
 
 Chromium is Debian's (/usr/bin/chromium, `apt-get install chromium`; scripts/test.sh
 installs it), driven by Playwright; no browser is downloaded.
@@ -18,26 +22,29 @@ installs it), driven by Playwright; no browser is downloaded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import re
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 
-from entropy_sentinel import CorrectnessEstimator, StepStats, read_traces
+from entropy_sentinel import read_traces
+from entropy_sentinel.estimator import preset
 from entropy_sentinel.service.alert_rules import AlertRule
 from entropy_sentinel.service.app import create_app, maintain_once
 from entropy_sentinel.service.routes.dashboard import ASSETS
 from entropy_sentinel.service.settings import ApiKey, Settings
 from entropy_sentinel.service.state import ServiceState
 from entropy_sentinel.testing.service import ThreadedServer
-from tests.conftest import REPO
+from tests.conftest import CORPUS, REPO
+from tests.service_fixtures import corpus_traffic
 
-CORPUS = REPO / "data" / "corpus" / "smollm2" / "corpus.parquet"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -48,66 +55,63 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOT = REPO / "test-artifacts" / "dashboard.png"
+ARTIFACTS = REPO / "test-artifacts"
 HOUR = 3600
-EASY = ("synth_mul_1d", "synth_add_1d", "synth_add_10", "mmlu_stem")
-HARD = ("gsm8k", "svamp", "synth_add_2x1", "asdiv")
-
-
-# ------------------------------------------------------------------------ data
-def _corpus_records(now: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(records to ingest, graded records to fit on): the corpus as per-token entropies."""
-    from entropy_sentinel.traces.corpus import read_corpus
-
-    batch = read_corpus(CORPUS)
-    entropy = StepStats(batch, "topk").entropy
-    off = batch.offsets
-    rng = np.random.default_rng(0)
-    span = 12 * HOUR
-    ingest: list[dict[str, Any]] = []
-    graded: list[dict[str, Any]] = []
-    for rank, i in enumerate(rng.permutation(len(batch)).tolist()):
-        domain = batch.slices[i]["domain"]
-        ts = now - span + (rank + 0.5) * span / len(batch)
-        recent = ts > now - 6 * HOUR
-        shifted = (not recent and domain in EASY) or (recent and domain in HARD)
-        if shifted and rng.random() < 0.7:
-            customer = "globex"
-        else:
-            customer = str(
-                rng.choice(["acme", "initech"] if shifted else ["acme", "globex", "initech"])
-            )
-        h = entropy[off[i] : off[i + 1]].astype(float).tolist()
-        label = bool(batch.labels[i])
-        record: dict[str, Any] = {
-            "id": batch.ids[i],
-            "slice": {"domain": domain, "customer": customer},
-            "token_entropy": h,
-            "timestamp": ts,
-            "meta": {"answer": batch.meta[i].get("response_text")},
-        }
-        if rng.random() < 0.125:
-            record["correct"] = label
-        ingest.append(record)
-        graded.append(
-            {"id": batch.ids[i], "slice": {"domain": domain}, "token_entropy": h, "correct": label}
-        )
-    return ingest, graded
+DAY = 24 * HOUR
+WIDTHS = (1280, 390)
 
 
 @pytest.fixture(scope="module")
-def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
+def dashboard_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random forest (the default family, a small grid) fitted on the graded corpus."""
     if not CORPUS.exists():
         pytest.skip(f"the SmolLM2 corpus is not at {CORPUS}")
-    tmp = tmp_path_factory.mktemp("dashboard")
-    records, graded = _corpus_records(time.time())
+    tmp = tmp_path_factory.mktemp("dashboard-model")
+    _, graded = corpus_traffic(time.time())
     fit_path = tmp / "graded.jsonl"
     fit_path.write_text("\n".join(json.dumps(r) for r in graded))
-    model = (
-        CorrectnessEstimator(family="lr", random_state=0)
-        .fit_traces(read_traces(fit_path))
-        .save(tmp / "corpus-lr.skops")
+    grid = {"max_depth": [6, 10], "min_samples_split": [5]}
+    estimator = preset("sentinel-entropy", family="rf", param_grid=grid, cv=3, random_state=0)
+    path: Path = estimator.fit_traces(read_traces(fit_path)).save(tmp / "corpus-rf.skops")
+    return path
+
+
+@contextlib.contextmanager
+def _service(
+    tmp: Path,
+    model: Path,
+    records: list[dict[str, Any]],
+    rules: tuple[AlertRule, ...] = (),
+    *,
+    store_text: bool = False,
+) -> Iterator[ThreadedServer]:
+    """A running service holding ``records`` (ingested over HTTP), alerts evaluated."""
+    settings = Settings(
+        db_url=f"sqlite:///{tmp / 'sentinel.db'}",
+        model_path=model,
+        evaluate_every=3600.0,
+        alert_rules=rules,
+        sqlite_synchronous="NORMAL",
+        store_text=store_text,
     )
+    with ThreadedServer(create_app(settings)) as srv:
+        for k in range(0, len(records), 200):
+            r = httpx.post(
+                srv.url + "/v1/traces", json={"traces": records[k : k + 200]}, timeout=60
+            )
+            assert r.status_code == 200 and r.json()["rejected"] == 0, r.text
+        state: ServiceState = srv.app.state.service
+        # in a thread of its own: Playwright's sync API may hold this thread's event loop
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, maintain_once(state)).result()
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def dashboard(
+    dashboard_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ThreadedServer]:
+    records, _ = corpus_traffic(time.time(), text=True)
     rules = (
         AlertRule(
             name="low-accuracy", kind="below", dimension="domain", window=HOUR,
@@ -118,22 +122,51 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServ
             reference=6 * HOUR, min_drop=0.02, z=2.0, min_count=20,
         ),
     )  # fmt: skip
-    settings = Settings(
-        db_url=f"sqlite:///{tmp / 'sentinel.db'}",
-        model_path=model,
-        evaluate_every=3600.0,
-        alert_rules=rules,
-        sqlite_synchronous="NORMAL",
-    )
-    with ThreadedServer(create_app(settings)) as srv:
-        for k in range(0, len(records), 100):
-            r = httpx.post(
-                srv.url + "/v1/traces", json={"traces": records[k : k + 100]}, timeout=60
-            )
-            assert r.status_code == 200 and r.json()["rejected"] == 0, r.text
-        state: ServiceState = srv.app.state.service
-        asyncio.run(maintain_once(state))
+    folder = tmp_path_factory.mktemp("dashboard")
+    with _service(folder, dashboard_model, records, rules, store_text=True) as srv:
         yield srv
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium under Playwright (skips without it)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found: apt-get install chromium (scripts/test.sh does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@contextlib.contextmanager
+def _page(browser: Any, url: str, width: int = 1280) -> Iterator[Any]:
+    """A page of the service at ``url``, ``width`` px wide; fails the test if the page
+    fetched anything from elsewhere or logged an error."""
+    outside: list[str] = []
+    problems: list[str] = []
+
+    def route(r: Any) -> None:
+        if r.request.url.startswith(url):
+            r.continue_()
+        else:
+            outside.append(r.request.url)
+            r.abort()
+
+    context = browser.new_context(viewport={"width": width, "height": 900}, timezone_id="UTC")
+    page = context.new_page()
+    page.route("**/*", route)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    try:
+        yield page
+    finally:
+        context.close()
+    assert not outside, f"the page fetched from outside the service: {outside}"
+    assert not problems, problems
 
 
 # -------------------------------------------------------------------- helpers
@@ -219,6 +252,9 @@ def test_pages_and_assets_are_served_from_the_package(dashboard: ThreadedServer)
         assert httpx.get(dashboard.url + bad).status_code == 404
     config = _api(dashboard, "/dashboard/config.json")
     assert config["bucket"] == 60 and len(config["alert_rules"]) == 2
+    icon = httpx.get(dashboard.url + "/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+    assert icon.text.startswith("<svg") and len(icon.content) < 1000
 
 
 def test_the_config_needs_a_read_key_when_keys_are_configured(
@@ -238,41 +274,117 @@ def test_the_config_needs_a_read_key_when_keys_are_configured(
         assert r.status_code == 200
 
 
+def test_priorities_as_json_lines_are_the_annotators_file(dashboard: ThreadedServer) -> None:
+    params: dict[str, Any] = {"budget": 5, "by": "domain", "since": "1d"}
+    as_json = _api(dashboard, "/v1/priorities", **params)["requests"]
+    r = httpx.get(dashboard.url + "/v1/priorities", params={**params, "format": "jsonl"})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/x-ndjson"
+    records = [json.loads(line) for line in r.text.splitlines()]
+    assert [x["id"] for x in records] == [x["trace_id"] for x in as_json]
+    for record, request in zip(records, as_json):
+        assert record["correct"] is None and record["slice"] == request["slice"]
+        assert record["meta"] == request["meta"] and isinstance(record["meta"], dict)
+
+
+def test_labels_api_records_skips_and_refuses_a_skip_with_a_label(
+    dashboard: ThreadedServer,
+) -> None:
+    trace_id = _api(dashboard, "/v1/priorities", budget=1)["requests"][0]["trace_id"]
+    both = {"id": trace_id, "skipped": True, "correct": True}
+    r = httpx.post(
+        dashboard.url + "/v1/labels",
+        json={"labels": [both, {"id": "no-such-trace", "skipped": True}]},
+    )
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert (out["labelled"], out["skipped"], out["unknown"]) == (0, 0, ["no-such-trace"])
+    assert out["rejections"] == [
+        f"label 1 (id {trace_id!r}): `skipped` and `correct` together; send one of them"
+    ]
+    assert _stored_label(dashboard, trace_id) == (None, None)  # nothing stored
+
+
 @pytest.mark.browser
-def test_the_dashboard_in_chromium_shows_the_apis_numbers(dashboard: ThreadedServer) -> None:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found: apt-get install chromium (scripts/test.sh does)")
-    from playwright.sync_api import sync_playwright
+def test_the_dashboard_in_chromium_shows_the_apis_numbers(
+    dashboard: ThreadedServer, browser: Any
+) -> None:
+    with _page(browser, dashboard.url) as page:
+        page.goto(dashboard.url + "/#by=domain&range=6h")
+        data = _wait_render(page, 0)
+        _check_default_view(page, dashboard, data)
+        _check_filters(page, dashboard)
 
-    url = dashboard.url
-    outside: list[str] = []
-    problems: list[str] = []
 
-    def route(r: Any) -> None:
-        if r.request.url.startswith(url):
-            r.continue_()
-        else:
-            outside.append(r.request.url)
-            r.abort()
+@pytest.mark.browser
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_dashboard_reads_well_at_any_width(
+    dashboard: ThreadedServer, browser: Any, width: int
+) -> None:
+    with _page(browser, dashboard.url, width) as page:
+        page.goto(dashboard.url + "/")  # no hash: the page picks the dimension
+        data = _wait_render(page, 0)
+        assert data["by"] == "domain", "opens on the first slice dimension, not all traffic"
+        assert page.input_value("#by") == "domain"
+        assert page.eval_on_selector_all("#by option", "os => os.map(o => o.value)") == [
+            "domain",
+            "customer",
+            "*",
+        ]
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"dashboard-{width}.png"), full_page=True)
+        _check_layout(page, width)
+        _check_chart(page)
+        # all traffic: one line, named once in the legend
+        before = _renders(page)
+        page.select_option("#by", "*")
+        _wait_render(page, before)
+        _check_chart(page)
+        assert page.evaluate("window.sentinel.chartData.lines.length") == 0
+        _check_layout(page, width)
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1440, "height": 1000}, timezone_id="UTC")
-        page = context.new_page()
-        page.route("**/*", route)
-        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        try:
-            page.goto(url + "/#by=domain&range=6h")
-            data = _wait_render(page, 0)
-            _check_default_view(page, dashboard, data)
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
-            _check_filters(page, dashboard)
-        finally:
-            browser.close()
-    assert not outside, f"the page fetched from outside the service: {outside}"
-    assert not problems, problems
+
+@pytest.mark.browser
+@pytest.mark.parametrize(
+    ("span", "windows", "label"),
+    [
+        (4 * 60, (60, 60), r"\d\d:\d\d"),  # the demo: minutes of traffic, 1-minute windows
+        (120 * DAY, (DAY, 30 * DAY), r"\d\d-\d\d|\d{4}-\d\d"),  # months: dates
+    ],
+    ids=["minutes", "months"],
+)
+def test_the_time_chart_adapts_to_the_span_of_the_traffic(
+    dashboard_model: Path,
+    browser: Any,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    span: float,
+    windows: tuple[int, int],
+    label: str,
+) -> None:
+    now = time.time()
+    records, _ = corpus_traffic(now, span=span)
+    with _service(tmp_path, dashboard_model, records[::3]) as srv, _page(browser, srv.url) as page:
+        page.goto(srv.url + "/#range=all")
+        data = _wait_render(page, 0)
+        assert windows[0] <= data["window"] <= windows[1]
+        xs = _check_chart(page)
+        labels = page.evaluate("window.sentinel.xLabels")
+        assert all(re.fullmatch(label, x.split("\n")[0]) for x in labels), labels
+        # the points spread over the plot: not all at its left edge
+        left, right = page.evaluate(
+            """() => { const u = window.sentinel.chart, xs = u.data[0];
+                       return [u.valToPos(xs[0], 'x'), u.valToPos(xs[xs.length - 1], 'x')]; }"""
+        )
+        width = page.evaluate("window.sentinel.chart.bbox.width / devicePixelRatio")
+        assert right - left > 0.6 * width, (left, right, width)
+        assert len(xs) >= 4
+        # this service keeps no text: the queue says so, and how to get it
+        assert page.is_visible("#queue-notext") and not page.is_visible(".qa")
+        assert "opt-in" in page.text_content("#queue-notext")
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / f"dashboard-chart-{request.node.callspec.id}.png"
+        page.locator("#trend-card").screenshot(path=str(shot))
+        _check_layout(page, 1280)
 
 
 def _check_default_view(page: Any, server: ThreadedServer, data: dict[str, Any]) -> None:
@@ -344,6 +456,71 @@ def _check_default_view(page: Any, server: ThreadedServer, data: dict[str, Any])
     assert page.locator("#reliability canvas").count() >= 1
 
 
+def _check_chart(page: Any) -> list[float]:
+    """Lines with points, a legend naming each series once, distinct time labels."""
+    chart = page.evaluate("window.sentinel.chartData")
+    assert chart["xs"], "the chart has no windows"
+    for line in [*chart["lines"], chart["all"]]:
+        assert any(v is not None for v in line["est"]), f"empty series {line['value']}"
+    legend = page.evaluate("window.sentinel.chart.series.slice(1).map(s => s.label)")
+    assert len(legend) == len(set(legend)) == len(chart["lines"]) + 1, legend
+    labels = page.evaluate("window.sentinel.xLabels")
+    assert len(labels) >= 2 and len(set(labels)) == len(labels), labels
+    xs: list[float] = chart["xs"]
+    return xs
+
+
+def _check_layout(page: Any, width: int) -> None:
+    """What a person would notice: sideways scroll, cut-off cards and headers, a table
+    clipped in its card, overlapping text in the model card, a large gap under a table."""
+    assert page.evaluate("innerWidth") == width
+    assert page.evaluate("document.documentElement.scrollWidth") <= width, "sideways scroll"
+    header = page.locator("header.top").bounding_box()
+    assert header is not None and header["x"] == 0 and header["width"] == width
+    assert page.evaluate(
+        "[...document.querySelectorAll('header.top *')].every(e => e.scrollWidth <= e.clientWidth)"
+    ), "header text is cut"
+    cards = page.evaluate(
+        """() => [...document.querySelectorAll('.card, .kpi')].map(c => {
+               const r = c.getBoundingClientRect();
+               return [c.id || c.className, r.left, r.right, c.scrollWidth, c.clientWidth]; })"""
+    )
+    for name, left, right, scroll, client in cards:
+        assert left >= 0 and right <= width, f"{name} spills out of the page: {left}..{right}"
+        assert scroll <= client, f"{name}: content wider than the card ({scroll} > {client})"
+    # tables fit their card; a wide one may scroll inside it on a phone, never at 1280 px
+    for wrap, scroll, client in page.evaluate(
+        """() => [...document.querySelectorAll('.table-wrap')].map(
+               w => [w.closest('section').id, w.scrollWidth, w.clientWidth])"""
+    ):
+        if width >= 1280:
+            assert scroll <= client, f"{wrap}: the table is clipped ({scroll} > {client})"
+    gap = page.evaluate(
+        """() => { const card = document.getElementById('slices-card').getBoundingClientRect();
+                   const table = document.querySelector('#slices-card .table-wrap')
+                       .getBoundingClientRect();
+                   return card.bottom - table.bottom; }"""
+    )
+    assert gap < 40, f"{gap:.0f} px of empty card under the slice table"
+    # the model card: no two pieces of text (or the plot) overlap
+    boxes = page.evaluate(
+        """() => [...document.querySelectorAll(
+                 '#model-card dt, #model-card dd, #model-card figcaption, #reliability canvas')]
+               .map(e => { const r = e.getBoundingClientRect();
+                           return [e.textContent.slice(0, 30) || e.tagName, r.left, r.top,
+                                   r.right, r.bottom]; })"""
+    )
+    assert len(boxes) >= 20
+    card = page.locator("#model-card").bounding_box()
+    assert card is not None
+    for i, (a, *ra) in enumerate(boxes):
+        assert card["x"] <= ra[0] and ra[2] <= card["x"] + card["width"], f"{a!r} leaves the card"
+        for b, *rb in boxes[i + 1 :]:
+            overlap_x = min(ra[2], rb[2]) - max(ra[0], rb[0])
+            overlap_y = min(ra[3], rb[3]) - max(ra[1], rb[1])
+            assert overlap_x <= 0.5 or overlap_y <= 0.5, f"{a!r} overlaps {b!r}"
+
+
 def _check_filters(page: Any, server: ThreadedServer) -> None:
     # slice dimension: customers replace domains
     before = _renders(page)
@@ -381,3 +558,84 @@ def _epoch(text: str) -> float:
     from entropy_sentinel.timeutil import parse_instant
 
     return parse_instant(text)
+
+
+@pytest.mark.browser
+def test_labelling_queue_round_trip(dashboard: ThreadedServer, browser: Any) -> None:
+    """Queue -> a label typed in the page -> the label-corrected estimate moves; a skip is
+    recorded and counted as missing. (Runs last: it adds labels to the module's data.)"""
+    with _page(browser, dashboard.url) as page:
+        page.goto(dashboard.url + "/#by=domain&range=6h")
+        data = _wait_render(page, 0)
+        queue = page.evaluate("window.sentinel.queue")
+        requests = data["priorities"]["requests"]
+        assert [it["trace_id"] for it in queue["items"]] == [r["trace_id"] for r in requests]
+        assert len(requests) == 50 and not queue["done"]
+        assert "0 of 50 drawn items labelled; 50 still missing" in page.text_content("#queue-why")
+        # the service stores text: the prompt (a chat message) and the answer side by side
+        first = requests[0]
+        assert first["prompt"][0]["content"] and first["answer"]
+        assert page.is_visible(".qa") and not page.is_visible("#queue-notext")
+        assert page.text_content("#queue-prompt") == "user" + first["prompt"][0]["content"]
+        assert page.text_content("#queue-answer") == first["answer"]
+        prompt = page.locator("#queue-prompt").bounding_box()
+        answer = page.locator("#queue-answer").bounding_box()
+        assert prompt is not None and answer is not None
+        assert prompt["x"] + prompt["width"] <= answer["x"] and prompt["y"] == answer["y"]
+        assert "P(correct)" not in page.text_content("#queue-card")  # nothing to anchor on
+
+        # label the first item with the keyboard: its slice's label-corrected estimate moves
+        item = requests[0]
+        value = item["slice"]["domain"]
+        assert item["trace_id"] in page.text_content("#queue-meta")
+        before = _slice_record(dashboard, data, value)
+        verdict, key = ("correct", "c") if item["p_correct"] < 0.5 else ("incorrect", "x")
+        renders = _renders(page)
+        page.keyboard.press(key)
+        data = _wait_render(page, renders)
+        page.wait_for_function("() => !window.sentinel.queue.busy")
+        after = _slice_record(dashboard, data, value)
+        assert after["n_labelled"] == before["n_labelled"] + 1
+        assert after["label_corrected"]["estimate"] != before["label_corrected"]["estimate"]
+        row = page.locator(f'#slices tbody tr[data-value="{value}"] td.corrected')
+        assert row.text_content() == fmt3(after["label_corrected"]["estimate"])
+        status = page.text_content("#queue-status")
+        assert f"Labelled {item['trace_id']} {verdict}" in status
+        assert f"{fmt3(before['label_corrected']['estimate'])} → " in status
+        stored = _stored_label(dashboard, item["trace_id"])
+        assert stored == (1.0 if verdict == "correct" else 0.0, "dashboard")
+
+        # skip the next one with its button: recorded, counted as missing, no label
+        skipped = requests[1]["trace_id"]
+        assert skipped in page.text_content("#queue-meta")
+        renders = _renders(page)
+        page.click("#label-skip")
+        _wait_render(page, renders)
+        page.wait_for_function("() => !window.sentinel.queue.busy")
+        assert _stored_label(dashboard, skipped) == (None, "skipped")
+        why = page.text_content("#queue-why")
+        assert "1 of 50 drawn items labelled; 49 still missing (1 skipped)" in why
+        assert "skipping the hard ones biases them" in why
+        assert requests[2]["trace_id"] in page.text_content("#queue-meta")
+        assert page.text_content("#queue-progress") == "item 3 of 50"
+        page.locator("#queue-card").screenshot(path=str(ARTIFACTS / "dashboard-queue.png"))
+
+
+def _slice_record(server: ThreadedServer, data: dict[str, Any], value: str) -> dict[str, Any]:
+    """The API's ranked record of ``value`` over the range the page shows."""
+    api = _same_query(server, data["ranked"], by="domain", reference="6h")
+    rec: dict[str, Any] = next(r for r in api["records"] if r["slice"]["domain"] == value)
+    return rec
+
+
+def _stored_label(server: ThreadedServer, trace_id: str) -> tuple[float | None, str | None]:
+    import sqlalchemy as sa
+
+    from entropy_sentinel.service.storage.tables import traces
+
+    state: ServiceState = server.app.state.service
+    with state.db.read.connect() as conn:
+        row = conn.execute(
+            sa.select(traces.c.label, traces.c.label_source).where(traces.c.trace_id == trace_id)
+        ).one()
+    return row.label, row.label_source

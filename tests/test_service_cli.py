@@ -174,9 +174,10 @@ def test_bad_label_files_are_reported_by_line(
 
 def test_commands_refuse_databases_they_cannot_use(tmp_path: Path) -> None:
     result = _run("report", "--db", f"sqlite:///{tmp_path}/no/such/dir.db")
-    assert isinstance(result.exception, ConfigError)
-    empty = f"sqlite:///{tmp_path}/empty.db"
-    result = _run("prioritize", "--db", empty, "--budget", "5")
+    assert isinstance(result.exception, StorageError)
+    assert "no monitoring database at" in str(result.exception)
+    (tmp_path / "empty.db").touch()
+    result = _run("prioritize", "--db", f"sqlite:///{tmp_path}/empty.db", "--budget", "5")
     assert isinstance(result.exception, StorageError) and "never been served" in str(
         result.exception
     )

@@ -31,7 +31,7 @@ from entropy_sentinel.service.records import ScorerInfo
 from entropy_sentinel.service.storage.buckets import TraceTerms, bucket_rows
 from entropy_sentinel.service.storage.consistency import check_aggregates
 from entropy_sentinel.service.storage.db import current_revision, head_revision, open_database
-from entropy_sentinel.service.storage.store import Storage
+from entropy_sentinel.service.storage.store import SKIPPED, SkipOutcome, Storage
 from entropy_sentinel.service.storage.tables import FEATURE_COLUMNS, metadata, traces
 from tests.service_fixtures import T0, db_url, scored_traces
 
@@ -317,6 +317,22 @@ def test_labels_attach_replace_and_report_unknown_ids(storage: Storage) -> None:
     assert stats.ppi_interval().lower == pytest.approx(direct.ppi_interval().lower)
     with pytest.raises(ConfigError, match="must be 1"):
         storage.apply_labels([("t0", 0.5)], source="alice")
+
+
+def test_skips_are_recorded_without_moving_any_estimate(storage: Storage) -> None:
+    scorer = _scorer(storage)
+    storage.write([scored_traces(scorer, [f"t{i}" for i in range(4)], p=[0.9, 0.8, 0.7, 0.6])])
+    storage.apply_labels([("t0", 1.0)], source="alice")
+    before = slice_stats(storage.db, scorer.id, "*", T0, T0 + BUCKET)["*"]
+    out = storage.record_skips(["t1", "t0", "ghost", "t1"])
+    assert out == SkipOutcome(skipped=("t1",), labelled=("t0",), unknown=("ghost",))
+    rows = {r.trace_id: r for r in _stored(storage)}
+    assert (rows["t1"].label, rows["t1"].label_source) == (None, SKIPPED)
+    assert (rows["t0"].label, rows["t0"].label_source) == (1.0, "alice")  # keeps its label
+    assert slice_stats(storage.db, scorer.id, "*", T0, T0 + BUCKET)["*"] == before
+    storage.apply_labels([("t1", 0.0)], source="alice")  # labelled after all
+    assert slice_stats(storage.db, scorer.id, "*", T0, T0 + BUCKET)["*"].n_labelled == 2
+    assert check_aggregates(storage.db).ok
 
 
 # ------------------------------------------------------------------ rescoring

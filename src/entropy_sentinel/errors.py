@@ -7,7 +7,8 @@ catch them all with ``except SentinelError``::
     ├── TraceError          (also a ValueError) a trace record is malformed:
     │                        names the record id, the field and the fix
     ├── ConfigError         (also a ValueError) a parameter has a bad value:
-    │                        names the value and the valid ones
+    │   │                    names the value and the valid ones
+    │   └── SliceDimensionError  no trace has a slice dimension asked for
     ├── ArtifactError       a saved estimator cannot be loaded or used
     │   └── ArtifactMismatchError  the artifact was fitted on other features
     │                              or another entropy mode than the traces
@@ -31,6 +32,7 @@ __all__ = [
     "EstimatorError",
     "ProcessError",
     "SentinelError",
+    "SliceDimensionError",
     "StorageError",
     "TraceError",
     "UpstreamError",
@@ -77,6 +79,20 @@ class TraceError(SentinelError, ValueError):
 
 class ConfigError(SentinelError, ValueError):
     """A parameter or option has an invalid value."""
+
+
+class SliceDimensionError(ConfigError):
+    """No trace has a slice dimension the caller asked to slice by.
+
+    Attributes:
+        absent: the dimensions asked for that no trace has.
+        present: the dimensions the traces have, sorted.
+    """
+
+    def __init__(self, message: str, *, absent: list[str], present: list[str]) -> None:
+        self.absent = absent
+        self.present = present
+        super().__init__(message)
 
 
 class ArtifactError(SentinelError):

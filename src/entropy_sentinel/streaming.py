@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from entropy_sentinel.errors import ArtifactMismatchError, ConfigError
+from entropy_sentinel.errors import ArtifactMismatchError, ConfigError, SliceDimensionError
 from entropy_sentinel.timeutil import format_instant
 from entropy_sentinel.traces.batch import Rejection, TraceBatch
 
@@ -58,7 +58,8 @@ class PartialEstimate:
             statistics of its traces' P(correct) and labels.
         rejected: records that were not read, then traces the estimator refused.
         n_refused: how many of ``rejected`` the estimator refused.
-        present: slice dimensions of ``by`` that at least one trace carries.
+        present: slice dimensions that at least one trace carries (all of them, so that
+            an error about a missing one can list those there are).
         n_traces: traces scored.
         n_tokens: their generated tokens.
     """
@@ -134,7 +135,7 @@ def partial_estimate(
     keys: list[SliceKey] = [tuple(s.get(d) for d in by) for s in batch.slices]
     if window is not None:
         keys = [(*k, w) for k, w in zip(keys, window_starts(batch.timestamps, window), strict=True)]
-    out.present = {d for d in by if any(d in s for s in batch.slices)}
+    out.present = set(batch.slice_dimensions)
     groups: dict[SliceKey, list[int]] = {}
     for j, key in enumerate(keys):
         groups.setdefault(key, []).append(j)
@@ -176,9 +177,11 @@ def finish(
         raise ArtifactMismatchError(partial.rejected[-1].reason)
     absent = [d for d in by if d not in partial.present]
     if absent and partial.n_traces:
-        raise ConfigError(
+        raise SliceDimensionError(
             f"no trace has slice dimension(s) {absent}; dimensions present: "
-            f"{sorted(partial.present) or 'none'}. Choose one of those, or by=None for one slice"
+            f"{sorted(partial.present) or 'none'}. Choose one of those, or by=None for one slice",
+            absent=absent,
+            present=sorted(partial.present),
         )
     names = (*by, WINDOW_DIMENSION) if window is not None else tuple(by)
     return accuracy_from_stats(

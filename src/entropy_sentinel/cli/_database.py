@@ -15,12 +15,26 @@ __all__ = ["open_storage", "require_scorer", "require_scorers", "when"]
 
 
 @contextmanager
-def open_storage(url: str) -> Iterator[Storage]:
-    """The monitoring database at ``url`` (migrated if needed), closed on exit."""
-    from entropy_sentinel.service.storage.db import open_database
+def open_storage(url: str, *, write: bool = False) -> Iterator[Storage]:
+    """The monitoring database at ``url``, closed on exit.
+
+    It must exist and have been served (`sentinel serve` creates it): no command but
+    ``serve`` creates a database, not even an empty SQLite file. With ``write=False``
+    (report; prioritize, which reads and stores its labelling design) the schema is left
+    as found: a database of an older version is an error until ``sentinel serve``
+    migrates it. Commands that import labels (``write=True``) migrate.
+    """
+    from entropy_sentinel.errors import StorageError
+    from entropy_sentinel.service.storage.db import open_database, sqlite_path
     from entropy_sentinel.service.storage.store import Storage
 
-    db = open_database(url)
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise StorageError(
+            f"no monitoring database at {str(path.resolve())!r} (--db {url}): `sentinel serve --db "
+            f"{url} --model ...` creates it; check the path"
+        )
+    db = open_database(url, migrate=write)
     try:
         yield Storage.attach(db)
     finally:

@@ -20,7 +20,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from entropy_sentinel.cli.app import console, err_console
+from entropy_sentinel.cli.app import console, err_console, live_progress
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.traces import Rejection, TraceBatch, TraceInput, open_traces
 
@@ -49,7 +49,8 @@ def read_traces_cli(path: Path, *, quiet: bool = False) -> TraceBatch:
 def stream_traces_cli(
     path: Path, *, quiet: bool = False, batch_size: int | None = 2048
 ) -> Iterator[TraceBatch]:
-    """Batches of at most ``batch_size`` traces (None: one), with a progress bar."""
+    """Batches of at most ``batch_size`` traces (None: one), with a progress bar on a
+    terminal."""
     source = open_traces(path)
     with _progress(source, quiet) as (progress, task):
         yield from source.batches(
@@ -89,7 +90,7 @@ def _progress(source: TraceInput, quiet: bool) -> Iterator[tuple[Progress, TaskI
         TimeRemainingColumn(),
         console=err_console,
         transient=True,
-        disable=quiet,
+        disable=quiet or not live_progress(err_console),
     ) as progress:
         yield progress, progress.add_task(Path(source.name).name, total=source.total)
 

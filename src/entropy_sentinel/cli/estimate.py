@@ -6,8 +6,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich import box
-from rich.table import Table
 
 from entropy_sentinel.cli._io import (
     TRACES_HELP,
@@ -16,22 +14,25 @@ from entropy_sentinel.cli._io import (
     report_rejections,
     stream_traces_cli,
 )
+from entropy_sentinel.cli._table import cli_table, interval_text
 from entropy_sentinel.cli.app import console
 from entropy_sentinel.csv_safety import write_csv
-from entropy_sentinel.errors import ConfigError
+from entropy_sentinel.errors import ConfigError, SliceDimensionError
 from entropy_sentinel.model_names import fitted_model, models_named
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
+    from rich.table import Table
+
     from entropy_sentinel.estimator.slices import SliceAccuracy
     from entropy_sentinel.traces.batch import TraceBatch
 
-__all__ = ["estimate", "slice_table"]
+__all__ = ["check_plot_format", "estimate", "slice_table"]
 
 
 def slice_table(result: SliceAccuracy) -> Table:
-    """The ranked Rich table of a result (worst slice first).
+    """The ranked table of a result (worst slice first), readable at 80 columns.
 
     With labels it adds the true accuracy and the error; when some slice is only
     partly labelled, the labelled count, the true accuracy of the labelled part
@@ -39,40 +40,38 @@ def slice_table(result: SliceAccuracy) -> Table:
     """
     labelled = result.has_labels
     partial = any(0 < r.n_labelled < r.n for r in result.records)
-    table = Table(
-        title=f"estimated accuracy by {', '.join(result.by) or 'all'} "
-        f"({result.level:.0%} intervals)",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
-    )
-    table.add_column("#", justify="right", no_wrap=True)
-    table.add_column(" / ".join(result.by) or "slice", no_wrap=True)
-    names = ["n", "estimate", "interval", "shift"]
+    columns = [("#", "num"), (" / ".join(result.by) or "slice", "text"), ("n", "num")]
+    columns += [("estimate (interval)", "pair"), ("shift", "text")]
     if labelled:
-        names += ["labels", "true", "PPI", "PPI interval"] if partial else ["true", "error"]
-    for name in names:
-        table.add_column(name, justify="right", no_wrap=True)
+        columns += (
+            [("labels", "num"), ("true", "num"), ("PPI (interval)", "pair")]
+            if partial
+            else [("true", "num"), ("error", "num")]
+        )
+    rows = []
     for rank, r in enumerate(result.records, start=1):
         row = [
             str(rank),
             r.label,
             str(r.n),
-            f"{r.estimate:.3f}",
-            f"{r.lower:.3f}–{r.upper:.3f}",
+            f"{r.estimate:.3f} ({interval_text(r.lower, r.upper)})",
             r.shift_word,
         ]
         if labelled:
             true = f"{r.true_accuracy:.3f}" if r.n_labelled else "—"
             if partial:
-                ppi = f"{r.ppi_estimate:.3f}" if r.n_labelled else "—"
-                ppi_iv = f"{r.ppi_lower:.3f}–{r.ppi_upper:.3f}" if r.n_labelled else "—"
-                row += [str(r.n_labelled), true, ppi, ppi_iv]
+                ppi = (
+                    f"{r.ppi_estimate:.3f} ({interval_text(r.ppi_lower, r.ppi_upper)})"
+                    if r.n_labelled
+                    else "—"
+                )
+                row += [str(r.n_labelled), true, ppi]
             else:
                 error = f"{r.error:+.3f}"
                 row += [true, f"[red]{error}[/]" if r.covered is False else error]
-        table.add_row(*row)
-    return table
+        rows.append(row)
+    title = f"estimated accuracy by {', '.join(result.by) or 'all'} ({result.level:.0%} intervals)"
+    return cli_table(title, columns, rows)
 
 
 def estimate(
@@ -94,7 +93,10 @@ def estimate(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write the records as CSV.")
     ] = None,
-    plot: Annotated[Path | None, typer.Option(help="Write a plot (PNG, SVG, PDF).")] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Write a plot; the suffix names the format (.png, .svg, .pdf, ...)."),
+    ] = None,
     engine: Annotated[
         str, typer.Option(help="local (this process, streaming) or spark (needs [spark]).")
     ] = "local",
@@ -129,32 +131,41 @@ def estimate(
     if output is not None and output.suffix.lower() != ".csv":
         raise ConfigError(f"--output {str(output)!r}: use a .csv file name")
     check_engine(engine)
+    if plot is not None:
+        check_plot_format(plot)
     seconds = None if window is None else parse_duration(window, what="--window")
     estimator = load_estimator(model)
     rejected_path = output.with_name(output.name + ".rejected.jsonl") if output else None
     slices = None if dims == ["all"] else dims
-    if engine == "spark":
-        from entropy_sentinel.spark.cli import spark_estimate
+    try:
+        if engine == "spark":
+            from entropy_sentinel.spark.cli import spark_estimate
 
-        if fitted_model(estimator.card_) is not None and not allow_other_model:
-            console.print(
-                "note: the spark engine does not check the traces' model against the "
-                f"estimator's ({fitted_model(estimator.card_)!r}); the local engine does",
-                highlight=False,
+            if fitted_model(estimator.card_) is not None and not allow_other_model:
+                console.print(
+                    "note: the spark engine does not check the traces' model against the "
+                    f"estimator's ({fitted_model(estimator.card_)!r}); the local engine does",
+                    highlight=False,
+                )
+            result, summary = spark_estimate(
+                input, estimator, by=slices, window=seconds, level=level, master=master
             )
-        result, summary = spark_estimate(
-            input, estimator, by=slices, window=seconds, level=level, master=master
-        )
-    else:
-        batches = stream_traces_cli(input, quiet=quiet)
-        fitted = fitted_model(estimator.card_)
-        result, summary = estimate_stream(
-            _same_model(batches, fitted, allow_other_model),
-            estimator,
-            slices,
-            level,
-            window=seconds,
-        )
+        else:
+            batches = stream_traces_cli(input, quiet=quiet)
+            fitted = fitted_model(estimator.card_)
+            result, summary = estimate_stream(
+                _same_model(batches, fitted, allow_other_model),
+                estimator,
+                slices,
+                level,
+                window=seconds,
+            )
+    except SliceDimensionError as exc:  # in the CLI's words
+        raise ConfigError(
+            f"--by {by}: no trace has the slice dimension "
+            f"{', '.join(map(repr, exc.absent))}; the traces have: "
+            f"{', '.join(exc.present) or 'none'}. Use one of those, or --by all for one slice"
+        ) from exc
     report_rejections((summary.n_traces, summary.n_tokens, summary.rejected), input, rejected_path)
     check_read(summary.n_traces, len(summary.rejected), input)
     console.print(slice_table(result))
@@ -163,8 +174,25 @@ def estimate(
         write_csv(result.to_df(), output)
         console.print(f"wrote {len(result)} slices to {output}", highlight=False)
     if plot is not None:
-        result.plot(plot)
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            result.plot(plot)
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise ConfigError(f"--plot {str(plot)!r}: could not write the plot: {exc}") from exc
         console.print(f"wrote the plot to {plot}", highlight=False)
+
+
+def check_plot_format(path: Path) -> None:
+    """A `ConfigError` listing the formats unless ``path``'s suffix names one matplotlib
+    writes (checked before any work is done)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in formats:
+        names = ", ".join(f".{f}" for f in sorted(formats))
+        what = f"the format {path.suffix!r}" if suffix else "a file name without a suffix"
+        raise ConfigError(f"--plot {str(path)!r}: {what} is not one matplotlib writes; use {names}")
 
 
 def _same_model(

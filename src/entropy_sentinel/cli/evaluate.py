@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from entropy_sentinel.cli.app import console, err_console
+from entropy_sentinel.cli.app import console, err_console, live_progress
 from entropy_sentinel.errors import ConfigError
 
 __all__ = ["evaluate", "evaluate_report"]
@@ -212,7 +212,7 @@ def evaluate(
         split=Split(train_fraction=train_fraction, seed=seed),
         jobs=jobs,
         retry_failed=retry_failed,
-        progress=not quiet,
+        progress=not quiet and live_progress(err_console),
         command=_command(
             corpus,
             output,

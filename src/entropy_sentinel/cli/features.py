@@ -16,7 +16,6 @@ from entropy_sentinel.cli._io import (
 )
 from entropy_sentinel.cli.app import console
 from entropy_sentinel.steps import ENTROPY_MODES, check_mode
-from entropy_sentinel.table import FeatureTableWriter, feature_frame
 from entropy_sentinel.traces import Rejection
 
 __all__ = ["features"]
@@ -47,6 +46,8 @@ def features(
     are rejected, counted and listed (all of them in OUTPUT.rejected.jsonl); --strict
     turns any rejection into a failure.
     """
+    from entropy_sentinel.table import FeatureTableWriter, feature_frame  # pandas: lazily
+
     check_mode(mode)
     rejected_path = output.with_name(output.name + ".rejected.jsonl")
     if engine == "spark":

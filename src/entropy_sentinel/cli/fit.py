@@ -10,15 +10,18 @@ import typer
 from entropy_sentinel.cli._io import TRACES_HELP, read_traces_cli, report_rejections
 from entropy_sentinel.cli.app import console
 from entropy_sentinel.errors import ConfigError
-from entropy_sentinel.estimator import presets
-from entropy_sentinel.estimator.blend import parse_blend
-from entropy_sentinel.estimator.calibration import check_calibration
-from entropy_sentinel.estimator.features import FEATURE_SETS, check_feature_set
-from entropy_sentinel.estimator.grids import FAMILIES, check_family
 from entropy_sentinel.model_names import models_named, record_model
-from entropy_sentinel.steps import ENTROPY_MODES, check_mode
 
-__all__ = ["card_paths", "fit"]
+__all__ = ["CHOICES", "card_paths", "fit"]
+
+# The options' values, spelled here so that `sentinel --help` does not import scikit-learn
+# (the estimator layer loads when a fit runs; tests/test_cli_help.py checks these lists
+# against the library's own).
+CHOICES = {
+    "preset": ("sentinel", "sentinel-entropy", "paper"),
+    "family": ("lr", "rf", "mlp", "hgb"),
+    "features": ("profile", "profile10", "sea", "profile+baselines"),
+}
 
 
 def card_paths(model: Path) -> tuple[Path, Path]:
@@ -38,21 +41,23 @@ def fit(
     preset: Annotated[
         str,
         typer.Option(
-            help=f"Named configuration: {', '.join(presets.PRESETS)}, or auto: "
-            f"{presets.DEFAULT_PRESET} for traces with logprobs, sentinel-entropy for "
-            "precomputed entropies (see docs/estimator.md). The options below override it."
+            help=f"Named configuration: {', '.join(CHOICES['preset'])}, or auto: sentinel "
+            "for traces with logprobs, sentinel-entropy for precomputed entropies (see "
+            "docs/estimator.md). The options below override it."
         ),
     ] = "auto",
     family: Annotated[
         str | None,
-        typer.Option(help=f"Classifier: {', '.join(FAMILIES)}, or auto (chosen by CV AUROC)."),
+        typer.Option(
+            help=f"Classifier: {', '.join(CHOICES['family'])}, or auto (chosen by CV AUROC)."
+        ),
     ] = None,
     calibration: Annotated[str | None, typer.Option(help="isotonic, sigmoid or none.")] = None,
     balance: Annotated[
         bool | None, typer.Option("--balance/--no-balance", help="Balance the classes.")
     ] = None,
     features: Annotated[
-        str | None, typer.Option(help=f"Feature set: {', '.join(FEATURE_SETS)}.")
+        str | None, typer.Option(help=f"Feature set: {', '.join(CHOICES['features'])}.")
     ] = None,
     blend: Annotated[
         str | None,
@@ -61,7 +66,7 @@ def fit(
             "score, e.g. atc:max_entropy,ac:nll_avg), or none."
         ),
     ] = None,
-    mode: Annotated[str, typer.Option(help=f"Entropy mode: {', '.join(ENTROPY_MODES)}.")] = "topk",
+    mode: Annotated[str, typer.Option(help="Entropy mode: topk, topk_renorm, topk_tail.")] = "topk",
     cv: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
     slice_dim: Annotated[
         str,
@@ -89,7 +94,13 @@ def fit(
     suffix). Unlabelled traces are counted and not used; rejected records are
     listed.
     """
+    from entropy_sentinel.estimator import presets
+    from entropy_sentinel.estimator.blend import parse_blend
+    from entropy_sentinel.estimator.calibration import check_calibration
     from entropy_sentinel.estimator.card import card_markdown, plot_reliability
+    from entropy_sentinel.estimator.features import check_feature_set
+    from entropy_sentinel.estimator.grids import check_family
+    from entropy_sentinel.steps import check_mode
 
     if preset != "auto" and preset not in presets.PRESETS:
         raise ConfigError(

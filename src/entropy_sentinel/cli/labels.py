@@ -42,7 +42,7 @@ def import_labels(
     from entropy_sentinel.service.labels import import_labels, read_labels
 
     parsed = read_labels(file)
-    with open_storage(db) as storage:
+    with open_storage(db, write=True) as storage:
         out = import_labels(storage, parsed, source=source)
     unknown = out.unknown
     console.print(
@@ -87,7 +87,7 @@ def recalibrate_cmd(
     A running service picks it up within seconds."""
     from entropy_sentinel.service.labels import recalibrate
 
-    with open_storage(db) as storage:
+    with open_storage(db, write=True) as storage:
         before = require_scorer(storage, model)
         outcome = recalibrate(
             storage, model=before.model, method=method, min_labels=min_labels, force=force

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
 from entropy_sentinel.cli._database import open_storage, require_scorer, when
+from entropy_sentinel.cli._table import cli_table, interval_text
 from entropy_sentinel.cli.app import console
 from entropy_sentinel.csv_safety import write_csv
 
@@ -55,6 +56,7 @@ def prioritize(
     (docs/service.md). While a design has pending items it is shown as stored.
     """
     from entropy_sentinel.errors import ConfigError
+    from entropy_sentinel.service.label_export import with_texts, write_labels_jsonl
     from entropy_sentinel.service.prioritize import prioritize as rank
 
     end = when(until, "until") or time.time()
@@ -76,21 +78,24 @@ def prioritize(
             seed=seed,
             new=new,
         )
-    of_model = f" of model {scorer.model}" if scorer.model else ""
-    table = Table(title=f"labelling priorities{of_model} by {by} (target {result.target:.3f})")
-    for col in ("rank", "slice", "n", "labelled", "estimate (interval)", "shift", "drawn"):
-        table.add_column(col, justify="left" if col in ("slice", "shift") else "right")
-    for s in result.slices:
-        table.add_row(
+        if output is not None and output.suffix == ".jsonl":
+            result = with_texts(storage, result)  # prompt and answer, where stored
+    rows = [
+        [
             str(s.rank),
-            s.value,
+            escape("all traffic" if s.value == "*" else s.value) + f"\n[dim]{escape(s.shift_word)}[/]",
             str(s.n),
             str(s.n_labelled),
-            f"{s.estimate:.3f} ({s.lower:.3f}-{s.upper:.3f})",
-            s.shift_word,
-            f"{s.drawn} ({s.allocated} expected)",
-        )
-    console.print(table)
+            f"{s.estimate:.3f} ({interval_text(s.lower, s.upper)})",
+            f"{s.drawn} ({s.allocated})",
+        ]
+        for s in result.slices
+    ]
+    columns = [("#", "num"), ("slice", "text"), ("n", "num"), ("labels", "num")]
+    columns += [("estimate (interval)", "pair"), ("drawn (expected)", "pair")]
+    of_model = f" of model {scorer.model}" if scorer.model else ""
+    title = f"labelling priorities{of_model} by {by} (target {result.target:.3f})"
+    console.print(cli_table(title, columns, rows))
     d = result.design
     if d is None:
         console.print(
@@ -104,11 +109,10 @@ def prioritize(
             soft_wrap=True,
         )
     if output is not None:
-        frame = result.requests_frame()
         if output.suffix == ".csv":
-            write_csv(frame, output)
+            write_csv(result.requests_frame(), output)
         else:
-            frame.to_json(output, orient="records", lines=True, force_ascii=False)
+            write_labels_jsonl(result, output)
         console.print(
             f"wrote {output}: fill in `correct`, then `sentinel labels import {output} --db ...`",
             highlight=False,

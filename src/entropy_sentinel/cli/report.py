@@ -11,13 +11,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from entropy_sentinel.cli._database import open_storage, require_scorers, when
+from entropy_sentinel.cli._table import cli_table, interval_text
 from entropy_sentinel.cli.app import console
 from entropy_sentinel.csv_safety import write_csv
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from entropy_sentinel.service.estimates import SliceEstimate
 
 __all__ = ["report"]
@@ -79,7 +81,7 @@ def report(
             storage.db, scorers, storage.bucket, query, now=time.time(), split=model is not None
         )
         consistency = check_aggregates(storage.db) if check else None
-    console.print(_table(result.records, by, level, split=model is not None))
+    console.print(_table(result.records, by, level, query.window, split=model is not None))
     for s in scorers:
         notes = [f"scorer {s.id}"]
         notes += ["recalibrated"] if s.calibration else []
@@ -108,44 +110,51 @@ def report(
 
 
 def _table(
-    records: Sequence[SliceEstimate], by: str, level: float, *, split: bool = False
+    records: Sequence[SliceEstimate],
+    by: str,
+    level: float,
+    window: int | None,
+    *,
+    split: bool = False,
 ) -> Table:
-    """Columns for models, references and labels only when some record has them."""
+    """Columns for models, references and labels only when some record has them; a
+    window column only with ``--window`` (else the one window's range is in the title),
+    and then no reference estimate (the change says how it compares; the CSV has both):
+    the table stays within 80 columns. A model marked * was scored by an estimator fitted
+    on another model's traces."""
+    from entropy_sentinel.timeutil import format_duration
+
     has_ref = any(r.reference_interval is not None for r in records)
     has_labels = any(r.n_labelled for r in records)
-    cols = ["window", *(["model"] if split else []), "slice", "n", "est.", "interval"]
-    cols += ["ref.", "change"] if has_ref else []
-    cols += ["labels", "corrected"] if has_labels else []
-    table = Table(title=f"estimated accuracy by {by}, {level:.0%} intervals (UTC)")
-    for col in cols:
-        table.add_column(
-            col,
-            justify="left" if col in ("window", "model", "slice") else "right",
-            no_wrap=col == "window",
-        )
+    columns = [("window", "key")] if window else []
+    columns += [("model", "text")] if split else []
+    columns += [("slice", "text"), ("n", "num"), ("estimate (interval)", "pair")]
+    columns += ([] if window else [("ref.", "num")]) + [("change", "num")] if has_ref else []
+    columns += [("labels", "num"), ("corrected (interval)", "pair")] if has_labels else []
+    rows = []
     for r in records:
         ref = r.reference_interval
         lc = r.label_corrected
-        row = [
-            _when(r.window_start, r.window_end),
-            *([(r.model or "(none)") + (" *" if r.other_model else "")] if split else []),
+        row = [_when(r.window_start)] if window else []
+        row += [escape(r.model or "(none)") + (" *" if r.other_model else "")] if split else []
+        row += [
             escape("all" if r.dimension == "*" else r.value) + f"\n[dim]{_shift_text(r)}[/]",
             str(r.n),
-            _f(r.interval.estimate),
-            f"{_f(r.interval.lower)}-{_f(r.interval.upper)}",
+            f"{_f(r.interval.estimate)} ({_iv(r.interval.lower, r.interval.upper)})",
         ]
         if has_ref:
-            row += [
-                "" if ref is None else _f(ref.estimate),
-                "" if math.isnan(r.change) else f"{r.change:+.3f}",
-            ]
+            row += [] if window else ["" if ref is None else _f(ref.estimate)]
+            row += ["" if math.isnan(r.change) else f"{r.change:+.3f}"]
         if has_labels:
             row += [
                 str(r.n_labelled) if r.n_labelled else "",
-                "" if lc is None else f"{_f(lc.estimate)} ({_f(lc.lower)}-{_f(lc.upper)})",
+                "" if lc is None else f"{_f(lc.estimate)} ({_iv(lc.lower, lc.upper)})",
             ]
-        table.add_row(*row)
-    return table
+        rows.append(row)
+    span = f"{format_duration(window)} windows" if window else _range(records)
+    what = "all traffic" if by == "*" else by
+    title = f"estimated accuracy by {what}, {level:.0%} intervals, {span} (UTC)"
+    return cli_table(title, columns, rows)
 
 
 def _shift_text(r: SliceEstimate) -> str:
@@ -153,15 +162,28 @@ def _shift_text(r: SliceEstimate) -> str:
     return r.shift_word or ("shift unknown" if r.interval.unseen_fraction else "")
 
 
-def _when(start: float, end: float) -> str:
+def _when(start: float) -> str:
     from datetime import UTC, datetime
 
-    a = datetime.fromtimestamp(start, UTC)
-    b = datetime.fromtimestamp(end, UTC)
-    same_day = (b - a).total_seconds() <= 86_400 and a.date() == b.date()
-    if same_day or (b - a).total_seconds() == 86_400:
-        return a.strftime("%m-%d %H:%M")
-    return f"{a:%m-%d %H:%M}..{b:%m-%d %H:%M}"
+    return datetime.fromtimestamp(start, UTC).strftime("%m-%d %H:%M")
+
+
+def _range(records: Sequence[SliceEstimate]) -> str:
+    if not records:
+        return "no traces"
+    from datetime import UTC, datetime
+
+    a = datetime.fromtimestamp(records[0].window_start, UTC)
+    b = datetime.fromtimestamp(records[0].window_end, UTC)
+    return (
+        f"{a:%Y-%m-%d %H:%M} to {b:%H:%M}"
+        if a.date() == b.date()
+        else f"{a:%Y-%m-%d %H:%M} to {b:%Y-%m-%d %H:%M}"
+    )
+
+
+def _iv(lower: float, upper: float) -> str:
+    return "-" if math.isnan(lower) or math.isnan(upper) else interval_text(lower, upper)
 
 
 def _f(x: float) -> str:

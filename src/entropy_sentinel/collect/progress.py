@@ -1,7 +1,8 @@
 """A rich progress bar for the collector: items, tokens per second, running accuracy, ETA.
 
-When the console is not a terminal (a log file, CI), the bar cannot redraw; a plain
-status line is printed every ``log_every`` seconds instead.
+When the console is not a terminal (a log file, CI, ``| tee``), the bar cannot redraw
+and is not drawn at all: a plain status line is printed at the start, every
+``log_every`` seconds, and at the end instead (each line whole, never wrapped).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class CollectProgress:
         self._log_every = log_every
         self._last_log = time.perf_counter()
         self._disable = disable
+        self._plain = not disable and not self._console.is_terminal
         self._progress = Progress(
             TextColumn("[bold]collect[/]"),
             BarColumn(),
@@ -43,7 +45,7 @@ class CollectProgress:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=self._console,
-            disable=disable,
+            disable=disable or self._plain,
         )
         self._task: TaskID | None = None
         self._t0 = time.perf_counter()
@@ -61,6 +63,8 @@ class CollectProgress:
         tb: TracebackType | None,
     ) -> None:
         self._progress.__exit__(exc_type, exc, tb)
+        if self._plain and self._task is not None:
+            self._status("collected")
 
     def start(self, total: int, skipped: int) -> None:
         """Called once: ``total`` items, ``skipped`` of them already collected."""
@@ -68,6 +72,8 @@ class CollectProgress:
         self._task = self._progress.add_task(
             "collect", total=total, completed=skipped, stats=f"resumed {skipped}"
         )
+        if self._plain:
+            self._status("collect")
 
     def update(self, info: RecordInfo) -> None:
         """Called after each item."""
@@ -90,13 +96,16 @@ class CollectProgress:
         )
         self._progress.update(self._task, advance=1, stats=stats)
         now = time.perf_counter()
-        if (
-            not self._disable
-            and not self._console.is_terminal
-            and now - self._last_log >= self._log_every
-        ):
+        if self._plain and now - self._last_log >= self._log_every:
             self._last_log = now
-            task = self._progress.tasks[0]
-            self._console.print(
-                f"collect {task.completed:.0f}/{task.total:.0f}  {stats}", highlight=False
-            )
+            self._status("collect")
+
+    def _status(self, what: str) -> None:
+        """One plain line: items done of the total, and the running statistics."""
+        task = self._progress.tasks[0]
+        self._console.print(
+            f"{what} {task.completed:.0f}/{task.total:.0f} items  {task.fields['stats']}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )

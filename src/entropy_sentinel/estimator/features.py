@@ -26,7 +26,7 @@ an `ArtifactMismatchError` instead of returning numbers on a different scale.
 >>> featurize(b, "profile10").shape, feature_names("sea")
 ((1, 10), ('h_sea',))
 >>> trace_signature(b)
-TraceSignature(source='precomputed', k=0)
+TraceSignature(source='precomputed', k=0, legacy=False)
 """
 
 from __future__ import annotations

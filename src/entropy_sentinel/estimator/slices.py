@@ -38,7 +38,7 @@ import pandas as pd
 
 from entropy_sentinel._typing import FloatArray
 from entropy_sentinel.aggregate import SliceStats
-from entropy_sentinel.errors import ConfigError
+from entropy_sentinel.errors import ConfigError, SliceDimensionError
 from entropy_sentinel.estimator.intervals import SliceInterval, finish
 from entropy_sentinel.estimator.plotting import axes_for
 from entropy_sentinel.estimator.plotting import finish as finish_figure
@@ -428,10 +428,12 @@ def slice_keys(batch: TraceBatch, by: Sequence[str]) -> list[SliceKey]:
     present = set(batch.slice_dimensions)
     absent = [d for d in by if d not in present]
     if absent and len(batch):
-        raise ConfigError(
+        raise SliceDimensionError(
             f"no trace has slice dimension(s) {absent}; dimensions present: "
             f"{sorted(present) or 'none'}. Choose one of those, or by=None (the CLI's "
-            "--by all) for one slice"
+            "--by all) for one slice",
+            absent=absent,
+            present=sorted(present),
         )
     return [tuple(s.get(d) for d in by) for s in batch.slices]
 

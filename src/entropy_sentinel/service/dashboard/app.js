@@ -1,10 +1,14 @@
 /* entropy-sentinel dashboard: reads the service's JSON API and renders it.
  *
  * Everything shown is a record of the API, formatted (3 decimals for accuracies):
- *   chart  <- GET /v1/estimates?by=DIM&since=RANGE&window=W&reference=none
+ *   chart  <- GET /v1/estimates?by=DIM&since=FIRST&until=END&window=W&reference=none, where
+ *             FIRST..END is the part of the range that has traffic (found with a coarse
+ *             by=* series) and W is sized to it (minutes to months)
  *   table  <- GET /v1/estimates?by=DIM&since=RANGE&reference=RANGE   (one window, worst first)
  *   KPIs   <- the same two with by=*, GET /v1/alerts?status=open
  *   alerts <- GET /v1/alerts?status=open;  label next <- GET /v1/priorities;  card <- GET /v1/model
+ *   queue  <- the label requests of GET /v1/priorities, one at a time; labels and skips go to
+ *             POST /v1/labels, then the page reloads its estimates
  *   models <- GET /v1/models: the model selector (every call above then takes model=NAME) and
  *   "compare with": GET /v1/estimates?by=DIM&model=A&model=B, one record set per model
  * The state (dimension, range, search, budget, plotted slices) lives in the URL hash, so a
@@ -14,17 +18,25 @@
 
 (function () {
   const RANGES = { "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800, "30d": 2592000, all: null };
-  const WINDOWS = [60, 300, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 604800];
+  const WINDOWS = [60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800,
+    604800, 1209600, 2592000];
   const POINTS = 48; // windows across the range, at most
   const MIN_POINTS = 4; // ... and at least
   const PER_WINDOW = 10; // traces per slice and window wanted, on average
+  const PROBE_POINTS = 240; // resolution of the search for the first traffic in the range
+  const DAY = 86400;
+  // time-axis tick spacings (uPlot's, from a minute up); none finer than the chart's windows
+  const TICKS = [60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 14400, 21600, 28800, 43200,
+    DAY, 2 * DAY, 3 * DAY, 7 * DAY, 14 * DAY, 30 * DAY, 60 * DAY, 91 * DAY, 182 * DAY, 365 * DAY,
+    2 * 365 * DAY, 5 * 365 * DAY, 10 * 365 * DAY];
   const COLORS = ["#2f6fdf", "#e4572e", "#17a398", "#f2a541", "#8e44ad", "#c0392b",
     "#3d9970", "#ff6f91", "#5d6d7e", "#b8860b", "#1abc9c", "#d35400"];
   const DEFAULT_PLOTTED = 5;
   const REFRESH_MS = 30000;
 
   const state = { by: null, range: "6h", q: "", budget: 50, plotted: null, auto: true, model: null, vs: null };
-  const view = { renders: 0, data: null, chart: null, reliability: null, config: null, error: null };
+  const view = { renders: 0, data: null, chart: null, reliability: null, config: null, error: null,
+    xLabels: [], queue: null };
   window.sentinel = view;
 
   const $ = (id) => document.getElementById(id);
@@ -58,20 +70,43 @@
     if (s < 172800) return `${Math.round(s / 3600)} h ago`;
     return `${Math.round(s / 86400)} d ago`;
   };
-  const tick = (t, span) => {
-    const d = new Date(t * 1000);
-    const hm = `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}`;
-    const md = `${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`;
-    if (span <= 86400) return hm;
-    return hm === "00:00" ? md : `${md} ${hm}`;
+  // Labels of the time axis for ticks `incr` seconds apart: as precise as the spacing
+  // needs (seconds, minutes, days, months), the date under the first tick of each day (or
+  // the year under the first tick of each year), so no two labels read the same.
+  const timeLabels = (ticks, incr) => {
+    let prevDay = null, prevYear = null;
+    return ticks.map((t) => {
+      const d = new Date(t * 1000);
+      const y = d.getUTCFullYear(), mo = pad(d.getUTCMonth() + 1), da = pad(d.getUTCDate());
+      const day = `${y}-${mo}-${da}`;
+      let label;
+      if (incr >= 28 * DAY) label = `${y}-${mo}`;
+      else if (incr >= DAY) label = y !== prevYear ? `${mo}-${da}\n${y}` : `${mo}-${da}`;
+      else {
+        const hm = `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}` + (incr < 60 ? `:${pad(d.getUTCSeconds())}` : "");
+        label = day !== prevDay ? `${hm}\n${mo}-${da}` : hm;
+      }
+      prevDay = day; prevYear = y;
+      return label;
+    });
   };
   const durationText = (s) => {
     for (const [unit, size] of [["d", 86400], ["h", 3600], ["m", 60]]) if (s % size === 0) return `${s / size}${unit}`;
     return `${s}s`;
   };
+  const iso = (t) => new Date(t * 1000).toISOString();
   const sliceText = (slice) => {
     const parts = Object.entries(slice || {});
     return parts.length ? parts.map(([k, v]) => `${k}=${v}`).join(", ") : "all traffic";
+  };
+  // Text that may wrap after "_", "-", "/", "." or "=" (slice names), never inside a word.
+  const breakable = (text) => {
+    const frag = document.createDocumentFragment();
+    for (const part of String(text).split(/(?<=[_\-/.=])/)) {
+      if (frag.childNodes.length) frag.append(document.createElement("wbr"));
+      frag.append(part);
+    }
+    return frag;
   };
   const valueOf = (rec, by) => (by === "*" ? "all traffic" : rec.slice[by]);
   // A y range that fits the intervals (rounded to 0.1, at least 0.3 tall, within 0..1):
@@ -118,7 +153,7 @@
   // ------------------------------------------------------------------ API
   class AuthNeeded extends Error {}
   const storedKey = () => sessionStorage.getItem("sentinel-key") || "";
-  async function api(path, params) {
+  async function api(path, params, body) {
     const url = new URL(path, location.origin);
     for (const [k, v] of Object.entries(params || {})) {
       if (Array.isArray(v)) for (const x of v) url.searchParams.append(k, x); // "" is a model key
@@ -126,7 +161,13 @@
     }
     const headers = {};
     if (storedKey()) headers.Authorization = "Bearer " + storedKey();
-    const r = await fetch(url, { headers });
+    const init = { headers };
+    if (body !== undefined) {
+      init.method = "POST";
+      init.body = JSON.stringify(body);
+      headers["Content-Type"] = "application/json";
+    }
+    const r = await fetch(url, init);
     if (r.status === 401 || r.status === 403) {
       const body = await r.json().catch(() => ({}));
       throw new AuthNeeded(typeof body.detail === "string" ? body.detail : r.statusText);
@@ -139,13 +180,16 @@
     return r;
   }
   const getJSON = async (path, params) => (await api(path, params)).json();
+  const postJSON = async (path, body) => (await api(path, {}, body)).json();
+
+  // Window lengths the database can answer: multiples of its storage bucket.
+  const windowsFor = (bucket) => [bucket, ...WINDOWS.filter((w) => w > bucket && w % bucket === 0)];
 
   // The window of the time series: short enough for at least MIN_POINTS windows across
-  // the range, long enough for PER_WINDOW traces per slice and window (a typical slice:
+  // the span, long enough for PER_WINDOW traces per slice and window (a typical slice:
   // the median count) and at most POINTS windows; a multiple of the storage bucket.
   function chooseWindow(span, bucket, counts) {
-    const fit = WINDOWS.filter((w) => w % bucket === 0 && w >= bucket);
-    if (!fit.length) return bucket;
+    const fit = windowsFor(bucket);
     const sorted = counts.slice().sort((a, b) => a - b);
     const typical = sorted.length ? sorted[Math.floor(sorted.length / 2)] : 0;
     const wanted = Math.max(span / POINTS, typical ? (PER_WINDOW * span) / typical : 0);
@@ -168,9 +212,12 @@
     // one model's view: priorities and the model card need one (there is one, or it is chosen)
     const one = state.model !== null || scored.length === 1;
     const slices = await getJSON("/v1/slices", { since: since || "36500d", ...mp });
+    // slice dimensions, the most common first (ties: the one with more values); "*" (all
+    // traffic) is offered last, not opened on
     const dims = Object.entries(slices.dimensions)
-      .map(([d, vals]) => [d, Object.values(vals).reduce((a, b) => a + b, 0)])
-      .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+      .filter(([d]) => d !== "*")
+      .map(([d, vals]) => [d, Object.values(vals).reduce((a, b) => a + b, 0), Object.keys(vals).length])
+      .sort((a, b) => b[1] - a[1] || b[2] - a[2] || a[0].localeCompare(b[0]))
       .map(([d]) => d);
     const fits = state.by && (state.by === "*" || dims.includes(state.by));
     const by = fits ? state.by : dims[0] || "*";
@@ -182,9 +229,18 @@
         ? Promise.resolve(null)
         : getJSON("/v1/estimates", { by, since, reference, model: [state.model, state.vs] }),
     ]);
-    const wholeSpan = span || Math.max(cfg.bucket, (Date.parse(overall.until) - Date.parse(overall.since)) / 1000);
-    const win = chooseWindow(wholeSpan, cfg.bucket, ranked.records.map((r) => r.n));
-    const windowed = { since, window: durationText(win), reference: "none", ...mp };
+    // The chart spans the part of the range that has traffic: from the first window with
+    // traces (a coarse all-traffic series finds it) to the end of the range.
+    const end = Date.parse(overall.until) / 1000;
+    const rangeStart = Date.parse(overall.since) / 1000;
+    const wins = windowsFor(cfg.bucket);
+    const probeWin = wins.find((w) => w >= (end - rangeStart) / PROBE_POINTS) || wins[wins.length - 1];
+    const probe = await getJSON("/v1/estimates",
+      { by: "*", since: overall.since, until: overall.until, window: durationText(probeWin), reference: "none", ...mp });
+    const first = probe.records.length ? Date.parse(probe.records[0].window_start) / 1000 : rangeStart;
+    const start = Math.max(rangeStart, first);
+    const win = chooseWindow(Math.max(cfg.bucket, end - start), cfg.bucket, ranked.records.map((r) => r.n));
+    const windowed = { since: iso(start), until: overall.until, window: durationText(win), reference: "none", ...mp };
     const modelReady = one && (state.model === null || scored.includes(state.model));
     const [series, overallSeries, alerts, model, health, priorities] = await Promise.all([
       getJSON("/v1/estimates", { by, ...windowed }),
@@ -192,9 +248,9 @@
       getJSON("/v1/alerts", { status: "open", ...mp }),
       modelReady ? getJSON("/v1/model", mp) : Promise.resolve(null),
       fetch("/healthz").then((r) => r.json()).catch(() => ({ status: "unreachable", problems: [] })),
-      by === "*" || !modelReady
-        ? Promise.resolve(null)
-        : getJSON("/v1/priorities", { budget: state.budget, by, since: since || "36500d", ...mp }),
+      modelReady
+        ? getJSON("/v1/priorities", { budget: state.budget, by, since: since || "36500d", ...mp })
+        : Promise.resolve(null),
     ]);
     return { dims, by, since, reference, window: win, overall, ranked, series, overallSeries,
       alerts, model, health, priorities, config: cfg, models, compared, chosen: state.model, vs: state.vs };
@@ -340,7 +396,7 @@
 
   function sparkline(line, xs, color, range, overall) {
     const NS = "http://www.w3.org/2000/svg";
-    const w = 120, h = 26;
+    const w = 88, h = 26;
     const svg = document.createElementNS(NS, "svg");
     svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
     svg.setAttribute("width", String(w));
@@ -444,7 +500,8 @@
     const q = state.q.toLowerCase();
     const xs = [...new Set([...d.series.records, ...d.overallSeries.records].map((r) => Date.parse(r.window_start) / 1000))].sort((a, b) => a - b);
     const index = new Map(xs.map((x, i) => [x, i]));
-    const values = d.ranked.records.map((r) => valueOf(r, by)).filter((v) => plotted.has(v) && (!q || v.toLowerCase().includes(q)));
+    // by=* has one line, all traffic: drawn once, as the dashed all-traffic series
+    const values = by === "*" ? [] : d.ranked.records.map((r) => valueOf(r, by)).filter((v) => plotted.has(v) && (!q || v.toLowerCase().includes(q)));
     const lines = values.map((v) => ({ value: v, est: xs.map(() => null), lower: xs.map(() => null), upper: xs.map(() => null), n: xs.map(() => null) }));
     const byValue = new Map(lines.map((l) => [l.value, l]));
     const fill = (line, r) => {
@@ -457,7 +514,7 @@
     return { xs, lines, all };
   }
 
-  function drawBands(u, lines, colors) {
+  function drawBands(u, lines) {
     const ctx = u.ctx;
     ctx.save();
     ctx.beginPath();
@@ -466,7 +523,7 @@
     const xs = u.data[0];
     lines.forEach((line, k) => {
       if (u.series[k + 1] && u.series[k + 1].show === false) return;
-      ctx.fillStyle = colors.get(line.value) + "24";
+      ctx.fillStyle = line.color + "24";
       let run = [];
       const flush = () => {
         if (!run.length) return;
@@ -495,31 +552,42 @@
     if (view.chart) { view.chart.destroy(); view.chart = null; }
     box.replaceChildren();
     $("trend-by").textContent = d.by === "*" ? "· all traffic" : `· by ${d.by}`;
-    $("trend-note").textContent = `${durationText(d.window)} windows`;
+    const from = Date.parse(d.series.since) / 1000, to = Date.parse(d.series.until) / 1000;
+    $("trend-note").textContent = `${durationText(d.window)} windows · ${utc(from)} – ${utc(to).slice(to - from < DAY ? 11 : 0)} UTC`;
     for (const s of document.querySelectorAll(".level")) s.textContent = `${Math.round(d.config.level * 100)}%`;
     if (!xs.length) { box.append(el("p", { class: "empty", text: "No traces in this range." })); return; }
     const fmtN = (line) => (u, v, si, i) => (v === null || v === undefined ? "—" : `${fmt3(v)} (n=${line.n[i] ?? "—"})`);
+    const half = d.window / 2;
+    const single = d.by === "*";
+    const bands = single ? [{ ...all, color: "#4a5568" }] : lines.map((l) => ({ ...l, color: colors.get(l.value) }));
     const opts = {
-      width: Math.max(320, box.clientWidth),
-      height: 330,
+      ...chartSize(box),
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
-      scales: { x: { time: true }, y: { auto: false, range: yRange([...lines, all]) } },
+      // the x axis spans the windows with traffic, each point at its window's middle
+      scales: { x: { time: true, auto: false, range: [from, to] }, y: { auto: false, range: yRange([...lines, all]) } },
       axes: [
-        { stroke: "#687385", grid: { stroke: "#eef1f5" }, values: (u, vals) => vals.map((v) => tick(v, xs[xs.length - 1] - xs[0])) },
-        { stroke: "#687385", grid: { stroke: "#eef1f5" }, label: "estimated accuracy", values: (u, vals) => vals.map((v) => v.toFixed(2)) },
+        { stroke: "#687385", grid: { stroke: "#eef1f5" }, space: 64,
+          incrs: TICKS.filter((t) => t >= d.window),
+          values: (u, ticks, ax, space, incr) => (view.xLabels = timeLabels(ticks, incr)) },
+        { stroke: "#687385", grid: { stroke: "#eef1f5" }, label: "estimated accuracy", size: 46,
+          values: (u, vals) => vals.map((v) => v.toFixed(2)) },
       ],
       series: [
-        { label: "window (UTC)", value: (u, v) => (v === null || v === undefined ? "—" : utc(v)) },
+        { label: "window (UTC)", value: (u, v) => (v === null || v === undefined ? "—" : `${utc(v - half)} – ${utc(v + half).slice(11)}`) },
         ...lines.map((line) => ({ label: line.value, stroke: colors.get(line.value), width: 2,
           points: { show: true, size: 5 }, spanGaps: false, value: fmtN(line) })),
-        { label: "all traffic", stroke: "#4a5568", width: 2, dash: [6, 4], points: { show: false }, value: fmtN(all) },
+        { label: "all traffic", stroke: "#4a5568", width: 2, dash: single ? undefined : [6, 4],
+          points: { show: single, size: 5 }, spanGaps: false, value: fmtN(all) },
       ],
-      hooks: { drawAxes: [(u) => drawBands(u, lines, colors)] },
+      hooks: { drawAxes: [(u) => drawBands(u, bands)] },
       focus: { alpha: 0.3 },
       cursor: { points: { size: 7 }, focus: { prox: 24 } },
     };
-    view.chart = new uPlot(opts, [xs, ...lines.map((l) => l.est), all.est], box);
+    view.chart = new uPlot(opts, [xs.map((x) => x + half), ...lines.map((l) => l.est), all.est], box);
   }
+
+  // The time chart's size: its card's width, shorter on a phone.
+  const chartSize = (box) => ({ width: Math.max(200, box.clientWidth), height: innerWidth < 640 ? 260 : 330 });
 
   function renderAlerts(d) {
     const list = d.alerts.alerts;
@@ -547,7 +615,7 @@
   function renderPriorities(d) {
     const body = $("priorities").tBodies[0];
     if (!d.priorities) {
-      const why = d.by === "*" ? "Choose a slice dimension." : "Choose a model: labels are per model.";
+      const why = "Choose a model: labels are per model.";
       body.replaceChildren(el("tr", {}, el("td", { colspan: "6", class: "muted", text: why })));
       $("prio-target").textContent = "";
       return;
@@ -555,12 +623,160 @@
     body.replaceChildren(...d.priorities.slices.map((s) =>
       el("tr", { "data-value": s.value },
         el("td", { text: String(s.rank) }),
-        el("td", { class: "slice", title: s.value, text: s.value }),
+        el("td", { class: "slice", title: s.value }, breakable(s.value === "*" ? "all traffic" : s.value)),
         el("td", { class: "num", text: fmt3(s.estimate) }),
         el("td", { class: "num", text: fmt3(s.uncertainty) }),
         el("td", { class: "num", text: fmt3(s.gap) }),
         el("td", { class: "num alloc", text: count(s.allocated) }))));
     $("prio-target").textContent = `Target: ${fmt3(d.priorities.target)} (all traffic).`;
+  }
+
+  // ------------------------------------------------------------------ labelling queue
+  // The queue is the label requests of one /v1/priorities answer (the pending items of the
+  // open labelling design for the dimension shown), kept while the dimension, range and
+  // budget stay the same and the design is the same: the service keeps a design open
+  // until none of its items is pending, then draws a new one; a sample is only unbiased
+  // when all of it is labelled. Counts come from the answer's `design` (from what was
+  // labelled and skipped in this page when an answer has none).
+  const queueKey = (d) => `${d.chosen}|${d.by}|${d.since}|${state.budget}`;
+  const SKIP = "skip";
+
+  function syncQueue(d) {
+    const p = d.priorities;
+    const q = view.queue;
+    const design = p.design || null;
+    if (!q || q.key !== queueKey(d) || q.reload || (design && q.design && design.id !== q.design.id)) {
+      view.queue = { key: queueKey(d), items: p.requests.slice(), done: {}, design, busy: false,
+        status: q && q.key === queueKey(d) ? q.status : "", last: null };
+    } else if (design) {
+      q.design = design;
+    }
+  }
+
+  const currentItem = (q) => q.items.find((it) => !(it.trace_id in q.done)) || null;
+
+  function queueCounts(q) {
+    if (q.design) return { size: q.design.size, labelled: q.design.labelled, skipped: q.design.skipped, pending: q.design.pending };
+    const verdicts = Object.values(q.done);
+    const skipped = verdicts.filter((v) => v === SKIP).length;
+    const labelled = verdicts.length - skipped;
+    return { size: q.items.length, labelled, skipped, pending: q.items.length - labelled - skipped };
+  }
+
+  // A prompt as text blocks: a string, or OpenAI chat messages (role, then content).
+  function promptNodes(prompt) {
+    if (typeof prompt === "string") return [prompt];
+    if (!Array.isArray(prompt)) return [JSON.stringify(prompt)];
+    return prompt.flatMap((m) => {
+      const content = Array.isArray(m.content)
+        ? m.content.map((part) => (typeof part === "string" ? part : part.text ?? "")).join("")
+        : String(m.content ?? "");
+      return [el("span", { class: "role", text: m.role || "message" }), content];
+    });
+  }
+
+  // The label-corrected estimate of an item's slice (in the dimension shown), or null.
+  function correctedOf(d, item) {
+    const value = d.by === "*" ? "all traffic" : item.slice[d.by] ?? item.value;
+    const rec = d.ranked.records.find((r) => valueOf(r, d.by) === value);
+    return { value, estimate: rec && rec.label_corrected ? rec.label_corrected.estimate : null, n: rec ? rec.n_labelled : 0 };
+  }
+
+  function renderQueue(d) {
+    if (!d.priorities) { // several models and none chosen: labels are per model
+      view.queue = null;
+      $("queue-by").textContent = "";
+      $("queue-progress").textContent = "";
+      $("queue-why").textContent = "Choose a model: labels are per model.";
+      $("queue-item").hidden = true;
+      $("queue-empty").hidden = true;
+      return;
+    }
+    syncQueue(d);
+    const q = view.queue;
+    const c = queueCounts(q);
+    const item = currentItem(q);
+    $("queue-by").textContent = d.by === "*" ? "· all traffic" : `· by ${d.by}`;
+    $("queue-progress").textContent = item ? `item ${q.items.indexOf(item) + 1} of ${q.items.length}` : "";
+    const missing = c.pending + c.skipped;
+    $("queue-why").replaceChildren(
+      `${count(c.labelled)} of ${count(c.size)} drawn items labelled; `,
+      el("span", { class: missing ? "missing" : "", text: `${count(missing)} still missing` }),
+      c.skipped ? ` (${count(c.skipped)} skipped). ` : ". ",
+      "The label-corrected estimates take these items as a random sample of their slice: " +
+      "each missing one weakens them, and skipping the hard ones biases them (accuracy looks better than it is).");
+    $("queue-item").hidden = !item;
+    $("queue-empty").hidden = !!item;
+    if (!item) {
+      $("queue-empty").replaceChildren(
+        q.items.length ? `Every item of this sample is done (${c.labelled} labelled, ${c.skipped} skipped). `
+          : "Nothing to label in this range: every trace is labelled, or there is none. ",
+        el("button", { type: "button", class: "button plain", id: "queue-reload", text: "Draw a new sample",
+          onclick: () => { view.queue.reload = true; refresh(); } }));
+    } else {
+      // the estimator's P(correct) is not shown: it would anchor the annotator's verdict
+      const facts = [
+        `slice ${sliceText(item.slice)}`,
+        typeof item.inclusion_probability === "number" ? `inclusion probability ${item.inclusion_probability.toPrecision(3)}` : null,
+        `${utc(Date.parse(item.timestamp) / 1000)} UTC`,
+        `id ${item.trace_id}`,
+      ].filter(Boolean);
+      $("queue-meta").replaceChildren(breakable(facts.join(" · ")));
+      const hasText = item.prompt != null || item.answer != null; // null: not stored, or hidden
+      const fill = (id, nodes) => {
+        const box = $(id);
+        box.classList.toggle("none", !nodes);
+        box.replaceChildren(...(nodes || ["(not stored)"]));
+      };
+      fill("queue-prompt", item.prompt ? promptNodes(item.prompt) : null);
+      fill("queue-answer", item.answer ? [String(item.answer)] : null);
+      $("queue-item").querySelector(".qa").hidden = !hasText;
+      const notext = $("queue-notext");
+      notext.hidden = hasText;
+      if (!hasText) {
+        const meta = Object.keys(item.meta || {}).length ? JSON.stringify(item.meta) : "";
+        notext.replaceChildren(
+          "The service sent no prompt or response text with this item: it keeps text only when ",
+          "configured to (opt-in, a privacy choice) and shows it only to API keys with the text ",
+          "scope; see the service's docs (docs/service.md). Label it from its id",
+          meta ? ", or from its metadata: " : ".",
+          meta ? el("code", { text: meta.length > 400 ? meta.slice(0, 400) + "…" : meta }) : "");
+      }
+    }
+    for (const b of $("queue-item").querySelectorAll("button")) b.disabled = q.busy;
+    $("queue-status").textContent = q.status;
+  }
+
+  // Label (or skip) the queue's current item, then reload the page's estimates.
+  async function verdict(kind) {
+    const q = view.queue;
+    const item = q && currentItem(q);
+    if (!item || q.busy || !view.data) return;
+    q.busy = true;
+    renderQueue(view.data);
+    const before = correctedOf(view.data, item);
+    const label = kind === SKIP ? { id: item.trace_id, skipped: true } : { id: item.trace_id, correct: kind === "correct" };
+    try {
+      const out = await postJSON("/v1/labels", { labels: [label], source: "dashboard" });
+      const problem = out.unknown.length ? `unknown id ${out.unknown[0]}` : out.rejections[0];
+      if (problem) throw new Error(problem);
+      q.done[item.trace_id] = kind;
+      q.status = kind === SKIP ? `Skipped ${item.trace_id}.` : `Labelled ${item.trace_id} ${kind}.`;
+      q.busy = false;
+      await refresh();
+      if (kind !== SKIP && view.data) {
+        const after = correctedOf(view.data, item);
+        view.queue.status += ` Label-corrected estimate of ${before.value}: ${fmt3(before.estimate)} → ${fmt3(after.estimate)} (${count(after.n)} labels).`;
+      }
+    } catch (err) {
+      q.status = err instanceof AuthNeeded
+        ? `Labelling needs an API key with the ingest scope: ${err.message}`
+        : `Could not save the label: ${err.message || err}`;
+      if (err instanceof AuthNeeded) { $("auth-why").textContent = q.status; $("auth").hidden = false; }
+    } finally {
+      q.busy = false;
+      if (view.data) renderQueue(view.data);
+    }
   }
 
   function renderModel(d) {
@@ -588,7 +804,7 @@
       ["Brier score", met.brier !== undefined ? `${fmt3(met.brier)} (before calibration ${fmt3(met.brier_uncalibrated)})` : "—"],
       ["calibration error", fmt3(met.ece)],
       ["model_sd", `${fmt3(m.model_sd)} (the classifier's error in its training distribution; intervals add calibration and transfer per slice)`],
-      ["best setting", tu.best_params ? JSON.stringify(tu.best_params) : "—"],
+      ["best setting", tu.best_params ? Object.entries(tu.best_params).map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join(", ") : "—"],
       ["recalibration", m.calibration ? (m.note || "active") : "none"],
       ["rescoring pending", count(m.rescore_pending)],
     ];
@@ -602,7 +818,7 @@
     if (!bins.length) return;
     const xs = [0, ...bins.map((b) => b.mean_p), 1];
     view.reliability = new uPlot({
-      width: Math.min(360, Math.max(240, box.clientWidth)), height: 240,
+      width: Math.min(340, Math.max(200, box.clientWidth)), height: 240,
       scales: { x: { time: false, auto: false, range: [0, 1] }, y: { auto: false, range: [0, 1] } },
       axes: [{ label: "mean P(correct)", stroke: "#687385", grid: { stroke: "#eef1f5" } },
         { label: "observed accuracy", stroke: "#687385", grid: { stroke: "#eef1f5" } }],
@@ -633,6 +849,7 @@
     renderCompare(d);
     renderAlerts(d);
     renderPriorities(d);
+    renderQueue(d);
     renderModel(d);
     renderHealth(d);
     view.data = d;
@@ -708,9 +925,20 @@
       const mp = view.data.chosen === null ? {} : { model: [view.data.chosen] };
       const r = await api("/v1/priorities", { budget: state.budget, by: view.data.by, since: view.data.since || "36500d", format: "csv", ...mp });
       const url = URL.createObjectURL(await r.blob());
-      const a = el("a", { href: url, download: `to_label_${view.data.by}.csv` });
+      const a = el("a", { href: url, download: `to_label_${view.data.by === "*" ? "all" : view.data.by}.csv` });
       document.body.append(a); a.click(); a.remove();
       setTimeout(() => URL.revokeObjectURL(url), 1000);
+    });
+    for (const b of $("queue-item").querySelectorAll("button[data-verdict]")) {
+      b.addEventListener("click", () => verdict(b.dataset.verdict));
+    }
+    const KEYS = { c: "correct", x: "incorrect", s: SKIP };
+    document.addEventListener("keydown", (e) => {
+      if (e.ctrlKey || e.metaKey || e.altKey || e.repeat || !(e.key in KEYS)) return;
+      if (e.target.closest && e.target.closest("input, select, textarea, [contenteditable]")) return;
+      if (!$("auth").hidden || $("queue-item").hidden) return;
+      e.preventDefault();
+      verdict(KEYS[e.key]);
     });
     $("auth-form").addEventListener("submit", (e) => {
       e.preventDefault();
@@ -721,7 +949,7 @@
     let resize = null;
     window.addEventListener("resize", () => {
       clearTimeout(resize);
-      resize = setTimeout(() => view.chart && view.chart.setSize({ width: Math.max(320, $("trend").clientWidth), height: 330 }), 150);
+      resize = setTimeout(() => view.chart && view.chart.setSize(chartSize($("trend"))), 150);
     });
     setInterval(() => { if (state.auto && !document.hidden) refresh(); }, REFRESH_MS);
   }

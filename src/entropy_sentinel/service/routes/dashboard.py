@@ -1,11 +1,13 @@
-"""The dashboard: ``GET /`` (the page), ``GET /dashboard/{file}`` (its scripts and styles,
-shipped in the package, uPlot vendored: nothing is fetched from the internet) and
-``GET /dashboard/config.json`` (the service facts the page needs).
+"""The dashboard: ``GET /`` (the page), ``GET /favicon.ico`` (its icon, an SVG),
+``GET /dashboard/{file}`` (its scripts and styles, shipped in the package, uPlot
+vendored: nothing is fetched from the internet) and ``GET /dashboard/config.json`` (the
+service facts the page needs).
 
 The page itself holds no data and needs no key; it reads the service's JSON API
-(`/v1/estimates`, `/v1/slices`, `/v1/alerts`, `/v1/priorities`, `/v1/model`) with the
-``read`` key the user types in (kept in the browser tab's session storage), or none
-from loopback when no keys are configured. See docs/dashboard.md.
+(`/v1/estimates`, `/v1/slices`, `/v1/alerts`, `/v1/priorities`, `/v1/model`), and posts
+the labels of its queue to `POST /v1/labels`, with the key the user types in (kept in
+the browser tab's session storage), or none from loopback when no keys are configured.
+See docs/dashboard.md.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ _TYPES = {
     ".css": "text/css; charset=utf-8",
     ".txt": "text/plain; charset=utf-8",
     ".md": "text/plain; charset=utf-8",
+    ".svg": "image/svg+xml",
     "": "text/plain; charset=utf-8",
 }
 ASSETS: dict[str, Path] = {
@@ -58,6 +61,16 @@ router = APIRouter(tags=["dashboard"])
 async def index() -> Response:
     """The dashboard page."""
     return FileResponse(DASHBOARD_DIR / "index.html", media_type=_TYPES[".html"], headers=_HEADERS)
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+async def favicon() -> Response:
+    """The page's icon (an SVG; browsers ask for this path when a page names none)."""
+    return FileResponse(
+        DASHBOARD_DIR / "favicon.svg",
+        media_type=_TYPES[".svg"],
+        headers={**_HEADERS, "Cache-Control": "max-age=86400"},
+    )
 
 
 @router.get(

@@ -8,8 +8,6 @@ caller's key has the ``text`` scope; else they are null.
 
 from __future__ import annotations
 
-import dataclasses
-import io
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -19,7 +17,8 @@ from starlette.concurrency import run_in_threadpool
 from entropy_sentinel.csv_safety import write_csv
 from entropy_sentinel.service.api_models import PrioritiesOut
 from entropy_sentinel.service.auth import require, text_allowed
-from entropy_sentinel.service.prioritize import Priorities, prioritize
+from entropy_sentinel.service.label_export import labels_jsonl, with_texts
+from entropy_sentinel.service.prioritize import prioritize
 from entropy_sentinel.service.routes.common import errors, time_range
 from entropy_sentinel.service.routes.estimates import one_scorer
 from entropy_sentinel.service.state import ServiceState, service
@@ -88,23 +87,9 @@ async def get_priorities(
         )
     )
     if with_text and svc.settings.store_text:
-        result = await run_in_threadpool(_with_texts, svc, result)
+        result = await run_in_threadpool(with_texts, svc.storage, result)
     if format == "json":
         return result.to_dict()
-    frame = result.requests_frame()
     if format == "csv":
-        return Response(write_csv(frame), media_type="text/csv")
-    buf = io.StringIO()
-    frame.to_json(buf, orient="records", lines=True, force_ascii=False)
-    return Response(buf.getvalue(), media_type="application/x-ndjson")
-
-
-def _with_texts(svc: ServiceState, result: Priorities) -> Priorities:
-    texts = svc.storage.texts([r.trace_id for r in result.requests])
-    requests = tuple(
-        dataclasses.replace(r, prompt=texts[r.trace_id][0], answer=texts[r.trace_id][1])
-        if r.trace_id in texts
-        else r
-        for r in result.requests
-    )
-    return dataclasses.replace(result, requests=requests)
+        return Response(write_csv(result.requests_frame()), media_type="text/csv")
+    return Response(labels_jsonl(result), media_type="application/x-ndjson")

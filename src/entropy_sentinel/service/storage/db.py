@@ -33,7 +33,14 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from entropy_sentinel.errors import ConfigError, StorageError
 from entropy_sentinel.redact import redact_text, redact_url
 
-__all__ = ["MIGRATIONS_DIR", "Database", "head_revision", "open_database", "upgrade"]
+__all__ = [
+    "MIGRATIONS_DIR",
+    "Database",
+    "head_revision",
+    "open_database",
+    "sqlite_path",
+    "upgrade",
+]
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _MIGRATION_LOCK = 7_301_964_113  # pg_advisory_xact_lock key: "entropy-sentinel migrations"
@@ -106,13 +113,32 @@ def open_database(
         raise StorageError(f"cannot connect to {db!r}: {redact_text(str(exc.orig))}") from None
     if migrate:
         upgrade(db, revision)
-    elif current_revision(db) != head_revision():
+    elif (current := current_revision(db)) != head_revision():
         db.dispose()
+        if current is None:
+            raise StorageError(
+                f"{db!r} has never been served: start `sentinel serve --db ...` on it first"
+            )
         raise StorageError(
-            f"{db!r} is at schema revision {current_revision(db)!r}, not "
-            f"{head_revision()!r}: open it with migrations enabled (sentinel serve does)"
+            f"{db!r} is at schema revision {current!r}, not {head_revision()!r}: open it "
+            "with migrations enabled (sentinel serve does)"
         )
     return db
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL (None for other databases and unparsable URLs).
+
+    >>> sqlite_path("sqlite:////data/s.db"), sqlite_path("postgresql+psycopg://h/db")
+    (PosixPath('/data/s.db'), None)
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).expanduser()
 
 
 def _open_sqlite(url: sa.URL, synchronous: str) -> Database:
