@@ -331,7 +331,7 @@ def test_skips_are_recorded_without_moving_any_estimate(storage: Storage) -> Non
     assert (rows["t0"].label, rows["t0"].label_source) == (1.0, "alice")  # keeps its label
     assert slice_stats(storage.db, scorer.id, "*", T0, T0 + BUCKET)["*"] == before
     storage.apply_labels([("t1", 0.0)], source="alice")  # labelled after all
-    assert slice_stats(storage.db, scorer.id, "*", T0, T0 + BUCKET)["*"].n_labelled == 2
+    assert slice_stats(storage.db, scorer.id, "*", T0, T0 + BUCKET)["*"].stats.n_labelled == 2
     assert check_aggregates(storage.db).ok
 
 

@@ -24,7 +24,8 @@ def cli_table(title: str, columns: Iterable[tuple[str, str]], rows: list[list[st
 
     Kinds: ``num`` (right-aligned, never wraps), ``key`` (left, never wraps: times),
     ``text`` (left, folds long words, at least as wide as its longest value up to
-    `TEXT_WIDTH`; a cell may hold console markup and several lines), ``pair`` (right, wraps at spaces: an estimate and its interval).
+    `TEXT_WIDTH`; a cell may hold console markup and several lines), ``pair`` (right,
+    wraps at spaces: an estimate and its interval).
     """
     table = Table(
         title=title,

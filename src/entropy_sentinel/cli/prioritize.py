@@ -83,7 +83,7 @@ def prioritize(
     rows = [
         [
             str(s.rank),
-            escape("all traffic" if s.value == "*" else s.value) + f"\n[dim]{escape(s.shift_word)}[/]",
+            _slice_cell(s.value, s.shift_word),
             str(s.n),
             str(s.n_labelled),
             f"{s.estimate:.3f} ({interval_text(s.lower, s.upper)})",
@@ -118,3 +118,9 @@ def prioritize(
             highlight=False,
             soft_wrap=True,
         )
+
+
+def _slice_cell(value: str, shift_word: str) -> str:
+    """A slice's name, its shift word dimmed under it (console markup)."""
+    name = "all traffic" if value == "*" else value
+    return f"{escape(name)}\n[dim]{escape(shift_word)}[/]"
