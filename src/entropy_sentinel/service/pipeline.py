@@ -35,11 +35,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal
 
 import numpy as np
 
 from entropy_sentinel.errors import StorageError
+from entropy_sentinel.profile import FEATURE_NAMES
 from entropy_sentinel.service.ingest import (
     Incoming,
     IngestItem,
@@ -65,13 +66,30 @@ log = logging.getLogger("entropy_sentinel.service.pipeline")
 
 _MAX_GROUP = 4000  # traces per group commit
 _STOP = object()
-
-# ("stored" | "duplicate" | "rejected", p, reason, model key) per trace
-_Outcome = tuple[str, float | None, str | None, str]
+_WIDTH = len(FEATURE_NAMES)  # the stored profile's columns (and the whitened profile's)
 
 
-class _Row(NamedTuple):
-    """One scored trace: its row of a `Scores`."""
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What became of one trace of a request.
+
+    Attributes:
+        status: ``stored``, ``duplicate`` or ``rejected``.
+        p: its P(correct) when stored and scored (None: a duplicate, a rejection, or a
+            trace waiting for an estimator of its model).
+        reason: why it was rejected (None otherwise).
+        model: the model key it is stored (or was refused) under.
+    """
+
+    status: Literal["stored", "duplicate", "rejected"]
+    p: float | None = None
+    reason: str | None = None
+    model: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """One scored trace: its row ``row`` of the `Scores` of its batch."""
 
     scores: Scores
     row: int
@@ -79,6 +97,11 @@ class _Row(NamedTuple):
     @property
     def scorer_id(self) -> int:
         return self.scores.scorer_id
+
+    @property
+    def p(self) -> float:
+        """Its P(correct), after the scorer's recalibration."""
+        return float(self.scores.p[self.row])
 
 
 class UnavailableError(StorageError):
@@ -226,11 +249,11 @@ class IngestPipeline:
     def _answer(self, parsed: ParsedBody, outcomes: list[_Outcome]) -> IngestResult:
         items: list[IngestItem] = []
         rejections = list(parsed.rejections)
-        for item, (status, p, reason, model) in zip(parsed.items, outcomes, strict=True):
-            if status == "rejected":
-                rejections.append(Rejection(item.index, item.trace.id, None, reason or ""))
+        for item, out in zip(parsed.items, outcomes, strict=True):
+            if out.status == "rejected":
+                rejections.append(Rejection(item.index, item.trace.id, None, out.reason or ""))
             else:
-                items.append(IngestItem(item.index, item.trace.id, status, p, model))
+                items.append(IngestItem(item.index, item.trace.id, out.status, out.p, out.model))
         rejections.sort(key=lambda r: r.index)
         return IngestResult(parsed.n_records, tuple(items), tuple(rejections))
 
@@ -299,9 +322,7 @@ class IngestPipeline:
         return scorer
 
     def _score_and_write(self, group: list[_Job]) -> list[list[_Outcome]]:
-        outcomes: list[list[_Outcome]] = [
-            [("rejected", None, None, "")] * len(j.items) for j in group
-        ]
+        outcomes: list[list[_Outcome]] = [[_Outcome("rejected")] * len(j.items) for j in group]
         keys: dict[tuple[int, int], str] = {}
         by_key: dict[str, list[tuple[int, int]]] = {}
         waiting: list[tuple[int, int]] = []
@@ -316,7 +337,7 @@ class IngestPipeline:
                 if why is None:
                     by_key.setdefault(key, []).append((g, i))
                 else:
-                    outcomes[g][i] = ("rejected", None, why, key)
+                    outcomes[g][i] = _Outcome("rejected", reason=why, model=key)
                     self.metrics.traces_rejected.labels("model").inc()
         scored: dict[tuple[int, int], _Row] = {}
         for key, accepted in by_key.items():
@@ -348,15 +369,15 @@ class IngestPipeline:
                 key = keys[(g, i)]
                 if tid in outcome.stored and tid not in reported:
                     reported.add(tid)
-                    p = None if wait else _p_of(scored[(g, i)])
-                    outcomes[g][i] = ("stored", p, None, key)
+                    p = None if wait else scored[(g, i)].p
+                    outcomes[g][i] = _Outcome("stored", p=p, model=key)
                     self.metrics.traces_stored.inc()
                     if p is None:
                         self.metrics.traces_waiting.inc()
                     else:
                         stored.append((group[g].items[i], p))
                 else:
-                    outcomes[g][i] = ("duplicate", None, None, key)
+                    outcomes[g][i] = _Outcome("duplicate", model=key)
                     self.metrics.traces_duplicate.inc()
         if waiting and not isinstance(self.models, Scorer):
             for key in sorted({keys[gi] for gi in waiting}):
@@ -392,7 +413,8 @@ class IngestPipeline:
                     scores.append(scorer.score([group[g].items[i].trace], counted_in))
                     parts.append([(g, i)])
                 except Exception as exc:
-                    outcomes[g][i] = ("rejected", None, f"scoring failed: {exc}", keys[(g, i)])
+                    why = f"scoring failed: {exc}"
+                    outcomes[g][i] = _Outcome("rejected", reason=why, model=keys[(g, i)])
                     self.metrics.traces_rejected.labels("scoring").inc()
         for members, sc in zip(parts, scores, strict=True):
             for row, key in enumerate(members):
@@ -430,9 +452,9 @@ class IngestPipeline:
             n_tokens=np.array([it.trace.n_steps for it in items], dtype=np.int64),
             k=np.array([trace_k(it.trace) for it in items], dtype=np.int64),
             entropy_mode=rows[0].scores.entropy_mode if rows else "",
-            features=np.full((n, 11), np.nan)
+            features=np.full((n, _WIDTH), np.nan)
             if waiting
-            else column(lambda s: s.features).reshape(n, 11),
+            else column(lambda s: s.features).reshape(n, _WIDTH),
             extra_features=[None] * n if waiting else [r.scores.extra[r.row] for r in rows],
             p_raw=np.full(n, np.nan) if waiting else column(lambda s: s.p_raw),
             p=np.full(n, np.nan) if waiting else column(lambda s: s.p),
@@ -446,9 +468,5 @@ class IngestPipeline:
             p_classifier=None if waiting else column(lambda s: s.est.p_classifier),
             seen=None if waiting else column(lambda s: s.est.seen).astype(bool),
             cal=None if waiting else column(lambda s: s.est.cal),
-            w=None if waiting else column(lambda s: s.est.w).reshape(n, 11),
+            w=None if waiting else column(lambda s: s.est.w).reshape(n, _WIDTH),
         )
-
-
-def _p_of(row: _Row) -> float:
-    return float(row.scores.p[row.row])
