@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["TEXT_WIDTH", "cli_table", "interval_text"]
+__all__ = ["TEXT_WIDTH", "cli_table", "interval_text", "slice_cell"]
 
 TEXT_WIDTH = 32
 """Text columns get at least the width of their longest value, up to this many columns."""
@@ -51,6 +52,16 @@ def cli_table(title: str, columns: Iterable[tuple[str, str]], rows: list[list[st
     for row in rows:
         table.add_row(*row)
     return table
+
+
+def slice_cell(name: str, note: str) -> str:
+    """A ``text`` cell: a slice's name, and under it, dimmed, a note (its shift word)
+    when there is one; both taken literally (console markup escaped).
+
+    >>> slice_cell("gsm8k", "seen in training").splitlines(), slice_cell("gsm8k", "")
+    (['gsm8k', '[dim]seen in training[/]'], 'gsm8k')
+    """
+    return f"{escape(name)}\n[dim]{escape(note)}[/]" if note else escape(name)
 
 
 def _longest_line(cell: str) -> int:

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from entropy_sentinel.cli._database import open_storage, require_scorer, when
-from entropy_sentinel.cli._table import cli_table, interval_text
+from entropy_sentinel.cli._table import cli_table, interval_text, slice_cell
 from entropy_sentinel.cli.app import console
 from entropy_sentinel.csv_safety import write_csv
 
@@ -83,7 +82,9 @@ def prioritize(
     rows = [
         [
             str(s.rank),
-            _slice_cell(s.value, s.shift_word),
+            slice_cell(
+                "all traffic" if s.value == "*" else s.value, s.shift_word or "shift unknown"
+            ),
             str(s.n),
             str(s.n_labelled),
             f"{s.estimate:.3f} ({interval_text(s.lower, s.upper)})",
@@ -118,9 +119,3 @@ def prioritize(
             highlight=False,
             soft_wrap=True,
         )
-
-
-def _slice_cell(value: str, shift_word: str) -> str:
-    """A slice's name, its shift word dimmed under it (console markup)."""
-    name = "all traffic" if value == "*" else value
-    return f"{escape(name)}\n[dim]{escape(shift_word)}[/]"

@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from entropy_sentinel.cli._database import open_storage, require_scorers, when
-from entropy_sentinel.cli._table import cli_table, interval_text
+from entropy_sentinel.cli._table import cli_table, interval_text, slice_cell
 from entropy_sentinel.cli.app import console
 from entropy_sentinel.csv_safety import write_csv
 
@@ -138,7 +138,7 @@ def _table(
         row = [_when(r.window_start)] if window else []
         row += [escape(r.model or "(none)") + (" *" if r.other_model else "")] if split else []
         row += [
-            escape("all" if r.dimension == "*" else r.value) + f"\n[dim]{_shift_text(r)}[/]",
+            slice_cell("all" if r.dimension == "*" else r.value, _shift_text(r)),
             str(r.n),
             f"{_f(r.interval.estimate)} ({_iv(r.interval.lower, r.interval.upper)})",
         ]
