@@ -374,7 +374,8 @@ def _candidates(
     conn: sa.Connection, scorer: ScorerInfo, by: str, since: float, until: float
 ) -> _Candidates:
     """The model's unlabelled traces in the range, in storage order, with their terms."""
-    lo, hi = int(since), int(until)
+    # a bucket belongs to the range when it starts in it: [since, until)
+    lo, hi = int(since), math.ceil(until)
     cols = [
         traces.c.id,
         traces.c.trace_id,
