@@ -335,6 +335,19 @@ def test_skips_are_recorded_without_moving_any_estimate(storage: Storage) -> Non
     assert check_aggregates(storage.db).ok
 
 
+def test_a_design_draws_from_the_current_minute_during_its_first_second(
+    storage: Storage,
+) -> None:
+    """A range ending 0.5 s into a bucket holds that bucket's traces (it starts in the
+    range): the design's candidates once lost them (``bucket < int(until)``)."""
+    from entropy_sentinel.service.prioritize import prioritize
+
+    scorer = _scorer(storage)
+    storage.write([scored_traces(scorer, ["now-0", "now-1"], ts=[T0 + 0.2, T0 + 0.3])])
+    pri = prioritize(storage.db, scorer, by="*", budget=10, since=T0 - BUCKET, until=T0 + 0.5)
+    assert pri.design is not None and {r.trace_id for r in pri.requests} == {"now-0", "now-1"}
+
+
 # ------------------------------------------------------------------ rescoring
 def test_rescore_moves_every_trace_to_the_recalibrated_scorer(storage: Storage) -> None:
     base = _scorer(storage)
