@@ -66,7 +66,7 @@ def test_a_sample_of_the_training_distribution_scores_about_half(
         naive.append(float(norm.cdf(np.linalg.norm(w.mean(axis=0)) / 2)))
     assert np.median(scores) < 0.53 and np.mean(scores) < 0.56
     if n >= 100:  # small slices are noisy, but unbiased: mostly below 0.6
-        assert np.mean(np.asarray(scores) < 0.6) > 0.95  # "new, looks like training"
+        assert np.mean(np.asarray(scores) < 0.6) > 0.95  # "not calibrated, looks like training"
     else:
         assert np.mean(np.asarray(scores) < 0.6) > 0.7
         # without the correction, a small slice of the same traces looks shifted
@@ -116,8 +116,8 @@ def test_degenerate_slices() -> None:
 
 def test_words(reference: ShiftReference) -> None:
     assert shift_word(math.nan) == ""
-    assert shift_word(0.5) == "new, looks like training"
-    assert shift_word(0.7) == "new, somewhat unlike training"
+    assert shift_word(0.5) == "not calibrated, looks like training"
+    assert shift_word(0.7) == "not calibrated, somewhat unlike training"
     assert shift_word(0.99) == "unlike the training data: label some"
     bounds = [b for b, _ in SHIFT_WORDS]
     assert bounds == sorted(bounds) and bounds[-1] > 1.0  # every score has a word

@@ -167,6 +167,17 @@ def fit(
         highlight=False,
         soft_wrap=True,
     )
+    values = batch.slice_values(slice_dim)[batch.has_label]
+    short = sorted({str(v) for v in values if v is not None} - {str(v) for v in offsets})
+    if short:
+        console.print(
+            f"  not calibrated ({len(short)}: {', '.join(short[:5])}"
+            f"{', ...' if len(short) > 5 else ''}): fewer than {estimator.min_labels} "
+            f"labelled traces each; their estimates carry the transfer term as if new "
+            "(collect more labels for them)",
+            highlight=False,
+            soft_wrap=True,
+        )
     if t["n_unlabelled_ignored"]:
         console.print(f"  {t['n_unlabelled_ignored']} unlabelled traces not used", highlight=False)
     console.print(

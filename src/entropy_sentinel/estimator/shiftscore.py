@@ -56,12 +56,13 @@ _MIN_EIGEN = 1e-6
 nearly collinear columns does not blow their noise up."""
 
 SHIFT_WORDS: tuple[tuple[float, str], ...] = (
-    (0.6, "new, looks like training"),
-    (0.75, "new, somewhat unlike training"),
+    (0.6, "not calibrated, looks like training"),
+    (0.75, "not calibrated, somewhat unlike training"),
     (1.01, "unlike the training data: label some"),
 )
-"""Plain words for the shift score of responses whose slice value the training data did
-not have: the first whose bound exceeds the score. (A slice whose every response had
+"""Plain words for the shift score of responses whose slice value has no calibration
+(new to the training data, or with too few labels there): the first whose bound exceeds
+the score. (A slice whose every response had
 calibration in training is "seen in training", `entropy_sentinel.estimator.slices`.)"""
 
 

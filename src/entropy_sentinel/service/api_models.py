@@ -113,7 +113,7 @@ class EstimateRecord(BaseModel):
     )
     shift_word: str = Field(
         description="The shift in plain words: 'seen in training', 'new, looks like "
-        "training', 'new, somewhat unlike training', 'unlike the training data: label "
+        "training', 'not calibrated, somewhat unlike training', 'unlike the training data: label "
         "some'; '' when unknown."
     )
     n_labelled: int = Field(description="Labels in the slice: designed and plain.")
