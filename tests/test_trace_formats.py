@@ -21,7 +21,12 @@ from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.streaming import estimate_stream
 from entropy_sentinel.table import FeatureTableWriter, feature_frame
 from entropy_sentinel.testing.synthetic import synthetic_traces
-from entropy_sentinel.traces import iter_trace_batches, open_traces, write_parquet
+from entropy_sentinel.traces import (
+    ParquetTraceWriter,
+    iter_trace_batches,
+    open_traces,
+    write_parquet,
+)
 from entropy_sentinel.traces.corpus import read_corpus
 from entropy_sentinel.traces.parquet import FORMAT_VERSION, METADATA_KEY, traces_to_arrow
 from tests.conftest import CORPUS, SMOLLM2_FIXTURES
@@ -257,3 +262,22 @@ def test_the_trace_parquet_shape_is_documented(tmp_path: Path) -> None:
     doc = (Path(__file__).parents[1] / "docs" / "formats.md").read_text()
     for column in pq.read_schema(tmp_path / "t.parquet").names:
         assert f"`{column}`" in doc, column
+
+
+def test_parquet_is_read_one_row_group_at_a_time(tmp_path: Path) -> None:
+    # regression: one ParquetFile.iter_batches over a whole file held Arrow memory of
+    # every row group it had passed until the file ended (pyarrow 26)
+    path = tmp_path / "t.parquet"
+    with ParquetTraceWriter(path) as writer:
+        for i in range(8):
+            writer.write(synthetic_traces(2000, tokens=60, k=20, seed=i, prefix=f"g{i}-"))
+    assert pq.ParquetFile(path).metadata.num_row_groups == 8
+    allocated = []
+    n = 0
+    for batch in iter_trace_batches(path, batch_size=2000):
+        n += len(batch)
+        allocated.append(pa.total_allocated_bytes())
+        del batch
+    assert n == 16000
+    # the old reader grew from 70 to 114 MB over these 8 row groups; this one stays flat
+    assert max(allocated[2:]) < 1.2 * allocated[1], allocated
