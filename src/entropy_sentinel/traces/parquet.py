@@ -37,10 +37,11 @@ read as such, so old corpus files stay readable.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -217,14 +218,19 @@ class ParquetTraceWriter:
     [0.25, 1.5]
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, compression_level: int = 3) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | io.IOBase, *, compression_level: int = 3
+    ) -> None:
         import pyarrow.parquet as pq
 
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(path, str | os.PathLike):
+            self.path: Path | None = Path(path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        else:  # a writable binary file object (e.g. one streamed out as it is written)
+            self.path = None
         self.n_traces = 0
         self._writer = pq.ParquetWriter(
-            self.path,
+            self.path if self.path is not None else path,
             trace_schema(),
             compression="zstd",
             compression_level=compression_level,
@@ -237,6 +243,10 @@ class ParquetTraceWriter:
         if len(batch):
             self._writer.write_batch(traces_to_arrow(batch), row_group_size=ROW_GROUP_SIZE)
             self.n_traces += len(batch)
+
+    def add_metadata(self, metadata: Mapping[str, str]) -> None:
+        """Key/value pairs for the file's footer (read back in the schema's metadata)."""
+        self._writer.add_key_value_metadata(dict(metadata))
 
     def close(self) -> None:
         self._writer.close()
