@@ -9,11 +9,9 @@ measures the same set-up's throughput)."""
 from __future__ import annotations
 
 import itertools
-import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +21,13 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from entropy_sentinel.cli import app
+from entropy_sentinel.service.storage.consistency import check_aggregates
 from entropy_sentinel.service.storage.db import open_database
+from entropy_sentinel.service.storage.store import Storage
 from entropy_sentinel.service.storage.tables import alerts, models, slice_buckets, traces
 from entropy_sentinel.testing.service import ServiceProcess
-from tests.service_fixtures import corpus_model, corpus_records, db_url
+from tests.service_fixtures import corpus_model, corpus_records, db_url, scored_traces
+from tests.test_service_alerts import Receiver
 
 __all__ = ["corpus_model", "corpus_records", "db_url"]
 
@@ -34,48 +35,10 @@ BATCH = 20
 INGEST_THREADS = 4
 
 
-class SlowReceiver:
-    """A webhook endpoint that takes 0.3 s per POST and records when each began and
-    ended, per Idempotency-Key (so overlapping deliveries of one event show)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, float, float, dict[str, Any]]] = []
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                began = time.monotonic()
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                time.sleep(0.3)
-                self.send_response(200)
-                self.end_headers()
-                with outer.lock:
-                    key = self.headers.get("Idempotency-Key") or ""
-                    outer.calls.append((key, began, time.monotonic(), body))
-
-            def log_message(self, *args: Any) -> None:
-                return
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
-
-    def __enter__(self) -> SlowReceiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
-def receiver() -> Iterator[SlowReceiver]:
-    with SlowReceiver() as r:
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as r:
+        r.delay = 0.3  # slow: deliveries of one event by both instances would overlap
         yield r
 
 
@@ -97,7 +60,7 @@ def test_two_instances_share_one_database_without_loss_or_double_alerts(
     db_url: str,
     corpus_model: Path,
     corpus_records: list[dict[str, Any]],
-    receiver: SlowReceiver,
+    receiver: Receiver,
     tmp_path: Path,
 ) -> None:
     config = tmp_path / "sentinel.toml"
@@ -225,9 +188,69 @@ def test_two_instances_share_one_database_without_loss_or_double_alerts(
     assert len(keys) == len(set(keys)) == len({r["slice"]["domain"] for r in corpus_records})
     # ... delivered at least once, never twice at the same time
     firing = {f"sentinel-alert-{e.id}-firing" for e in episodes}
-    calls = sorted(receiver.calls, key=lambda c: c[1])
+    calls = sorted(receiver.spans, key=lambda c: c[1])
     assert firing <= {c[0] for c in calls}
     for key in firing:
-        spans = [(began, ended) for k, began, ended, _ in calls if k == key]
+        spans = [(began, ended) for k, began, ended in calls if k == key]
         for (_, end), (began, _) in itertools.pairwise(spans):
             assert began >= end, f"{key} delivered twice at the same time"
+
+
+@pytest.mark.parametrize(
+    "db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_writes_of_several_models_lock_aggregates_in_one_order(db_url: str) -> None:
+    # regression: a group of traces of two models (two scorers) updated the aggregates
+    # scorer by scorer in the order the group met them, so two instances writing
+    # (model b, model a) and (model a, model b) at once deadlocked (PostgreSQL then
+    # failed one write after 1 s: a 503 under two-instance load)
+    first = Storage(open_database(db_url, migrate=True), 60)
+    a, b = (
+        first.register_scorer(
+            estimator_sha256="e" * 64,
+            entropy_mode="topk",
+            features=[],
+            model_sd=0.1,
+            card={},
+            model=name,
+        )
+        for name in ("model-a", "model-b")
+    )
+    second = Storage.attach(open_database(db_url))
+    paused, resume = threading.Event(), threading.Event()
+
+    @sa.event.listens_for(first.db.write, "after_cursor_execute")
+    def pause_after_first_aggregates(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("INSERT INTO slice_buckets") and not paused.is_set():
+            paused.set()  # holds the first scorer's aggregate rows ...
+            resume.wait(30)  # ... while the other writer starts
+
+    failures: list[BaseException] = []
+
+    def write(storage: Storage, order: tuple[Any, Any], tag: str) -> None:
+        try:
+            storage.write(
+                [scored_traces(s, [f"{tag}-{s.id}-{i}" for i in range(5)]) for s in order]
+            )
+        except BaseException as exc:
+            failures.append(exc)
+
+    one = threading.Thread(target=write, args=(first, (b, a), "one"))
+    two = threading.Thread(target=write, args=(second, (a, b), "two"))
+    try:
+        one.start()
+        assert paused.wait(30)
+        two.start()
+        time.sleep(0.5)  # lets the second writer reach the rows the first one holds
+        resume.set()
+        one.join()
+        two.join()
+        assert not failures, failures
+        assert check_aggregates(first.db).ok
+    finally:
+        resume.set()
+        for thread in (one, two):
+            if thread.ident is not None:
+                thread.join()
+        first.db.dispose()
+        second.db.dispose()

@@ -427,7 +427,9 @@ class Storage:
             conn.execute(trace_steps.insert(), step_rows)
         if text_rows:
             conn.execute(trace_texts.insert(), text_rows)
-        for scorer_id, members in by_scorer.items():
+        # scorer by scorer in id order (and each scorer's rows sorted): every writer locks
+        # aggregate rows in one global order, so concurrent instances cannot deadlock
+        for scorer_id, members in sorted(by_scorer.items()):
             ts = np.array([batches[b].ts[i] for b, i in members], dtype=np.float64)
             self._add_to_buckets(
                 conn,
