@@ -67,9 +67,10 @@ class Receiver:
                 status = outer.status
                 if status == 200:
                     outer.received.append(json.loads(body))
+                # recorded before answering: once the sender has the answer, it is here
+                outer.spans.append((self.headers.get("Idempotency-Key"), began, time.monotonic()))
                 self.send_response(status)
                 self.end_headers()
-                outer.spans.append((self.headers.get("Idempotency-Key"), began, time.monotonic()))
 
             def log_message(self, *args: Any) -> None:  # quiet
                 return
