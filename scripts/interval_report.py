@@ -97,12 +97,32 @@ def main() -> None:
     parser.add_argument("--preset", default="sentinel")
     parser.add_argument("--k", type=int, default=2, help="training group size assessed")
     parser.add_argument("--repetitions", type=int, default=10)
+    parser.add_argument(
+        "--relation-from",
+        nargs=2,
+        type=Path,
+        metavar=("CORPUS", "RESULTS"),
+        help="judge every held-out domain with one relation learnt on another run only "
+        "(another model's corpus: a test of the relation across models)",
+    )
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args()
-    data = EvalData.load(args.corpus)
+    by = json.loads((args.results / "run.json").read_text())["data"]["by"]
+    data = EvalData.load(args.corpus, by=by)
+    name = args.corpus.name.split(".")[0]
     tasks = [t for t in load_scored(args.results, args.preset) if len(t.group) == args.k]
     all_tasks = load_scored(args.results, args.preset)
     frames = [transfer_points(all_tasks, data, prefix="smollm2:")]
+    if args.relation_from:
+        other, other_results = args.relation_from
+        other_by = json.loads((other_results / "run.json").read_text())["data"]["by"]
+        frames = [
+            transfer_points(
+                load_scored(other_results, args.preset),
+                EvalData.load(other, by=other_by),
+                prefix=f"{other.name.split('.')[0]}:",
+            )
+        ]
     if args.phi35:
         slices, *dirs = (Path(x) for x in args.phi35)
         for folder in dirs:
@@ -114,12 +134,26 @@ def main() -> None:
                     transfer_points(load_scored(folder, args.preset), phi, f"phi35-{dim}:")
                 )
     points = pd.concat(frames, ignore_index=True)
-    relation_for = lodo_relations(points, args.preset)
+    sources = ", ".join(sorted({d.split(":")[0] for d in points["domain"]}))
+    if args.relation_from:
+        one = fit_transfer(points["shift"], points["magnitude"], points["domain"], name=args.preset)
+        relation_for: Callable[[str], TransferModel] = lambda _: one  # noqa: E731
+        how = (
+            f"judged with one transfer relation learnt on {points['domain'].nunique()} "
+            f"domains of {sources} only"
+        )
+    else:
+        relation_for = lodo_relations(points, args.preset)
+        how = (
+            "judged with a transfer relation fitted without it (leave-one-domain-out over "
+            f"{points['domain'].nunique()} domains of {sources})"
+        )
     out = args.output
     out.mkdir(parents=True, exist_ok=True)
+    stem = f"{args.preset}_k{args.k}" if by == "domain" else f"{args.preset}_k{args.k}_{by}"
 
     lf = label_free(tasks, data, relation_for)
-    lf.to_csv(out / f"label_free_{args.preset}_k{args.k}.csv", index=False)
+    lf.to_csv(out / f"label_free_{stem}.csv", index=False)
     roles = (
         lf.groupby("role")
         .agg(pairs=("covered", "size"), coverage=("covered", "mean"), width=("width", "mean"),
@@ -138,7 +172,7 @@ def main() -> None:
     group_aee = lf.groupby("group")["abs_error"].mean()
 
     curve = label_curve(tasks, data, relation_for, repetitions=args.repetitions)
-    curve.to_csv(out / f"label_curve_{args.preset}_k{args.k}.csv.gz", index=False)
+    curve.to_csv(out / f"label_curve_{stem}.csv.gz", index=False)
     aee = (
         curve.groupby(["method", "m", "rep", "group"])["abs_error"].mean()
         .groupby(["method", "m", "rep"]).median()
@@ -166,16 +200,14 @@ def main() -> None:
          "floor_median_aee": [floor_sd(tasks, data, int(m)) for m in sorted(summary["m"].unique())]}
     )  # fmt: skip
     summary = summary.merge(floors, on="m")
-    summary.to_csv(out / f"label_loop_{args.preset}_k{args.k}.csv", index=False)
+    summary.to_csv(out / f"label_loop_{stem}.csv", index=False)
 
     text = [
-        f"# Intervals of the `{args.preset}` preset, k = {args.k} (SmolLM2 corpus)",
+        f"# Intervals of the `{args.preset}` preset, k = {args.k} ({name}, by {by})",
         "",
         f"Made by `python scripts/interval_report.py` from {args.results}: {len(tasks)} "
         f"training groups of {args.k} domains, every domain estimated; each held-out domain "
-        "judged with a transfer relation fitted without it (leave-one-domain-out over "
-        f"{points['domain'].nunique()} domains of "
-        f"{', '.join(sorted({d.split(':')[0] for d in points['domain']}))}).",
+        f"{how}.",
         "",
         "## Without labels",
         "",
@@ -194,7 +226,7 @@ def main() -> None:
         "`vs_labels_alone`: median AEE relative to labels alone; `floor_median_aee`: what a "
         "design-based estimate with the best lambda could reach at best.",
     ]
-    (out / f"{args.preset}_k{args.k}.md").write_text("\n".join(text) + "\n")
+    (out / f"{stem}.md").write_text("\n".join(text) + "\n")
     print("\n".join(text))
 
 

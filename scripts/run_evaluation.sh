@@ -55,5 +55,10 @@ nice -n 10 .venv/bin/python scripts/phi35_estimator_report.py --halves 10 --repe
 nice -n 10 .venv/bin/python scripts/transfer_relation.py "$CORPUS" "$OUT" \
     --phi35 "$SLICES" docs/results/phi35-gsm8k/qlen docs/results/phi35-gsm8k/rlen \
     docs/results/phi35-gsm8k/random
-nice -n 10 .venv/bin/python scripts/interval_report.py "$CORPUS" "$OUT" \
-    -o docs/results/intervals
+for PRESET in sentinel sentinel-entropy; do
+    nice -n 10 .venv/bin/python scripts/interval_report.py "$CORPUS" "$OUT" \
+        --phi35 "$SLICES" docs/results/phi35-gsm8k/qlen docs/results/phi35-gsm8k/rlen \
+        docs/results/phi35-gsm8k/random --preset "$PRESET" --k 2 -o docs/results/intervals
+done
+nice -n 10 .venv/bin/python scripts/phi35_auroc.py --halves 10 \
+    --json docs/results/phi35-gsm8k/auroc.json > docs/results/phi35-gsm8k/auroc.txt

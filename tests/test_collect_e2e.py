@@ -249,7 +249,6 @@ def test_judge_against_the_real_model(model_server: Any) -> None:
 
     grade = asyncio.run(run())
     assert grade.grader == f"judge:{model_server.alias}"
-    assert grade.correct in (True, False, None)
     assert grade.detail.startswith("judge said" if grade.correct is not None else "no verdict")
 
 

@@ -215,3 +215,23 @@ def test_parallel_runs_give_the_same_numbers(data: EvalData, tmp_path: Path) -> 
     cols = ["configuration", "group", "domain", "estimate", "true_accuracy", "auroc", *PARTS]
     pd.testing.assert_frame_equal(a[cols], b[cols])
     assert not math.isnan(a["estimate"].iloc[0])
+
+
+def test_held_out_values_of_another_dimension_are_unseen(data: EvalData, tmp_path: Path) -> None:
+    """When the protocol's domains are the values of a dimension other than the one
+    the traces call ``domain`` (Phi-3.5 cut by response length, all of it GSM8K), a
+    held-out value is unseen: the preset calibrates per value of ``by``, so the held-out
+    slices carry the transfer term instead of borrowing the one domain's calibration."""
+    from dataclasses import replace
+
+    batch = replace(
+        data.batch, slices=tuple({"domain": "one", "part": s["domain"]} for s in data.batch.slices)
+    )
+    parts = EvalData.from_batch(batch, by="part", name="parts")
+    groups = training_groups(parts.domain_names, (1,), max_groups=1, seed=0)
+    run_evaluation(parts, [SENTINEL_LR], groups, tmp_path, progress=False)
+    rows = load_results(tmp_path).domains
+    held = rows[rows["role"] == "heldout"]
+    assert len(held) == 3 and (held["unseen_fraction"] == 1).all()
+    assert (held["transfer_half_width"] > 0).all()
+    assert (rows[rows["role"] == "in"]["unseen_fraction"] == 0).all()

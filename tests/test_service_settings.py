@@ -149,6 +149,8 @@ def test_buckets_contain_their_times(ts: float, bucket: int) -> None:
 
 def test_service_package_docstring_points_to_the_docs() -> None:
     assert "docs/service.md" in (service_pkg.__doc__ or "")
+    root = Path(__file__).resolve().parents[1]
+    assert (root / "docs" / "service.md").is_file()  # and the page it names exists
 
 
 def test_public_names_are_exactly_the_exported_ones() -> None:
@@ -167,7 +169,8 @@ def test_public_names_are_exactly_the_exported_ones() -> None:
         "open_database",
     ]
     for name in service_pkg.__all__:
-        assert getattr(service_pkg, name) is not None
+        obj = getattr(service_pkg, name)  # resolves (the package imports lazily)
+        assert obj.__module__.startswith("entropy_sentinel.service"), (name, obj.__module__)
 
 
 def test_fractional_durations_wherever_seconds_are_taken(tmp_path: Path) -> None:

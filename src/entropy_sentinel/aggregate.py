@@ -43,7 +43,7 @@ from scipy.stats import t as student_t
 from entropy_sentinel._typing import FloatArray
 from entropy_sentinel.errors import ConfigError
 
-__all__ = ["COUNT_FIELDS", "FLAT_FIELDS", "SHIFT_DIM", "Interval", "SliceStats"]
+__all__ = ["COUNT_FIELDS", "FLAT_FIELDS", "SHIFT_DIM", "Interval", "SliceStats", "binary_floor"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,7 +313,8 @@ class SliceStats:
         variance and an interval far too narrow (on Phi-3.5 with 1 to 10 labels per
         slice, coverage of the 95% interval was 0.76-0.81 with ``s^2`` alone); with
         many labels ``s^2`` dominates, so a miscalibrated estimator does not widen
-        the interval for long.
+        the interval for long. ``s^2`` itself is floored for binary labels
+        (`binary_floor`).
 
         >>> s = SliceStats.from_arrays([0.9, 0.8, 0.7, 0.9], [1.0, 0.0, 1.0, 1.0])
         >>> iv = s.ppi_interval()
@@ -328,6 +329,7 @@ class SliceStats:
         if m < 2:
             return Interval(min(1.0, max(0.0, est)), 0.0, 1.0, level)
         s2 = max(0.0, (self.sum_r2 - self.sum_r**2 / m) / (m - 1))
+        s2 += binary_floor(m, self.sum_y / m, _z(level))
         var_r = ((m - 1) * s2 + PPI_PRIOR_DF * self.sum_pq / self.n) / (m - 1 + PPI_PRIOR_DF)
         unlabelled = max(0.0, 1.0 - m / self.n)  # finite-population correction
         t = float(student_t.ppf(0.5 + level / 2.0, df=m - 1))
@@ -360,6 +362,22 @@ _NON_NEGATIVE = frozenset(
 
 PPI_PRIOR_DF = 5.0
 """Weight, in labels, of the model-implied residual variance in `SliceStats.ppi_interval`."""
+
+
+def binary_floor(m: int, y_bar: float, z: float) -> float:
+    """Per-label variance to add to a residual variance estimated from ``m`` binary
+    labels whose (weighted) mean is ``y_bar``: the labels' own part, ``y_bar (1 - y_bar)``,
+    is raised to the Wilson score centre's ``p (1 - p)``, ``p = (m y_bar + z^2 / 2) /
+    (m + z^2)`` (Agresti and Coull 1998). A Wald-type interval built on the plain
+    estimate collapses when the labels agree (all wrong on a hard slice: variance 0)
+    and under-covers near 0 and 1; this is the classic repair, and it vanishes as
+    ``m`` grows or ``y_bar`` nears 1/2.
+
+    >>> round(binary_floor(20, 0.0, 1.96), 4), binary_floor(20, 0.5, 1.96)
+    (0.0741, 0.0)
+    """
+    p = (m * y_bar + z * z / 2.0) / (m + z * z)
+    return max(0.0, p * (1.0 - p) - y_bar * (1.0 - y_bar))
 
 
 def _z(level: float) -> float:

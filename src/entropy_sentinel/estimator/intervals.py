@@ -39,8 +39,11 @@ variance is the linearised one of Poisson sampling,
 ``sum_lab (1 - pi)/pi^2 (r - r_bar)^2 / (sum w)^2`` with ``r = y - lambda P``, shrunk
 towards the variance a calibrated estimator implies with the weight of
 `PPI_PRIOR_DF` labels (a handful of labels that happen to agree would otherwise give
-an interval far too narrow); the quantile is Student's t with ``m - 1`` degrees of
-freedom, plus the continuity correction while responses remain unlabelled.
+an interval far too narrow), with the labels' own part ``y_bar (1 - y_bar)`` raised to
+the Wilson centre's (`entropy_sentinel.aggregate.binary_floor`: without it, 20 labels
+per slice gave 95% intervals that held 0.93 of the time on the SmolLM2 corpus, 0.97
+with it; ``scripts/interval_report.py``); the quantile is Student's t with ``m - 1``
+degrees of freedom, plus the continuity correction while responses remain unlabelled.
 
 The label-free estimate is independent evidence about the same accuracy (it uses no
 label of the slice), with the honest variance ``(half / z)^2``, so the reported
@@ -62,7 +65,7 @@ from dataclasses import dataclass
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
-from entropy_sentinel.aggregate import PPI_PRIOR_DF, SliceStats
+from entropy_sentinel.aggregate import PPI_PRIOR_DF, SliceStats, binary_floor
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.estimator.shiftscore import shift_score
 from entropy_sentinel.estimator.transfer import TransferModel
@@ -173,7 +176,7 @@ def finish(
     half = math.sqrt((z * sampling) ** 2 + (z * calibration) ** 2 + transfer_half**2)
     half += 0.5 / n
     lower, upper = max(0.0, est - half), min(1.0, est + half)
-    labels = label_part(stats)
+    labels = label_part(stats, level)
     ppi = (_NAN, _NAN, _NAN)
     if labels is not None:
         v_lf = (half / z) ** 2
@@ -205,9 +208,9 @@ def finish(
     )
 
 
-def label_part(stats: SliceStats) -> LabelPart | None:
+def label_part(stats: SliceStats, level: float = 0.95) -> LabelPart | None:
     """The design-based, power-tuned estimate from a slice's labels (module docstring);
-    None without labels."""
+    None without labels. ``level`` sets the binary floor of the residual variance."""
     n = stats.n
     m_plain, m_design = stats.n_labelled, stats.n_design
     m = m_plain + m_design
@@ -234,6 +237,7 @@ def label_part(stats: SliceStats) -> LabelPart | None:
     sum_ar2 = AY - 2.0 * lam * AYP + lam * lam * AP2
     sum_ar = AY - lam * AP
     v = max(0.0, sum_ar2 - 2.0 * r_bar * sum_ar + r_bar * r_bar * A) / (W * W)
+    v += binary_floor(m, AY / A if A > 0 else y_bar, _z(level)) * A / (W * W)
     v_model = A * (max(stats.sum_pq, 0.0) / n) / (W * W)
     v = ((m - 1) * v + PPI_PRIOR_DF * v_model) / (m - 1 + PPI_PRIOR_DF)
     return LabelPart(

@@ -131,6 +131,10 @@ def evaluate_group(
         try:
             with threadpool_limits(limits=1):
                 estimator: Any = config.build(seed)
+                if "slice_dim" in estimator.get_params(deep=False):
+                    # the domains are the values of `by`: they, not another dimension
+                    # the traces carry, are what a held-out domain is unseen in
+                    estimator.set_params(slice_dim=by)
                 estimator.fit_traces(batch.subset(train))
                 result = estimator.estimate(evaluated, by=by)
                 confidence, proba, scores = _per_trace(estimator, evaluated)

@@ -341,7 +341,7 @@ def slice_stats(
             _of_scorers(scorer_id),
             slice_buckets.c.dimension == dimension,
             slice_buckets.c.bucket >= int(start),
-            slice_buckets.c.bucket < int(end),
+            slice_buckets.c.bucket < math.ceil(end),
         )
         .group_by(slice_buckets.c.value)
         .having(sa.func.sum(slice_buckets.c.n) > 0)
@@ -361,7 +361,7 @@ def slice_values(
         .where(
             _of_scorers(scorer_id),
             slice_buckets.c.bucket >= int(start),
-            slice_buckets.c.bucket < int(end),
+            slice_buckets.c.bucket < math.ceil(end),
         )
         .group_by(slice_buckets.c.dimension, slice_buckets.c.value)
         .having(sa.func.sum(slice_buckets.c.n) > 0)

@@ -249,7 +249,8 @@ def _sample(
     until: float,
     rng: np.random.Generator,
 ) -> list[LabelRequest]:
-    lo, hi = int(since), int(until)
+    # a bucket belongs to the window when it starts in it: [since, until)
+    lo, hi = int(since), math.ceil(until)
     if sp.dimension == ALL:
         query = sa.select(traces.c.id).where(traces.c.bucket >= lo, traces.c.bucket < hi)
     else:

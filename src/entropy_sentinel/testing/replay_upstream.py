@@ -38,6 +38,7 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-__all__ = ["ReplayUpstream", "load_recorded"]
+__all__ = ["ReplayUpstream", "StreamRecord", "load_recorded"]
 
 _ID = b"__REPLAY_ID__"
 
@@ -95,6 +96,8 @@ class ReplayUpstream:
         self.requests: collections.deque[tuple[dict[str, str], bytes]] = collections.deque(
             maxlen=100
         )
+        self.streams: collections.deque[StreamRecord] = collections.deque(maxlen=100)
+        """What became of each stream served, newest last."""
 
     @classmethod
     def from_directory(cls, directory: str | Path) -> ReplayUpstream:
@@ -141,13 +144,33 @@ class ReplayUpstream:
             chunks = [_replaced(c, rid, nan) for c in streams[turn % len(streams)]]
             cut = int(h["x-replay-break-after"]) if "x-replay-break-after" in h else None
             pause = float(h.get("x-replay-event-delay", 0.0))
-            return StreamingResponse(_events(chunks, cut, pause), media_type="text/event-stream")
+            record = StreamRecord(total=len(chunks))
+            self.streams.append(record)
+            events = _events(chunks, cut, pause, record)
+            return StreamingResponse(events, media_type="text/event-stream")
         answers = self._answers[(route, asked)]
         body = _replaced(answers[turn % len(answers)], rid, nan)
         if "x-replay-drip" in h:
             drip = _drip(body, float(h["x-replay-drip"]))
             return StreamingResponse(drip, media_type="application/json")
         return Response(body, media_type="application/json")
+
+
+@dataclass
+class StreamRecord:
+    """One stream the replay upstream served.
+
+    Attributes:
+        total: chunks it had to send (before ``[DONE]``).
+        sent: chunks sent so far.
+        outcome: ``open`` while it runs, ``done`` when every chunk and ``[DONE]`` went
+            out, ``broken`` when cut on request (``X-Replay-Break-After``), ``closed``
+            when the reader hung up first.
+    """
+
+    total: int
+    sent: int = 0
+    outcome: str = "open"
 
 
 def _replaced(answer: bytes, rid: str, nan: bool) -> bytes:
@@ -163,13 +186,22 @@ async def _drip(body: bytes, pause: float) -> AsyncIterator[bytes]:
         await asyncio.sleep(pause)
 
 
-async def _events(chunks: list[bytes], cut: int | None, pause: float) -> AsyncIterator[bytes]:
-    for i, chunk in enumerate(chunks):
-        if cut is not None and i >= cut:
-            raise ConnectionAbortedError("replay: stream broken off on request")
-        yield b"data: " + chunk + b"\r\n\r\n"
-        await asyncio.sleep(pause)
-    yield b"data: [DONE]\r\n\r\n"
+async def _events(
+    chunks: list[bytes], cut: int | None, pause: float, record: StreamRecord
+) -> AsyncIterator[bytes]:
+    try:
+        for i, chunk in enumerate(chunks):
+            if cut is not None and i >= cut:
+                record.outcome = "broken"
+                raise ConnectionAbortedError("replay: stream broken off on request")
+            yield b"data: " + chunk + b"\r\n\r\n"
+            record.sent += 1
+            await asyncio.sleep(pause)
+        yield b"data: [DONE]\r\n\r\n"
+        record.outcome = "done"
+    finally:
+        if record.outcome == "open":  # the reader went away: the server closed the stream
+            record.outcome = "closed"
 
 
 def _error(status: int, message: str) -> Response:
