@@ -283,11 +283,12 @@ def _print_service_estimates(url: str, results: list[TrafficResult]) -> None:
                 str(r["n"]),
                 estimate,
                 interval,
+                r["shift_word"],
                 f"{sum(graded) / len(graded):.3f}" if graded else "—",
             ]
         )
     columns = [("domain", "text"), ("n", "num"), ("estimate", "num"), ("interval", "num")]
-    columns += [("graded (demo only)", "num")]
+    columns += [("shift", "text"), ("graded (demo only)", "num")]
     title = "the service's estimates by domain (GET /v1/estimates?by=domain)"
     console.print(cli_table(title, columns, rows))
 

@@ -282,33 +282,42 @@ def test_the_labelling_file_goes_out_and_comes_back(
     graded = (traffic["traces"].parent / "graded.jsonl").read_text().splitlines()
     truth = {r["id"]: r["correct"] for r in map(json.loads, graded)}
     path = tmp_path / f"to_label{suffix}"
-    result = sentinel("prioritize", "--db", url, "--budget", "30", "-o", str(path))
+    # --new: a design of its own (an earlier test may have left one open in the copy)
+    result = sentinel("prioritize", "--db", url, "--budget", "30", "--new", "-o", str(path))
     assert result.returncode == 0, result.stderr
     assert f"wrote {path}: fill in `correct`" in result.stdout
+    drawn_text = re.search(r"design \d+: (\d+) responses drawn \(budget 30\)", result.stdout)
+    assert drawn_text is not None, result.stdout
+    drawn = int(drawn_text.group(1))  # a Poisson draw of expected size 30
     if suffix == ".jsonl":
         records = [json.loads(line) for line in path.read_text().splitlines()]
-        assert len(records) == 30 and all(r["correct"] is None for r in records)
+        assert len(records) == drawn and all(r["correct"] is None for r in records)
+        assert all(0 < r["inclusion_probability"] <= 1 for r in records)
         first = records[0]
         assert list(first)[:2] == ["id", "correct"]
         assert isinstance(first["slice"], dict) and set(first["slice"]) == {"domain", "customer"}
         assert first["slice"]["domain"] == first["value"] and first["dimension"] == "domain"
         assert isinstance(first["meta"], dict) and isinstance(first["meta"]["answer"], str)
-        assert first["prompt"][0]["role"] == "user" and first["prompt"][0]["content"]
-        assert first["answer"] == first["meta"]["answer"]  # the stored text, for annotators
+        assert all(r["prompt"][0]["role"] == "user" for r in records)
+        # the corpus keeps the question of its synthetic domains only
+        asked = next(r for r in records if r["prompt"][0]["content"])
+        assert asked["answer"] == asked["meta"]["answer"]  # the stored text, for annotators
         for r in records:
             r["correct"] = truth[r["id"]]
         records[0]["correct"] = None  # not labelled yet
         path.write_text("".join(json.dumps(r) + "\n" for r in records))
     else:
         frame = pd.read_csv(path, keep_default_na=False)
-        assert len(frame) == 30 and set(frame["correct"]) == {""}
+        assert len(frame) == drawn and set(frame["correct"]) == {""}
         assert json.loads(frame["slice"][0])["domain"] == frame["value"][0]  # flat columns
         frame["correct"] = ["yes" if truth[i] else "no" for i in frame["id"]]
         frame.loc[0, "correct"] = ""
         frame.to_csv(path, index=False)
     result = sentinel("labels", "import", str(path), "--db", url, "--source", "alice")
     assert result.returncode == 0, result.stderr
-    assert "labelled 29 traces (0 unchanged, 1 blank rows skipped, 0 unknown ids" in result.stdout
+    n = drawn - 1
+    assert f"labelled {n} traces: {n} drawn by a labelling design, 0 plain" in result.stdout
+    assert "0 unchanged, 0 skipped, 1 blank rows, 0 unknown ids, 0 bad rows" in result.stdout
     with sqlite3.connect(db) as conn:
         stored = dict(conn.execute("SELECT trace_id, label FROM traces WHERE label_source='alice'"))
-    assert len(stored) == 29 and all(stored[i] == float(truth[i]) for i in stored)
+    assert len(stored) == n and all(stored[i] == float(truth[i]) for i in stored)

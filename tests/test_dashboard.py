@@ -275,7 +275,8 @@ def test_the_config_needs_a_read_key_when_keys_are_configured(
 
 
 def test_priorities_as_json_lines_are_the_annotators_file(dashboard: ThreadedServer) -> None:
-    params: dict[str, Any] = {"budget": 5, "by": "domain", "since": "1d"}
+    # by customer: the page's tests below read the design of the domains
+    params: dict[str, Any] = {"budget": 5, "by": "customer", "since": "1d"}
     as_json = _api(dashboard, "/v1/priorities", **params)["requests"]
     r = httpx.get(dashboard.url + "/v1/priorities", params={**params, "format": "jsonl"})
     assert r.status_code == 200 and r.headers["content-type"] == "application/x-ndjson"
@@ -289,7 +290,8 @@ def test_priorities_as_json_lines_are_the_annotators_file(dashboard: ThreadedSer
 def test_labels_api_records_skips_and_refuses_a_skip_with_a_label(
     dashboard: ThreadedServer,
 ) -> None:
-    trace_id = _api(dashboard, "/v1/priorities", budget=1)["requests"][0]["trace_id"]
+    answer = _api(dashboard, "/v1/priorities", budget=1, by="customer")
+    trace_id = answer["requests"][0]["trace_id"]
     both = {"id": trace_id, "skipped": True, "correct": True}
     r = httpx.post(
         dashboard.url + "/v1/labels",
@@ -570,8 +572,15 @@ def test_labelling_queue_round_trip(dashboard: ThreadedServer, browser: Any) -> 
         queue = page.evaluate("window.sentinel.queue")
         requests = data["priorities"]["requests"]
         assert [it["trace_id"] for it in queue["items"]] == [r["trace_id"] for r in requests]
-        assert len(requests) == 50 and not queue["done"]
-        assert "0 of 50 drawn items labelled; 50 still missing" in page.text_content("#queue-why")
+        design = data["priorities"]["design"]
+        n = design["size"]  # a Poisson draw of expected size 50, none labelled yet
+        assert len(requests) == n == design["pending"] and abs(n - 50) < 25
+        assert not queue["done"] and queue["design"]["id"] == design["id"]
+        assert all(r["design_id"] == design["id"] for r in requests)
+        assert all(0 < r["inclusion_probability"] <= 1 for r in requests)
+        why = page.text_content("#queue-why")
+        assert f"0 of {n} drawn items labelled; {n} still missing" in why
+        assert "inclusion probability" in page.text_content("#queue-meta")
         # the service stores text: the prompt (a chat message) and the answer side by side
         first = requests[0]
         assert first["prompt"][0]["content"] and first["answer"]
@@ -614,10 +623,12 @@ def test_labelling_queue_round_trip(dashboard: ThreadedServer, browser: Any) -> 
         page.wait_for_function("() => !window.sentinel.queue.busy")
         assert _stored_label(dashboard, skipped) == (None, "skipped")
         why = page.text_content("#queue-why")
-        assert "1 of 50 drawn items labelled; 49 still missing (1 skipped)" in why
+        assert f"1 of {n} drawn items labelled; {n - 1} still missing (1 skipped)" in why
         assert "skipping the hard ones biases them" in why
         assert requests[2]["trace_id"] in page.text_content("#queue-meta")
-        assert page.text_content("#queue-progress") == "item 3 of 50"
+        assert page.text_content("#queue-progress") == f"item 3 of {n}"
+        counts = _api(dashboard, "/v1/priorities", budget=50, by="domain", since="6h")["design"]
+        assert (counts["id"], counts["labelled"], counts["skipped"]) == (design["id"], 1, 1)
         page.locator("#queue-card").screenshot(path=str(ARTIFACTS / "dashboard-queue.png"))
 
 

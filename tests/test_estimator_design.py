@@ -110,3 +110,11 @@ def test_allocate_rejects_bad_input() -> None:
         allocate(-1, [3], [0.1])
     with pytest.raises(ConfigError, match="one entry per slice"):
         allocate(5, [3, 4], [0.1])
+
+
+def test_a_budget_below_the_minimums_goes_to_the_highest_priorities_first() -> None:
+    """The floor follows the priority (half-width times sqrt(size)) that ranks the
+    slices, so a small budget never skips a slice ranked above one it serves."""
+    sizes, halves = [400, 25, 100, 900], [0.2, 0.5, 0.3, 0.1]
+    # priorities 4.0, 2.5, 3.0, 3.0: ranked 1st, 4th, 2nd, 3rd (ties: first listed first)
+    assert allocate(12, sizes, halves, minimum=5) == [5, 0, 5, 2]

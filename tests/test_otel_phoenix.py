@@ -99,16 +99,19 @@ def test_the_service_exports_ingested_and_proxied_traces_to_phoenix(
     ) as svc:
         answer = httpx.post(svc.url + "/v1/traces", json={"traces": records}, timeout=60).json()
         with openai.OpenAI(base_url=svc.url + "/v1", api_key="k", max_retries=0) as client:
-            proxied = client.chat.completions.create(
+            raw = client.chat.completions.with_raw_response.create(
                 model="smol",
                 messages=[{"role": "user", "content": "What is 2 + 2?"}],
                 max_tokens=8,
                 extra_headers={"X-Sentinel-Slice": "customer=c0"},
             )
+            proxied = raw.parse()
+            # stored under the proxy's own id (docs/proxy.md), the upstream's id kept
+            proxied_id = raw.headers["X-Sentinel-Trace-Id"]
     # stopped: the service has written its queue and exported the spans still queued
     p_of = {t["id"]: t["p_correct"] for t in answer["traces"]}
     spans = {s["attributes"]["entropy_sentinel.trace_id"]: s for s in _spans(phoenix, project, 4)}
-    assert set(spans) == {*p_of, proxied.id}
+    assert set(spans) == {*p_of, proxied_id}
     for tid, p in p_of.items():
         span = spans[tid]
         assert span["name"] == "chat smol"
@@ -121,7 +124,7 @@ def test_the_service_exports_ingested_and_proxied_traces_to_phoenix(
     # the cap of 2 values per dimension: the third customer is exported as _OTHER
     customers = sorted(spans[t]["attributes"]["entropy_sentinel.slice.customer"] for t in p_of)
     assert customers == sorted(["c0", "c1", OTHER])
-    ev = _evaluation(spans[proxied.id])
+    ev = _evaluation(spans[proxied_id])
     assert ev["gen_ai.response.id"] == proxied.id  # the upstream's id
     assert ev["entropy_sentinel.slice.customer"] == "c0"
     assert 0.0 <= ev["gen_ai.evaluation.score.value"] <= 1.0

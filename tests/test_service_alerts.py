@@ -19,6 +19,8 @@ import pytest
 
 from entropy_sentinel.aggregate import SliceStats
 from entropy_sentinel.errors import ConfigError
+from entropy_sentinel.estimator.intervals import finish
+from entropy_sentinel.estimator.transfer import load_transfer
 from entropy_sentinel.service.alert_rules import AlertRule, judge
 from entropy_sentinel.service.alerts import AlertEngine, list_alerts
 from entropy_sentinel.service.app import create_app
@@ -311,9 +313,12 @@ def test_upper_bound_rule_waits_for_confidence() -> None:
     )
     few = SliceStats.from_arrays(np.full(5, 0.6))
     many = SliceStats.from_arrays(np.full(2000, 0.6))
-    assert judge(rule, few, None, model_sd=0.0).firing is False  # could still be >= 0.7
-    assert judge(rule, many, None, model_sd=0.0).firing is True
-    assert judge(rule, many, None, model_sd=0.2).firing is False  # the model's own error
+    assert judge(rule, finish(few), None).firing is False  # could still be >= 0.7
+    assert judge(rule, finish(many), None).firing is True
+    assert judge(rule, finish(many, model_sd=0.2), None).firing is False  # estimator error
+    unseen = SliceStats.from_arrays(np.full(2000, 0.6), unseen=np.ones(2000, bool),
+                                    w=np.zeros((2000, 11)))  # fmt: skip
+    assert judge(rule, finish(unseen, transfer=load_transfer("sentinel")), None).firing is False
 
 
 def test_service_posts_an_alert_for_real_traffic(

@@ -25,6 +25,7 @@ import pytest
 
 from entropy_sentinel import read_traces
 from entropy_sentinel.aggregate import SliceStats
+from entropy_sentinel.estimator import load_estimator
 from entropy_sentinel.service.app import create_app, maintain_once
 from entropy_sentinel.service.settings import ApiKey, Settings
 from entropy_sentinel.service.state import ServiceState
@@ -226,7 +227,10 @@ def test_limits_and_bad_bodies_get_clear_4xx(client: httpx.Client) -> None:
 
 # ------------------------------------------------------------------ estimates
 def test_estimates_equal_slice_stats_of_the_acknowledged_probabilities(
-    client: httpx.Client, server: ThreadedServer, corpus_records: list[dict[str, Any]]
+    client: httpx.Client,
+    server: ThreadedServer,
+    corpus_records: list[dict[str, Any]],
+    corpus_model: Path,
 ) -> None:
     t0 = _hour_start(time.time()) - 30 * 24 * HOUR  # a quiet month-old range of its own
     recs = _records(corpus_records[100:], "est", 90, t0=t0)
@@ -242,7 +246,7 @@ def test_estimates_equal_slice_stats_of_the_acknowledged_probabilities(
     }
     body = client.get("/v1/estimates", params=params).json()
     assert body["window"] == "1h" and len(body["records"]) == 6
-    model_sd = body["model_sd"]
+    est = load_estimator(corpus_model)  # a bare classifier's artifact: nothing calibrated
     for rec in body["records"]:
         start = pd.Timestamp(rec["window_start"]).timestamp()
         mine = [
@@ -251,7 +255,9 @@ def test_estimates_equal_slice_stats_of_the_acknowledged_probabilities(
             if r["slice"]["domain"] == rec["slice"]["domain"]
             and start <= r["timestamp"] < start + HOUR
         ]
-        iv = SliceStats.from_arrays(mine).interval(0.95, model_sd)
+        n = len(mine)
+        iv = est.finish(SliceStats.from_arrays(mine, unseen=np.ones(n, bool), w=np.zeros((n, 11))))
+        assert rec["shift"] is None and rec["unseen_fraction"] == 1.0  # no shift reference
         assert rec["n"] == len(mine)
         assert rec["estimate"] == pytest.approx(iv.estimate, abs=1e-12)
         assert (rec["lower"], rec["upper"]) == pytest.approx((iv.lower, iv.upper), abs=1e-12)
@@ -312,10 +318,20 @@ def test_prioritize_label_and_recalibrate(
     assert client.post("/v1/traces", json={"traces": recs}).json()["accepted"] == 400
     rng = {"since": str(t0), "until": str(t0 + 4 * HOUR)}
     pri = client.get("/v1/priorities", params={"budget": 120, "by": "domain", **rng}).json()
-    assert sum(s["allocated"] for s in pri["slices"]) == 120 == len(pri["requests"])
+    design = pri["design"]
+    assert sum(s["allocated"] for s in pri["slices"]) == 120  # expected labels
+    assert (
+        len(pri["requests"])
+        == design["size"]
+        == design["pending"]
+        == sum(s["drawn"] for s in pri["slices"])
+    )  # a Poisson draw: about 120
+    assert abs(design["size"] - 120) < 40
+    assert {r["design_id"] for r in pri["requests"]} == {design["id"]}
+    assert all(0 < r["inclusion_probability"] <= 1 for r in pri["requests"])
     assert [s["rank"] for s in pri["slices"]] == [1, 2]
     again = client.get("/v1/priorities", params={"budget": 120, "by": "domain", **rng}).json()
-    assert again["requests"] == pri["requests"]  # seeded: the same list
+    assert again["requests"] == pri["requests"]  # the open design, as stored
     csv = client.get(
         "/v1/priorities", params={"budget": 120, "by": "domain", "format": "csv", **rng}
     )
@@ -326,11 +342,13 @@ def test_prioritize_label_and_recalibrate(
     labels = [{"id": tid, "correct": truth[tid]} for tid in frame["id"]]
     labels.append({"id": "no-such-trace", "correct": True})
     out = client.post("/v1/labels", json={"labels": labels, "source": "test"}).json()
-    assert out["labelled"] == 120 and out["unknown"] == ["no-such-trace"]
+    n_drawn = design["size"]
+    assert out["labelled"] == out["designed"] == n_drawn and out["plain"] == 0
+    assert out["unknown"] == ["no-such-trace"]
     est = client.get("/v1/estimates", params={"by": "domain", **rng}).json()["records"]
-    allocated = {s["value"]: s["allocated"] for s in pri["slices"]}
+    drawn = {s["value"]: s["drawn"] for s in pri["slices"]}
     for rec in est:
-        assert rec["n_labelled"] == allocated[rec["slice"]["domain"]]
+        assert rec["n_labelled"] == drawn[rec["slice"]["domain"]] and rec["n_plain"] == 0
         assert rec["label_corrected"] is not None
         lc = rec["label_corrected"]
         assert lc["lower"] <= lc["estimate"] <= lc["upper"]
@@ -341,7 +359,7 @@ def test_prioritize_label_and_recalibrate(
     )
     assert rec.status_code == 200, rec.text
     outcome = rec.json()
-    assert outcome["n_labels"] >= 120 and outcome["activated_scorer_id"] not in (None, before)
+    assert outcome["n_labels"] >= n_drawn and outcome["activated_scorer_id"] not in (None, before)
     model = client.get("/v1/model").json()
     assert model["scorer_id"] == outcome["activated_scorer_id"]
     assert model["calibration"]["method"] == "sigmoid"

@@ -168,16 +168,16 @@ def test_mixed_traffic_lands_on_each_models_estimator_and_the_unknown_one_waits(
         q = EstimateQuery(by="*", since=0.0)
         split = estimate(storage.db, list(scorers.values()), 60, q, now=time.time(), split=True)
         by_model = {r.model: r for r in split.records}
-        assert by_model[C].stats.n_labelled == labelled_in_c
+        assert by_model[C].sums.stats.n_labelled == labelled_in_c
         mine = {A: _of(records, A), B: _of(records, B), C: waiting}
         for model in (A, B, C):
-            assert by_model[model].stats.n == 30
+            assert by_model[model].n == 30
             assert by_model[model].interval.estimate == pytest.approx(
                 float(_predict(corpus_models[model], mine[model]).mean())
             )
         whole = estimate(storage.db, list(scorers.values()), 60, q, now=time.time())
         [all_models] = whole.records
-        assert all_models.model is None and all_models.stats.n == 90
+        assert all_models.model is None and all_models.n == 90
         assert all_models.interval.estimate == pytest.approx(
             np.mean([by_model[m].interval.estimate for m in (A, B, C)])
         )

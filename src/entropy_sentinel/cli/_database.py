@@ -19,9 +19,10 @@ def open_storage(url: str, *, write: bool = False) -> Iterator[Storage]:
     """The monitoring database at ``url``, closed on exit.
 
     It must exist and have been served (`sentinel serve` creates it): no command but
-    ``serve`` creates a database, not even an empty SQLite file. Commands that only read
-    (``write=False``) leave its schema as they find it; a database of an older version is
-    an error until ``sentinel serve`` migrates it. Commands that write (labels) migrate.
+    ``serve`` creates a database, not even an empty SQLite file. With ``write=False``
+    (report; prioritize, which reads and stores its labelling design) the schema is left
+    as found: a database of an older version is an error until ``sentinel serve``
+    migrates it. Commands that import labels (``write=True``) migrate.
     """
     from entropy_sentinel.errors import StorageError
     from entropy_sentinel.service.storage.db import open_database, sqlite_path

@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from rich import box
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-__all__ = ["TEXT_WIDTH", "cli_table", "interval_text"]
+__all__ = ["TEXT_WIDTH", "cli_table", "interval_text", "slice_cell"]
 
 TEXT_WIDTH = 32
 """Text columns get at least the width of their longest value, up to this many columns."""
@@ -23,7 +25,8 @@ def cli_table(title: str, columns: Iterable[tuple[str, str]], rows: list[list[st
 
     Kinds: ``num`` (right-aligned, never wraps), ``key`` (left, never wraps: times),
     ``text`` (left, folds long words, at least as wide as its longest value up to
-    `TEXT_WIDTH`), ``pair`` (right, wraps at spaces: an estimate and its interval).
+    `TEXT_WIDTH`; a cell may hold console markup and several lines), ``pair`` (right,
+    wraps at spaces: an estimate and its interval).
     """
     table = Table(
         title=title,
@@ -34,7 +37,7 @@ def cli_table(title: str, columns: Iterable[tuple[str, str]], rows: list[list[st
         show_edge=False,
     )
     for i, (header, kind) in enumerate(columns):
-        longest = max((len(row[i]) for row in rows), default=0)
+        longest = max((_longest_line(row[i]) for row in rows), default=0)
         if kind == "num":
             table.add_column(header, justify="right", no_wrap=True)
         elif kind == "key":
@@ -49,6 +52,21 @@ def cli_table(title: str, columns: Iterable[tuple[str, str]], rows: list[list[st
     for row in rows:
         table.add_row(*row)
     return table
+
+
+def slice_cell(name: str, note: str) -> str:
+    """A ``text`` cell: a slice's name, and under it, dimmed, a note (its shift word)
+    when there is one; both taken literally (console markup escaped).
+
+    >>> slice_cell("gsm8k", "seen in training").splitlines(), slice_cell("gsm8k", "")
+    (['gsm8k', '[dim]seen in training[/]'], 'gsm8k')
+    """
+    return f"{escape(name)}\n[dim]{escape(note)}[/]" if note else escape(name)
+
+
+def _longest_line(cell: str) -> int:
+    """Width of a cell's longest line as shown (markup removed)."""
+    return max((len(line) for line in Text.from_markup(cell).plain.splitlines()), default=0)
 
 
 def interval_text(lower: float, upper: float) -> str:

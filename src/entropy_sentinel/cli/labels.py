@@ -35,24 +35,24 @@ def import_labels(
     ] = False,
 ) -> None:
     """Attach labels to stored traces; then label-corrected estimates appear in
-    `sentinel report` and `sentinel labels recalibrate` can use them."""
-    from entropy_sentinel.service.labels import read_labels
+    `sentinel report` and `sentinel labels recalibrate` can use them. Labels of the
+    responses a labelling design drew (`sentinel prioritize`) carry their inclusion
+    probability (designed); others count as plain labels. A `skipped` column (true)
+    records items the annotator skipped."""
+    from entropy_sentinel.service.labels import import_labels, read_labels
 
     parsed = read_labels(file)
-    by_source: dict[str, list[tuple[str, float]]] = {}
-    for rid, y, src in parsed.labels:
-        by_source.setdefault(src or source, []).append((rid, y))
-    labelled = unchanged = 0
-    unknown: list[str] = []
     with open_storage(db, write=True) as storage:
-        for src, items in by_source.items():
-            out = storage.apply_labels(items, source=src)
-            labelled += len(out.labelled)
-            unchanged += len(out.unchanged)
-            unknown.extend(out.unknown)
+        out = import_labels(storage, parsed, source=source)
+    unknown = out.unknown
     console.print(
-        f"labelled {labelled} traces ({unchanged} unchanged, {parsed.blank} blank rows "
-        f"skipped, {len(unknown)} unknown ids, {len(parsed.rejections)} bad rows)",
+        f"labelled {out.labelled} traces: {out.designed} drawn by a labelling design, "
+        f"{out.plain} plain",
+        highlight=False,
+    )
+    console.print(
+        f"{out.unchanged} unchanged, {out.skipped} skipped, {out.blank} blank rows, "
+        f"{len(unknown)} unknown ids, {len(out.rejections)} bad rows",
         highlight=False,
         soft_wrap=True,
     )

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from entropy_sentinel.cli._database import open_storage, require_scorer, when
-from entropy_sentinel.cli._table import cli_table, interval_text
+from entropy_sentinel.cli._table import cli_table, interval_text, slice_cell
 from entropy_sentinel.cli.app import console
 from entropy_sentinel.csv_safety import write_csv
 
@@ -27,7 +27,10 @@ def prioritize(
     target: Annotated[
         float | None, typer.Option(help="Target accuracy; default: the all-traffic estimate.")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Sampling seed (same seed, same list).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of a new design's draw.")] = 0,
+    new: Annotated[
+        bool, typer.Option(help="Close the open labelling design and draw a new one.")
+    ] = False,
     level: Annotated[float, typer.Option(help="Interval level.")] = 0.95,
     model: Annotated[
         str | None, typer.Option(help="Model key; required when several models are served.")
@@ -43,11 +46,13 @@ def prioritize(
         ),
     ] = None,
 ) -> None:
-    """Which slices, and which responses within them, to label next.
+    """Which responses to label next: the open labelling design of the model and slice
+    dimension, drawn now when there is none with pending items (or with --new).
 
-    Slices are ranked by (traffic share) x (uncertainty) x (accuracy gap + uncertainty)
-    and the budget is split in proportion; responses are drawn uniformly at random
-    within each slice, so label-corrected estimates stay unbiased (docs/service.md).
+    The budget is shared over the slices by their label-free interval widths, and each
+    slice's responses are drawn with known inclusion probabilities (active Poisson
+    sampling), which their labels carry, so label-corrected estimates stay unbiased
+    (docs/service.md). While a design has pending items it is shown as stored.
     """
     from entropy_sentinel.errors import ConfigError
     from entropy_sentinel.service.label_export import with_texts, write_labels_jsonl
@@ -70,33 +75,40 @@ def prioritize(
             target=target,
             level=level,
             seed=seed,
+            new=new,
         )
         if output is not None and output.suffix == ".jsonl":
             result = with_texts(storage, result)  # prompt and answer, where stored
     rows = [
         [
             str(s.rank),
-            "all traffic" if s.value == "*" else s.value,
+            slice_cell(
+                "all traffic" if s.value == "*" else s.value, s.shift_word or "shift unknown"
+            ),
             str(s.n),
             str(s.n_labelled),
             f"{s.estimate:.3f} ({interval_text(s.lower, s.upper)})",
-            f"{s.gap:.3f}",
-            f"{s.priority:.1e}",
-            str(s.allocated),
+            f"{s.drawn} ({s.allocated})",
         ]
         for s in result.slices
     ]
     columns = [("#", "num"), ("slice", "text"), ("n", "num"), ("labels", "num")]
-    columns += [("estimate (interval)", "pair"), ("gap", "num"), ("priority", "num")]
-    columns += [("to label", "num")]
+    columns += [("estimate (interval)", "pair"), ("drawn (expected)", "pair")]
     of_model = f" of model {scorer.model}" if scorer.model else ""
     title = f"labelling priorities{of_model} by {by} (target {result.target:.3f})"
     console.print(cli_table(title, columns, rows))
-    console.print(
-        f"{len(result.requests)} responses selected of a budget of {budget}",
-        highlight=False,
-        soft_wrap=True,
-    )
+    d = result.design
+    if d is None:
+        console.print(
+            "nothing to draw: no unlabelled traces in the range", highlight=False, soft_wrap=True
+        )
+    else:
+        console.print(
+            f"design {d.id}: {d.size} responses drawn (budget {result.budget}); "
+            f"{d.labelled} labelled, {d.skipped} skipped, {d.pending} pending",
+            highlight=False,
+            soft_wrap=True,
+        )
     if output is not None:
         if output.suffix == ".csv":
             write_csv(result.requests_frame(), output)

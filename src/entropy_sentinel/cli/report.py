@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from entropy_sentinel.cli._database import open_storage, require_scorers, when
-from entropy_sentinel.cli._table import cli_table, interval_text
+from entropy_sentinel.cli._table import cli_table, interval_text, slice_cell
 from entropy_sentinel.cli.app import console
 from entropy_sentinel.csv_safety import write_csv
 
@@ -82,13 +83,11 @@ def report(
         consistency = check_aggregates(storage.db) if check else None
     console.print(_table(result.records, by, level, query.window, split=model is not None))
     for s in scorers:
-        console.print(
-            f"model {s.model!r}: scorer {s.id} (model_sd {s.model_sd:.4f}"
-            f"{', recalibrated' if s.calibration else ''}"
-            f"{f', fitted on the traces of {s.fitted_on!r}' if s.other_model else ''})",
-            highlight=False,
-            soft_wrap=True,
-        )
+        notes = [f"scorer {s.id}"]
+        notes += ["recalibrated"] if s.calibration else []
+        notes += [] if s.finisher else ["its transfer relation is not known: the worst case"]
+        notes += [f"fitted on the traces of {s.fitted_on!r}"] if s.other_model else []
+        console.print(f"model {s.model!r}: {', '.join(notes)}", highlight=False, soft_wrap=True)
     console.print(f"{len(result.records)} records", highlight=False, soft_wrap=True)
     if output is not None:
         if output.suffix == ".json":
@@ -126,7 +125,7 @@ def _table(
     from entropy_sentinel.timeutil import format_duration
 
     has_ref = any(r.reference_interval is not None for r in records)
-    has_labels = any(r.stats.n_labelled for r in records)
+    has_labels = any(r.n_labelled for r in records)
     columns = [("window", "key")] if window else []
     columns += [("model", "text")] if split else []
     columns += [("slice", "text"), ("n", "num"), ("estimate (interval)", "pair")]
@@ -137,10 +136,10 @@ def _table(
         ref = r.reference_interval
         lc = r.label_corrected
         row = [_when(r.window_start)] if window else []
-        row += [(r.model or "(none)") + (" *" if r.other_model else "")] if split else []
+        row += [escape(r.model or "(none)") + (" *" if r.other_model else "")] if split else []
         row += [
-            "all" if r.dimension == "*" else r.value,
-            str(r.stats.n),
+            slice_cell("all" if r.dimension == "*" else r.value, _shift_text(r)),
+            str(r.n),
             f"{_f(r.interval.estimate)} ({_iv(r.interval.lower, r.interval.upper)})",
         ]
         if has_ref:
@@ -148,7 +147,7 @@ def _table(
             row += ["" if math.isnan(r.change) else f"{r.change:+.3f}"]
         if has_labels:
             row += [
-                str(r.stats.n_labelled) if r.stats.n_labelled else "",
+                str(r.n_labelled) if r.n_labelled else "",
                 "" if lc is None else f"{_f(lc.estimate)} ({_iv(lc.lower, lc.upper)})",
             ]
         rows.append(row)
@@ -156,6 +155,11 @@ def _table(
     what = "all traffic" if by == "*" else by
     title = f"estimated accuracy by {what}, {level:.0%} intervals, {span} (UTC)"
     return cli_table(title, columns, rows)
+
+
+def _shift_text(r: SliceEstimate) -> str:
+    """The slice's shift word (under its name); "shift unknown" where it is not known."""
+    return r.shift_word or ("shift unknown" if r.interval.unseen_fraction else "")
 
 
 def _when(start: float) -> str:

@@ -91,7 +91,8 @@ def allocate(
     """Labels per slice: at least ``minimum`` (or all of a smaller slice), the rest in
     proportion to each slice's label-free interval half-width times the square root of
     its size, never more than a slice has (largest remainders; what a slice cannot take
-    goes to the others). With a budget below the minimums, the widest slices come first.
+    goes to the others). With a budget below the minimums, the slices with the highest
+    priority (that weight) come first, as a ranking by it lists them.
     """
     if budget < 0:
         raise ConfigError(f"budget={budget!r} must be >= 0")
@@ -100,13 +101,12 @@ def allocate(
     if n.shape != h.shape:
         raise ConfigError("sizes and half_widths need one entry per slice")
     out = np.zeros(n.shape[0], dtype=np.int64)
-    order = np.argsort(-h, kind="stable")
+    weight = h * np.sqrt(np.maximum(n, 0))
     left = budget
-    for i in order:  # the floor, widest intervals first
+    for i in np.argsort(-weight, kind="stable"):  # the floor, in the order of the priority
         take = int(min(minimum, n[i], left))
         out[i] = take
         left -= take
-    weight = h * np.sqrt(np.maximum(n, 0))
     while left > 0:
         room = n - out
         open_ = room > 0

@@ -60,7 +60,9 @@ the training data), the labels decide; where it is narrow, a few labels refine i
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from scipy.stats import norm
 from scipy.stats import t as student_t
@@ -70,7 +72,7 @@ from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.estimator.shiftscore import shift_score
 from entropy_sentinel.estimator.transfer import TransferModel
 
-__all__ = ["LabelPart", "SliceInterval", "finish", "label_part"]
+__all__ = ["LabelPart", "SliceFinisher", "SliceInterval", "finish", "label_part"]
 
 _NAN = math.nan
 
@@ -134,6 +136,41 @@ class SliceInterval:
         """The non-sampling part as one sd: calibration and transfer in quadrature."""
         z = _z(self.level)
         return math.hypot(self.calibration_sd, self.transfer_half_width / z)
+
+
+@dataclass(frozen=True, slots=True)
+class SliceFinisher:
+    """What `finish` needs from a fitted estimator, as a plain value: its transfer relation
+    and the size of its shift reference. Calling it finishes a slice exactly as the
+    estimator's own ``finish`` does; `to_dict` / `from_dict` round-trip it through JSON,
+    so a process that stores only sums (the monitoring service's database, read by the
+    CLI without the artifact) finishes them as the estimator would.
+
+    >>> from entropy_sentinel.aggregate import SliceStats
+    >>> f = SliceFinisher.from_dict(SliceFinisher(None, 0).to_dict())
+    >>> f(SliceStats.from_arrays([0.2, 0.4])) == finish(SliceStats.from_arrays([0.2, 0.4]))
+    True
+    """
+
+    transfer: TransferModel | None
+    n_reference: int
+
+    def __call__(self, stats: SliceStats, level: float = 0.95) -> SliceInterval:
+        return finish(stats, level, transfer=self.transfer, n_reference=self.n_reference)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "transfer": None if self.transfer is None else self.transfer.to_dict(),
+            "n_reference": int(self.n_reference),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SliceFinisher:
+        transfer = data.get("transfer")
+        return cls(
+            None if transfer is None else TransferModel.from_dict(transfer),
+            int(data.get("n_reference", 0)),
+        )
 
 
 def finish(

@@ -42,6 +42,7 @@ same numbers and finish them with the same function.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +55,7 @@ from entropy_sentinel._typing import BoolArray, FloatArray
 from entropy_sentinel.aggregate import SliceStats
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.estimator.design import LabelDesign, plan
-from entropy_sentinel.estimator.intervals import SliceInterval, finish
+from entropy_sentinel.estimator.intervals import SliceFinisher, SliceInterval
 from entropy_sentinel.estimator.model import CorrectnessEstimator
 from entropy_sentinel.estimator.shiftscore import ShiftReference
 from entropy_sentinel.estimator.slicecal import SliceCalibration
@@ -206,15 +207,34 @@ class SentinelEstimator(BaseEstimator):  # type: ignore[misc]
             traces = clf.signature_.conform(traces)
         stats = StepStats(traces, clf.entropy_mode)
         profile = entropy_profile(stats)
-        p_cls, p_blend = clf.predict_parts(clf.featurize(stats, profile=profile))
-        values = traces.slice_values(self.slice_dim)
+        X = clf.featurize(stats, profile=profile)
+        return self.score_inputs(X, profile, traces.slice_values(self.slice_dim))
+
+    def score_inputs(
+        self,
+        X: npt.ArrayLike,
+        profile: npt.ArrayLike,
+        values: Sequence[object] | npt.NDArray[np.object_],
+    ) -> TraceScores:
+        """`score` from inputs computed (and stored) before: the classifier's inputs ``X``
+        (``classifier_.featurize``, columns ``classifier_.input_names``), the entropy
+        profiles ``(n, 11)`` (nats) and each trace's value of ``slice_dim`` (None where
+        absent). What a store of traces needs to rescore them without their steps."""
+        self._check_fitted()
+        Xa = np.asarray(X, dtype=np.float64)
+        prof = np.asarray(profile, dtype=np.float64)
+        n = prof.shape[0]
+        if n == 0:
+            empty = np.zeros(0)
+            return TraceScores(empty, empty, np.zeros(0, bool), empty, np.zeros((0, 11)))
+        p_cls, p_blend = self.classifier_.predict_parts(Xa)
         p_cal, cal, seen = self.calibration_.apply(p_cls, values)
         return TraceScores(
             p=np.where(seen, p_cal, p_blend),
             p_classifier=p_cal,
             seen=seen,
             cal=cal,
-            w=np.zeros((n, 11)) if self.shift_ is None else self.shift_.transform(profile),
+            w=np.zeros((n, 11)) if self.shift_ is None else self.shift_.transform(prof),
         )
 
     def predict_traces(self, traces: TraceBatch) -> FloatArray:
@@ -225,9 +245,14 @@ class SentinelEstimator(BaseEstimator):  # type: ignore[misc]
     def finish(self, stats: SliceStats, level: float = 0.95) -> SliceInterval:
         """A slice's estimates from its summed statistics (what the service and the
         Spark engine call after summing `TraceScores.contributions`)."""
+        return self.finisher()(stats, level)
+
+    def finisher(self) -> SliceFinisher:
+        """`finish` as a plain, JSON-serialisable value (`SliceFinisher`): for processes
+        that keep a slice's sums but not the estimator (the service's database)."""
         self._check_fitted()
         n_reference = 0 if self.shift_ is None else int(self.shift_.n_reference_)
-        return finish(stats, level, transfer=self.transfer_, n_reference=n_reference)
+        return SliceFinisher(self.transfer_, n_reference)
 
     def estimate(
         self,

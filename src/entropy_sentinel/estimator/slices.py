@@ -62,6 +62,7 @@ __all__ = [
     "knows_slices",
     "slice_accuracy",
     "slice_keys",
+    "word_of",
 ]
 
 SliceKey = tuple[str | None, ...]
@@ -387,12 +388,7 @@ def _record(
         plain_only = stats.n_labelled and not stats.n_design
         true_acc = stats.sum_y / stats.n_labelled if plain_only else nan
     full = n_lab == stats.n and n_lab > 0
-    if not words:
-        word = ""
-    elif iv.unseen_fraction == 0.0 and stats.n:
-        word = SEEN_WORD
-    else:
-        word = shift_word(iv.shift)
+    word = word_of(iv) if words else ""
     return SliceRecord(
         key=key,
         n=stats.n,
@@ -416,6 +412,12 @@ def _record(
         ppi_upper=iv.ppi_upper,
         stats=stats,
     )
+
+
+def word_of(iv: SliceInterval) -> str:
+    """A slice's shift in plain words: `SEEN_WORD` when every response had calibration in
+    training, else the word of its shift score (`shift_word`; '' when unknown)."""
+    return SEEN_WORD if iv.unseen_fraction == 0.0 and iv.n else shift_word(iv.shift)
 
 
 def slice_keys(batch: TraceBatch, by: Sequence[str]) -> list[SliceKey]:

@@ -252,10 +252,11 @@ class EvaluationSpans:
         if model:
             out.setdefault("gen_ai.request.model", model)
         rid = meta.get("response_id")
+        upstream = proxy.get("upstream_id") if isinstance(proxy, Mapping) else None
         if isinstance(rid, str):
             out.setdefault("gen_ai.response.id", rid)
-        elif isinstance(proxy, Mapping):  # the proxy keys a trace by the upstream's id
-            out.setdefault("gen_ai.response.id", trace_id.partition("/")[0])
+        elif isinstance(upstream, str):  # the proxy keeps the upstream's id beside its own
+            out.setdefault("gen_ai.response.id", upstream)
         return out
 
 

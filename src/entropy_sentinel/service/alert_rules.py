@@ -1,25 +1,39 @@
 """Alert rules, and the pure decision of whether a slice's evidence breaks one.
 
-Two kinds of rule, each evaluated per value of one slice dimension over the most
-recent ``window`` seconds (bucket-aligned):
+Three kinds of rule, each evaluated per value of one slice dimension over the most
+recent ``window`` seconds (bucket-aligned), on the numbers of the model's estimator
+(`entropy_sentinel.service.slice_numbers.finish_slice`):
 
 * ``below``: the slice's estimated accuracy (or, with ``bound = "upper"``, the upper
   end of its interval, so the alert fires only when the slice is *confidently* below)
-  is under ``threshold``.
-* ``drop``: the estimate fell by at least ``min_drop`` against the ``reference``
-  seconds just before the current window, and the fall is significant: at least
-  ``z`` standard errors of the difference. The standard error is the
+  is under ``threshold``. The slice's best numbers are judged: the label-corrected
+  estimate and interval when the window holds labels of the slice, else the label-free
+  ones (``evidence.basis`` says which). An unseen slice's label-free interval is wide
+  (transfer error), so a ``bound = "upper"`` rule rarely fires on it until labels come:
+  the ``shift`` rule is the alert for that.
+* ``drop``: the label-free estimate fell by at least ``min_drop`` against the
+  ``reference`` seconds just before the current window, and the fall is significant:
+  at least ``z`` standard errors of the difference. The standard error is the
   Poisson-binomial sampling error of both windows in quadrature; the estimator's own
-  error (``model_sd``) is left out because the same estimator scores both windows,
-  so its bias largely cancels in a difference.
+  error (calibration and transfer) is left out because the same estimator scores both
+  windows, so its bias largely cancels in a difference.
+* ``shift``: the slice looks unlike the training data: the shift score of its responses
+  without calibration (0.5: like the training traces, 1: nothing alike;
+  `entropy_sentinel.estimator.shiftscore`) is at least ``threshold`` (e.g. 0.75, where
+  the shift word becomes "unlike the training data: label some"). Its estimates then
+  rest on the transfer relation alone: label some of it.
 
 A slice with fewer than ``min_count`` traces in the current window (or, for ``drop``,
-in the reference window) gives no verdict: an open alert stays open and a quiet slice
-stays quiet until there is enough evidence either way.
+in the reference window; for ``shift``, responses without calibration) gives no
+verdict: an open alert stays open and a quiet slice stays quiet until there is enough
+evidence either way. So does a ``shift`` rule while the slice's shift is unknown.
+Every verdict's evidence carries the slice's shift, shift word and unseen fraction.
 
+>>> from entropy_sentinel.aggregate import SliceStats
+>>> from entropy_sentinel.estimator.intervals import finish
 >>> rule = AlertRule.from_mapping({"name": "low", "kind": "below", "dimension": "domain",
 ...                                "threshold": 0.7, "window": "1h", "min_count": 2})
->>> judge(rule, SliceStats.from_arrays([0.5, 0.6, 0.55]), None, model_sd=0.0).firing
+>>> judge(rule, finish(SliceStats.from_arrays([0.5, 0.6, 0.55])), None).firing
 True
 """
 
@@ -30,14 +44,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from entropy_sentinel.aggregate import SliceStats
 from entropy_sentinel.errors import ConfigError
+from entropy_sentinel.estimator.intervals import SliceInterval
+from entropy_sentinel.estimator.slices import word_of
 from entropy_sentinel.timeutil import format_duration, parse_duration
 
 __all__ = ["AlertRule", "Verdict", "judge"]
 
-RuleKind = Literal["below", "drop"]
-_KINDS = ("below", "drop")
+RuleKind = Literal["below", "drop", "shift"]
+_KINDS = ("below", "drop", "shift")
 _BOUNDS = ("estimate", "upper")
 _FIELDS = {
     "name",
@@ -60,11 +75,12 @@ class AlertRule:
 
     Attributes:
         name: unique rule name, used in alerts, logs and the webhook payload.
-        kind: ``"below"`` or ``"drop"``.
+        kind: ``"below"``, ``"drop"`` or ``"shift"``.
         dimension: the slice dimension evaluated (``"domain"``), or ``"*"`` for all traffic.
         window: length of the current window, seconds.
         min_count: traces needed in a window for a verdict.
-        threshold: ``below`` only: accuracy (fraction) under which the rule fires.
+        threshold: ``below``: accuracy (fraction) under which the rule fires; ``shift``:
+            the shift score (in (0.5, 1)) at or above which it fires.
         bound: ``below`` only: compare the ``"estimate"`` or the interval's ``"upper"`` end.
         reference: ``drop`` only: length of the reference window just before the current one.
         min_drop: ``drop`` only: smallest fall in estimated accuracy (fraction) that fires.
@@ -104,6 +120,12 @@ class AlertRule:
                     f"{who}: a `below` rule needs threshold in (0, 1], e.g. 0.7, "
                     f"got {self.threshold!r}"
                 )
+        elif self.kind == "shift":
+            if self.threshold is None or not 0.5 < self.threshold < 1.0:
+                raise ConfigError(
+                    f"{who}: a `shift` rule needs threshold, a shift score in (0.5, 1), "
+                    f"e.g. 0.75, got {self.threshold!r}"
+                )
         else:
             if self.reference is None:
                 raise ConfigError(f"{who}: a `drop` rule needs `reference`, e.g. '24h'")
@@ -141,6 +163,8 @@ class AlertRule:
         dim = "all traffic" if self.dimension == "*" else self.dimension
         if self.kind == "below":
             what = f"{self.bound} < {self.threshold}"
+        elif self.kind == "shift":
+            what = f"shift >= {self.threshold} (unlike the training data)"
         else:
             assert self.reference is not None
             what = (
@@ -160,34 +184,57 @@ class Verdict:
     evidence: dict[str, Any]
 
 
-def judge(
-    rule: AlertRule, current: SliceStats, reference: SliceStats | None, *, model_sd: float
-) -> Verdict:
-    """Apply ``rule`` to one slice's current (and reference) window statistics."""
-    cur = current.interval(rule.level, model_sd)
+def judge(rule: AlertRule, current: SliceInterval, reference: SliceInterval | None) -> Verdict:
+    """Apply ``rule`` to one slice's numbers in the current (and reference) window."""
+    labelled = current.labels is not None and math.isfinite(current.ppi_estimate)
     evidence: dict[str, Any] = {
         "n": current.n,
-        "estimate": _num(cur.estimate),
-        "lower": _num(cur.lower),
-        "upper": _num(cur.upper),
+        "estimate": _num(current.estimate),
+        "lower": _num(current.lower),
+        "upper": _num(current.upper),
         "level": rule.level,
+        "shift": _num(current.shift),
+        "shift_word": word_of(current),
+        "unseen_fraction": _num(current.unseen_fraction),
+        "n_labelled": 0 if current.labels is None else current.labels.n_labels,
+        "label_corrected": {
+            "estimate": _num(current.ppi_estimate),
+            "lower": _num(current.ppi_lower),
+            "upper": _num(current.ppi_upper),
+        }
+        if labelled
+        else None,
     }
     if current.n < rule.min_count:
         return Verdict(None, evidence)
     if rule.kind == "below":
         assert rule.threshold is not None
-        value = cur.upper if rule.bound == "upper" else cur.estimate
-        evidence["threshold"] = rule.threshold
+        est, upper = current.estimate, current.upper
+        if labelled:
+            est, upper = current.ppi_estimate, current.ppi_upper
+        value = upper if rule.bound == "upper" else est
+        evidence.update(
+            threshold=rule.threshold, basis="label-corrected" if labelled else "label-free"
+        )
         return Verdict(value < rule.threshold, evidence)
-    ref = reference if reference is not None else SliceStats()
-    evidence["reference_n"] = ref.n
-    if ref.n < rule.min_count:
+    if rule.kind == "shift":
+        assert rule.threshold is not None
+        unseen = round(current.unseen_fraction * current.n) if current.n else 0
+        evidence.update(threshold=rule.threshold, n_unseen=unseen)
+        if unseen == 0:
+            return Verdict(False, evidence)
+        if unseen < rule.min_count or not math.isfinite(current.shift):
+            return Verdict(None, evidence)
+        return Verdict(current.shift >= rule.threshold, evidence)
+    ref_n = 0 if reference is None else reference.n
+    evidence["reference_n"] = ref_n
+    if reference is None or ref_n < rule.min_count:
         return Verdict(None, evidence)
-    drop = ref.estimate - current.estimate
-    se = math.hypot(current.sampling_sd, ref.sampling_sd)
+    drop = reference.estimate - current.estimate
+    se = math.hypot(current.sampling_sd, reference.sampling_sd)
     z = drop / se if se > 0 else (math.inf if drop > 0 else 0.0)
     evidence.update(
-        reference_estimate=_num(ref.estimate),
+        reference_estimate=_num(reference.estimate),
         drop=_num(drop),
         drop_z=_num(z),
         min_drop=rule.min_drop,

@@ -5,7 +5,8 @@ model (each judged on its own estimator's numbers), each rule and each value of 
 slice dimension, the current window (the last ``window``
 seconds, bucket-aligned, the current bucket included) and, for ``drop`` rules, the
 reference window before it are summed from the aggregates and judged
-(`entropy_sentinel.service.alert_rules.judge`).
+(`entropy_sentinel.service.alert_rules.judge`) on the numbers of the model's own
+estimator (`entropy_sentinel.service.slice_numbers.finish_slice`).
 
 Episodes: a slice that starts breaking a rule opens an alert (stored in ``alerts``,
 logged at WARNING, counted in ``sentinel_alerts_raised_total``); while it keeps
@@ -56,6 +57,7 @@ from entropy_sentinel.service.alert_rules import AlertRule, judge
 from entropy_sentinel.service.estimates import slice_stats
 from entropy_sentinel.service.metrics import Metrics
 from entropy_sentinel.service.records import ScorerInfo
+from entropy_sentinel.service.slice_numbers import SliceSums, finish_slice
 from entropy_sentinel.service.storage.db import Database
 from entropy_sentinel.service.storage.store import Storage, dumps
 from entropy_sentinel.service.storage.tables import ALL, alerts
@@ -66,6 +68,7 @@ __all__ = ["AlertEngine", "AlertEvent", "alert_payload", "idempotency_key", "lis
 log = logging.getLogger("entropy_sentinel.service.alerts")
 
 _MAX_ATTEMPTS = 20
+_EMPTY = SliceSums(SliceStats())
 _CLAIM_MARGIN = 10.0  # seconds a claim outlives the webhook's deadline
 
 
@@ -130,18 +133,18 @@ class AlertEngine:
     ) -> list[AlertEvent]:
         model = scorer.model
         current = self._stats(scorer.id, rule.dimension, end - rule.window, end)
-        reference: dict[str, SliceStats] = {}
+        reference: dict[str, SliceSums] = {}
         if rule.kind == "drop" and rule.reference:
             start = end - rule.window
             reference = self._stats(scorer.id, rule.dimension, start - rule.reference, start)
         values = set(current) | {v for (r, m, _, v) in open_now if r == rule.name and m == model}
         events: list[AlertEvent] = []
         for value in sorted(values):
+            ref = reference.get(value)
             verdict = judge(
                 rule,
-                current.get(value, SliceStats()),
-                reference.get(value),
-                model_sd=scorer.model_sd,
+                finish_slice(scorer, current.get(value, _EMPTY), rule.level),
+                None if ref is None else finish_slice(scorer, ref, rule.level),
             )
             evidence = {
                 **verdict.evidence,
@@ -162,7 +165,7 @@ class AlertEngine:
                 events.append(self._resolve(open_now[key], rule, model, value, evidence, t))
         return events
 
-    def _stats(self, scorer_id: int, dimension: str, start: int, end: int) -> dict[str, SliceStats]:
+    def _stats(self, scorer_id: int, dimension: str, start: int, end: int) -> dict[str, SliceSums]:
         return slice_stats(self.db, scorer_id, dimension, start, end)
 
     def _open_alerts(self) -> dict[tuple[str, str, str, str], int]:

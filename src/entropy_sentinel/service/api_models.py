@@ -85,12 +85,54 @@ class EstimateRecord(BaseModel):
     window_start: str
     window_end: str
     n: int
-    estimate: float | None = Field(description="Estimated accuracy (mean P(correct)).")
-    lower: float | None
+    estimate: float | None = Field(
+        description="Label-free estimated accuracy (mean P(correct)), the model's estimator "
+        "finishing the slice's sums (docs/estimator.md)."
+    )
+    lower: float | None = Field(
+        description="Lower end of its interval: sampling, calibration and transfer error."
+    )
     upper: float | None
-    n_labelled: int
-    labelled_accuracy: float | None
-    label_corrected: IntervalOut | None
+    sampling_sd: float | None = Field(
+        description="Sampling part: Poisson-binomial sd of the realised accuracy given P."
+    )
+    calibration_sd: float | None = Field(
+        description="Calibration part (sd): the uncertainty of the calibration offsets of "
+        "slice values seen in training."
+    )
+    transfer_half_width: float | None = Field(
+        description="Transfer part (a half-width at the level): the unseen fraction times "
+        "the transfer relation's half-width for the shift."
+    )
+    unseen_fraction: float | None = Field(
+        description="Fraction of responses whose slice value had no calibration in training."
+    )
+    shift: float | None = Field(
+        description="Shift score of those responses (0.5: like the training traces, 1: "
+        "nothing alike); null when all had calibration, or when it is unknown."
+    )
+    shift_word: str = Field(
+        description="The shift in plain words: 'seen in training', 'new, looks like "
+        "training', 'new, somewhat unlike training', 'unlike the training data: label "
+        "some'; '' when unknown."
+    )
+    n_labelled: int = Field(description="Labels in the slice: designed and plain.")
+    n_plain: int = Field(
+        description="Of them, labels given outside a labelling design (a simple random "
+        "sample of the slice, as far as the estimate knows)."
+    )
+    labelled_accuracy: float | None = Field(
+        description="The design-weighted (Hajek) accuracy of the labelled responses."
+    )
+    lambda_: float | None = Field(
+        alias="lambda",
+        description="The power of the label-corrected estimate (PPI++: how much the model's "
+        "P is trusted, 0 to 1); null without labels, and for several models together.",
+    )
+    label_corrected: IntervalOut | None = Field(
+        description="The label-corrected estimate and interval (labels and the label-free "
+        "estimate combined); null without labels."
+    )
     reference: ReferenceOut | None
     change: float | None = Field(description="Estimate minus the reference estimate.")
     change_z: float | None = Field(description="The change in sampling standard errors.")
@@ -111,7 +153,10 @@ class EstimatesOut(BaseModel):
     until: str
     reference: str | None
     level: float
-    model_sd: float | None = Field(description="The estimator's error, when one model is read.")
+    model_sd: float | None = Field(
+        description="The classifier's in-distribution error (its card), when one model is "
+        "read; informational: the intervals are made of the parts in each record."
+    )
     scorer_id: int | None
     models: list[ScorerOut] = Field(description="The estimators whose numbers are in it.")
     no_estimator: list[str] = Field(description="Models asked for that have no estimator.")
@@ -165,16 +210,21 @@ class SlicePriorityOut(BaseModel):
     dimension: str
     value: str
     n: int
-    n_unlabelled: int
+    n_unlabelled: int = Field(description="Unlabelled traces: the design's candidates.")
     n_labelled: int
-    estimate: float | None
+    estimate: float | None = Field(description="Label-free estimate of the candidates.")
     lower: float | None
     upper: float | None
-    gap: float | None
-    share: float | None
-    uncertainty: float | None
-    priority: float | None
-    allocated: int
+    shift: float | None
+    shift_word: str
+    gap: float | None = Field(description="max(0, target - estimate).")
+    share: float | None = Field(description="The slice's part of all candidates.")
+    uncertainty: float | None = Field(description="The interval's half-width.")
+    priority: float | None = Field(
+        description="Allocation weight: uncertainty times the square root of n_unlabelled."
+    )
+    allocated: int = Field(description="Expected labels the budget gives the slice.")
+    drawn: int = Field(description="Responses the design drew in it.")
 
 
 class LabelRequestOut(BaseModel):
@@ -191,20 +241,24 @@ class LabelRequestOut(BaseModel):
         default=None, description="Stored prompt (text or chat messages): `text` scope only."
     )
     answer: str | None = Field(default=None, description="Stored answer: `text` scope only.")
+    design_id: int | None = Field(description="The labelling design that drew it.")
     inclusion_probability: float | None = Field(
-        default=None, description="Probability the design drew this response (when it keeps one)."
+        description="The probability the design drew it with: its label is weighted by the inverse."
     )
-    design_id: str | None = Field(default=None, description="The labelling design it belongs to.")
+    status: str = Field(description="`pending`, `labelled` or `skipped`.")
 
 
 class DesignOut(BaseModel):
-    """A stored labelling design: its responses, how many are labelled, skipped, pending."""
+    """A stored labelling design: its drawn responses, how many are labelled, skipped,
+    pending."""
 
-    id: str
-    size: int
+    id: int
+    size: int = Field(description="Responses drawn.")
     labelled: int
-    skipped: int
+    skipped: int = Field(description="Skipped by annotators: missing labels.")
     pending: int
+    seed: int
+    created_at: str
 
 
 class PrioritiesOut(BaseModel):
@@ -213,11 +267,12 @@ class PrioritiesOut(BaseModel):
     target: float | None
     since: str
     until: str
+    design: DesignOut | None = Field(
+        description="The open labelling design the requests belong to (null: nothing to "
+        "draw in the range)."
+    )
     slices: list[SlicePriorityOut]
     requests: list[LabelRequestOut]
-    design: DesignOut | None = Field(
-        default=None, description="The labelling design the requests belong to, if stored."
-    )
 
 
 class LabelIn(BaseModel):
@@ -229,8 +284,8 @@ class LabelIn(BaseModel):
     )
     skipped: bool = Field(
         default=False,
-        description="The annotator skipped this item (no `correct`): recorded on the trace "
-        "and counted as `skipped`; no estimate changes.",
+        description="The annotator skipped this item (no `correct`): a pending item of a "
+        "labelling design becomes `skipped`; counted as `skipped`; no estimate changes.",
     )
     source: str | None = Field(default=None, max_length=128)
 
@@ -241,9 +296,17 @@ class LabelsIn(BaseModel):
 
 
 class LabelsOut(BaseModel):
-    labelled: int
+    labelled: int = Field(description="Labels stored (new or changed).")
+    designed: int = Field(
+        description="Of them, labels of responses a labelling design drew: they carry its "
+        "inclusion probability."
+    )
+    plain: int = Field(
+        description="Of them, labels of other traces: counted as a simple random sample of "
+        "their slice."
+    )
     unchanged: int
-    skipped: int
+    skipped: int = Field(description="Items recorded as skipped.")
     blank: int
     unknown: list[str]
     rejections: list[str]

@@ -50,12 +50,13 @@ from entropy_sentinel.service.duties import DUTY_LOCK_ENV, Duties
 from entropy_sentinel.service.estimates import slice_stats, slice_values
 from entropy_sentinel.service.guard import RequestGuard
 from entropy_sentinel.service.ingest import BodyError
-from entropy_sentinel.service.metrics import Metrics
+from entropy_sentinel.service.metrics import Metrics, SliceGauge
 from entropy_sentinel.service.middleware import RequestMiddleware
 from entropy_sentinel.service.pipeline import UnavailableError
 from entropy_sentinel.service.routes import ROUTERS
 from entropy_sentinel.service.routes.ingest import record_schemas
 from entropy_sentinel.service.settings import Settings
+from entropy_sentinel.service.slice_numbers import finish_slice
 from entropy_sentinel.service.state import ServiceState
 from entropy_sentinel.service.validation import validation_body
 from entropy_sentinel.timeutil import bucket_of
@@ -284,17 +285,15 @@ def _refresh_gauges(state: ServiceState) -> None:
     s = state.settings
     end = bucket_of(time.time(), s.bucket) + s.bucket
     start = end - s.metrics_window
-    rows: list[tuple[str, str, str, int, float, float, float]] = []
+    rows: list[SliceGauge] = []
     for scorer in state.storage.active_scorers():
         dims = slice_values(state.db, scorer.id, start, end)
         for dim in dims:
-            for value, stats in slice_stats(state.db, scorer.id, dim, start, end).items():
-                iv = stats.interval(s.level, scorer.model_sd)
-                if stats.n and math.isfinite(iv.estimate):
-                    rows.append(
-                        (scorer.model, dim, value, stats.n, iv.estimate, iv.lower, iv.upper)
-                    )
-    rows.sort(key=lambda r: (-r[3], r[0], r[1], r[2]))
+            for value, sums in slice_stats(state.db, scorer.id, dim, start, end).items():
+                iv = finish_slice(scorer, sums, s.level)
+                if iv.n and math.isfinite(iv.estimate):
+                    rows.append(SliceGauge(scorer.model, dim, value, iv))
+    rows.sort(key=lambda r: (-r.numbers.n, r.model, r.dimension, r.value))
     state.metrics.set_slices(rows[: s.metrics_max_slices])
     counts = {name: dataclasses.asdict(c) for name, c in state.storage.model_counts().items()}
     state.metrics.set_models(counts, s.metrics_max_slices)

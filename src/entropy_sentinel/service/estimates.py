@@ -1,27 +1,26 @@
 """Per-slice, per-window accuracy estimates, summed from the stored bucket aggregates.
 
-One `SliceEstimate` record per (slice value, window): n, the label-free estimate
-(mean P(correct)) with its interval (Poisson-binomial sampling and the estimator's
-own error ``model_sd`` in quadrature, `SliceStats.interval`), the reference window's
-estimate and the change against it, and, when some traces of the slice are labelled,
-the label-corrected (prediction-powered) estimate with its interval.
+One `SliceEstimate` record per (slice value, window): n, and the numbers of the model's
+estimator finishing the slice's summed statistics (`entropy_sentinel.service.
+slice_numbers.finish_slice`, the library's `finish`): the label-free estimate (mean
+P(correct)) with its interval (sampling, calibration and transfer error), the parts of
+that interval, the shift score and its word, and, when some traces of the slice are
+labelled, the label-corrected estimate and interval (designed labels weighted by their
+inclusion probabilities, plain labels as a simple random sample); the reference
+window's numbers and the change against them.
 
-Models: each model's traces are counted by its own scorer. Given several scorers,
-`estimate` either sums them (all models, each trace scored by its own estimator; the
-estimator error ``model_sd`` of a record is then the trace-weighted mean of the
-models' ``model_sd``, i.e. their errors taken as fully correlated) or, with
-``split=True``, answers each model on the same slices and windows (records carry their
-``model``). A record is marked ``other_model`` when some of its traces were scored by
-an estimator fitted on another model's traces (`ScorerInfo.other_model`).
+Models: each model's traces are counted by its own scorer and finished by its own
+estimator. Given several scorers, `estimate` either combines them (all models, each
+trace scored by its own estimator: `entropy_sentinel.service.slice_numbers.combine`)
+or, with ``split=True``, answers each model on the same slices and windows (records
+carry their ``model``). A record is marked ``other_model`` when some of its traces were
+scored by an estimator fitted on another model's traces (`ScorerInfo.other_model`).
 
 Windows are ``window`` seconds long and aligned to the epoch (a ``1d`` window starts
 at 00:00 UTC); without ``window`` one window spans ``since .. until``. The reference
 of a window starting at ``t`` is ``[t - reference, t)``. Every figure is a sum of
 stored buckets (no trace is rescanned), so a query over a year of traffic costs
 what the number of (slice, bucket) rows in it costs.
-
-The label-corrected estimate assumes the labelled traces are a uniform random sample
-of their slice (what `sentinel prioritize` draws); labels chosen some other way bias it.
 """
 
 from __future__ import annotations
@@ -37,7 +36,10 @@ import sqlalchemy as sa
 
 from entropy_sentinel.aggregate import Interval, SliceStats
 from entropy_sentinel.errors import ConfigError
+from entropy_sentinel.estimator.intervals import SliceInterval
+from entropy_sentinel.estimator.slices import word_of
 from entropy_sentinel.service.records import ScorerInfo
+from entropy_sentinel.service.slice_numbers import SliceSums, combine, finish_slice
 from entropy_sentinel.service.storage.db import Database
 from entropy_sentinel.service.storage.tables import ALL, SUM_COLUMNS, slice_buckets
 from entropy_sentinel.timeutil import format_duration, format_instant
@@ -97,19 +99,47 @@ class EstimateQuery:
 
 @dataclass(frozen=True)
 class SliceEstimate:
-    """Estimated accuracy of one slice in one window (see the module docstring)."""
+    """Estimated accuracy of one slice in one window (see the module docstring).
+
+    Attributes:
+        sums: the slice's summed statistics in the window.
+        interval: its numbers (`SliceInterval`: estimate and interval, their parts, the
+            shift, the label part and the label-corrected estimate and interval).
+        reference, reference_interval: the same for the reference window (None without).
+    """
 
     dimension: str
     value: str
     window_start: float
     window_end: float
-    stats: SliceStats
-    interval: Interval
-    reference: SliceStats | None
-    reference_interval: Interval | None
-    label_corrected: Interval | None
+    sums: SliceSums
+    interval: SliceInterval
+    reference: SliceSums | None
+    reference_interval: SliceInterval | None
     model: str | None = None
     other_model: bool = False
+
+    @property
+    def n(self) -> int:
+        return self.interval.n
+
+    @property
+    def shift_word(self) -> str:
+        """The shift in plain words (`word_of`)."""
+        return word_of(self.interval)
+
+    @property
+    def n_labelled(self) -> int:
+        """Labels in the slice: designed and plain."""
+        return 0 if self.interval.labels is None else self.interval.labels.n_labels
+
+    @property
+    def label_corrected(self) -> Interval | None:
+        """The label-corrected estimate and interval (None without labels)."""
+        iv = self.interval
+        if iv.labels is None or not math.isfinite(iv.ppi_estimate):
+            return None
+        return Interval(iv.ppi_estimate, iv.ppi_lower, iv.ppi_upper, iv.level)
 
     @property
     def change(self) -> float:
@@ -121,25 +151,36 @@ class SliceEstimate:
     @property
     def change_z(self) -> float:
         """`change` in standard errors (sampling only, both windows in quadrature)."""
-        if self.reference is None or not self.reference.n or not self.stats.n:
+        ref = self.reference_interval
+        if ref is None or not ref.n or not self.interval.n:
             return math.nan
-        se = math.hypot(self.stats.sampling_sd, self.reference.sampling_sd)
+        se = math.hypot(self.interval.sampling_sd, ref.sampling_sd)
         return self.change / se if se > 0 else math.nan
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready record (NaN becomes None)."""
+        iv = self.interval
+        labels = iv.labels
         out: dict[str, Any] = {
             "slice": {} if self.dimension == ALL else {self.dimension: self.value},
             "model": self.model,
             "other_model": self.other_model,
             "window_start": format_instant(self.window_start),
             "window_end": format_instant(self.window_end),
-            "n": self.stats.n,
-            "estimate": _num(self.interval.estimate),
-            "lower": _num(self.interval.lower),
-            "upper": _num(self.interval.upper),
-            "n_labelled": self.stats.n_labelled,
-            "labelled_accuracy": _num(self.stats.true_accuracy),
+            "n": iv.n,
+            "estimate": _num(iv.estimate),
+            "lower": _num(iv.lower),
+            "upper": _num(iv.upper),
+            "sampling_sd": _num(iv.sampling_sd),
+            "calibration_sd": _num(iv.calibration_sd),
+            "transfer_half_width": _num(iv.transfer_half_width),
+            "unseen_fraction": _num(iv.unseen_fraction),
+            "shift": _num(iv.shift),
+            "shift_word": self.shift_word,
+            "n_labelled": self.n_labelled,
+            "n_plain": 0 if labels is None else labels.n_plain,
+            "labelled_accuracy": None if labels is None else _num(labels.labelled_accuracy),
+            "lambda": None if labels is None else _num(labels.lam),
             "label_corrected": None,
             "reference": None,
             "change": _num(self.change),
@@ -148,7 +189,13 @@ class SliceEstimate:
         if self.label_corrected is not None:
             out["label_corrected"] = _interval_dict(self.label_corrected)
         if self.reference is not None and self.reference_interval is not None:
-            out["reference"] = {"n": self.reference.n, **_interval_dict(self.reference_interval)}
+            ref = self.reference_interval
+            out["reference"] = {
+                "n": ref.n,
+                "estimate": _num(ref.estimate),
+                "lower": _num(ref.lower),
+                "upper": _num(ref.upper),
+            }
         return out
 
 
@@ -196,6 +243,8 @@ class EstimateResult:
         """One row per record, flat columns (for CSV and tables)."""
         rows = []
         for r in self.records:
+            iv, ref, lc = r.interval, r.reference_interval, r.label_corrected
+            labels = iv.labels
             rows.append(
                 {
                     "model": r.model,
@@ -204,27 +253,27 @@ class EstimateResult:
                     "value": r.value,
                     "window_start": format_instant(r.window_start),
                     "window_end": format_instant(r.window_end),
-                    "n": r.stats.n,
-                    "estimate": r.interval.estimate,
-                    "lower": r.interval.lower,
-                    "upper": r.interval.upper,
-                    "reference_n": r.reference.n if r.reference is not None else 0,
-                    "reference_estimate": r.reference_interval.estimate
-                    if r.reference_interval is not None
-                    else math.nan,
+                    "n": iv.n,
+                    "estimate": iv.estimate,
+                    "lower": iv.lower,
+                    "upper": iv.upper,
+                    "shift": iv.shift,
+                    "shift_word": r.shift_word,
+                    "sampling_sd": iv.sampling_sd,
+                    "calibration_sd": iv.calibration_sd,
+                    "transfer_half_width": iv.transfer_half_width,
+                    "unseen_fraction": iv.unseen_fraction,
+                    "reference_n": ref.n if ref is not None else 0,
+                    "reference_estimate": ref.estimate if ref is not None else math.nan,
                     "change": r.change,
                     "change_z": r.change_z,
-                    "n_labelled": r.stats.n_labelled,
-                    "labelled_accuracy": r.stats.true_accuracy,
-                    "label_corrected": r.label_corrected.estimate
-                    if r.label_corrected is not None
-                    else math.nan,
-                    "label_corrected_lower": r.label_corrected.lower
-                    if r.label_corrected is not None
-                    else math.nan,
-                    "label_corrected_upper": r.label_corrected.upper
-                    if r.label_corrected is not None
-                    else math.nan,
+                    "n_labelled": r.n_labelled,
+                    "n_plain": 0 if labels is None else labels.n_plain,
+                    "labelled_accuracy": math.nan if labels is None else labels.labelled_accuracy,
+                    "lambda": math.nan if labels is None else labels.lam,
+                    "label_corrected": lc.estimate if lc is not None else math.nan,
+                    "label_corrected_lower": lc.lower if lc is not None else math.nan,
+                    "label_corrected_upper": lc.upper if lc is not None else math.nan,
                 }
             )
         return pd.DataFrame(rows)
@@ -263,32 +312,36 @@ def estimate(
         sid: _window_stats(frame[scorer_of == sid], start, end, width, ref) for sid in ids
     }
     parts = [[s] for s in group] if split else [list(group)]
+    level = query.level
     records: list[SliceEstimate] = []
     for members in parts:
         merged: dict[tuple[str, int], list[Any]] = {}
         for s in members:
             for key, (cur, reference) in per_scorer.get(s.id, {}).items():
-                acc = merged.setdefault(key, [SliceStats(), SliceStats(), [], [], False])
+                acc = merged.setdefault(key, [SliceSums(SliceStats()), None, [], [], False])
                 acc[0] = acc[0] + cur
-                acc[2].append((cur.n, s.model_sd))
-                acc[4] = acc[4] or (s.other_model and cur.n > 0)
+                acc[2].append(finish_slice(s, cur, level))
+                acc[4] = acc[4] or (s.other_model and cur.stats.n > 0)
                 if reference is not None:
-                    acc[1] = acc[1] + reference
-                    acc[3].append((reference.n, s.model_sd))
+                    acc[1] = reference if acc[1] is None else acc[1] + reference
+                    acc[3].append(finish_slice(s, reference, level))
         model = members[0].model if split else None
-        for (value, w), (cur, reference, sds, ref_sds, other) in merged.items():
-            if cur.n < query.min_count:
+        for (value, w), (cur, reference, ivs, ref_ivs, other) in merged.items():
+            if cur.stats.n < query.min_count:
                 continue
+            has_ref = bool(ref) and reference is not None
             records.append(
-                _record(
-                    query,
-                    value,
-                    w,
-                    w + width,
-                    cur,
-                    reference if ref else None,
-                    model_sd=_mixed_sd(sds),
-                    ref_model_sd=_mixed_sd(ref_sds),
+                SliceEstimate(
+                    dimension=query.by,
+                    value=value,
+                    window_start=float(w),
+                    window_end=float(w + width),
+                    sums=cur,
+                    interval=combine(ivs, level),
+                    reference=reference if has_ref else None,
+                    reference_interval=combine(ref_ivs, level)
+                    if has_ref and reference.stats.n
+                    else None,
                     model=model,
                     other_model=other,
                 )
@@ -299,21 +352,11 @@ def estimate(
     return EstimateResult(query, group, float(start), float(end), tuple(records))
 
 
-def _mixed_sd(parts: list[tuple[int, float]]) -> float:
-    """The ``model_sd`` of traces from several estimators: the trace-weighted mean of
-    theirs (errors taken as fully correlated); one estimator's own when all agree."""
-    used = [(n, sd) for n, sd in parts if n > 0]
-    if len({sd for _, sd in used}) <= 1:
-        return used[0][1] if used else (parts[0][1] if parts else 0.0)
-    total = sum(n for n, _ in used)
-    return sum(n * sd for n, sd in used) / total
-
-
 def _window_stats(
     frame: pd.DataFrame, start: int, end: int, width: int, ref: int
-) -> dict[tuple[str, int], tuple[SliceStats, SliceStats | None]]:
-    """(value, window start) -> (its stats, its reference stats) for one scorer's rows."""
-    out: dict[tuple[str, int], tuple[SliceStats, SliceStats | None]] = {}
+) -> dict[tuple[str, int], tuple[SliceSums, SliceSums | None]]:
+    """(value, window start) -> (its sums, its reference sums) for one scorer's rows."""
+    out: dict[tuple[str, int], tuple[SliceSums, SliceSums | None]] = {}
     for value, group in frame.groupby("value", sort=True):
         b = group["bucket"].to_numpy(np.int64)
         sums = group[list(SUM_COLUMNS)].to_numpy(np.float64)
@@ -323,17 +366,17 @@ def _window_stats(
         in_range = (b >= start) & (b < end)
         wins = np.unique(start + ((b[in_range] - start) // width) * width)
         for w in wins.tolist():
-            cur = _stats(_range_sum(cum, b, w, w + width))
-            reference = _stats(_range_sum(cum, b, w - ref, w)) if ref else None
+            cur = SliceSums.from_columns(_range_sum(cum, b, w, w + width))
+            reference = SliceSums.from_columns(_range_sum(cum, b, w - ref, w)) if ref else None
             out[(str(value), int(w))] = (cur, reference)
     return out
 
 
 def slice_stats(
     db: Database, scorer_id: int | Sequence[int], dimension: str, start: float, end: float
-) -> dict[str, SliceStats]:
-    """Per value of ``dimension``: the merged statistics of buckets in ``[start, end)``
-    (of one scorer, or summed over several)."""
+) -> dict[str, SliceSums]:
+    """Per value of ``dimension``: the merged sums of buckets in ``[start, end)`` (of one
+    scorer, or summed over several)."""
     cols = [sa.func.sum(slice_buckets.c[c]) for c in SUM_COLUMNS]
     query = (
         sa.select(slice_buckets.c.value, *cols)
@@ -348,7 +391,7 @@ def slice_stats(
     )
     with db.read.connect() as conn:
         rows = conn.execute(query).all()
-    return {row[0]: _stats(np.asarray(row[1:], dtype=np.float64)) for row in rows}
+    return {row[0]: SliceSums.from_columns(row[1:]) for row in rows}
 
 
 def slice_values(
@@ -412,51 +455,6 @@ def _range_sum(cum: np.ndarray, b: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """Sum of the rows whose bucket is in ``[lo, hi)`` from prefix sums ``cum``."""
     i, j = np.searchsorted(b, [lo, hi], side="left")
     return np.asarray(cum[j] - cum[i], dtype=np.float64)
-
-
-def _stats(sums: np.ndarray) -> SliceStats:
-    s = [float(x) for x in sums]
-    # the sums of p (1 - p) and of squared residuals are >= 0; clip float drift
-    return SliceStats(
-        n=round(s[0]),
-        sum_p=s[1],
-        sum_p2=max(0.0, s[2]),
-        sum_pq=max(0.0, s[3]),
-        n_labelled=round(s[4]),
-        sum_y=s[5],
-        sum_r=s[6],
-        sum_r2=max(0.0, s[7]),
-    )
-
-
-def _record(
-    query: EstimateQuery,
-    value: str,
-    start: float,
-    end: float,
-    cur: SliceStats,
-    reference: SliceStats | None,
-    *,
-    model_sd: float,
-    ref_model_sd: float,
-    model: str | None,
-    other_model: bool,
-) -> SliceEstimate:
-    return SliceEstimate(
-        dimension=query.by,
-        value=value,
-        window_start=float(start),
-        window_end=float(end),
-        stats=cur,
-        interval=cur.interval(query.level, model_sd),
-        reference=reference,
-        reference_interval=None
-        if reference is None or not reference.n
-        else reference.interval(query.level, ref_model_sd),
-        label_corrected=cur.ppi_interval(query.level) if cur.n_labelled else None,
-        model=model,
-        other_model=other_model,
-    )
 
 
 def _interval_dict(iv: Interval) -> dict[str, float | None]:

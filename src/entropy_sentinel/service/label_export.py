@@ -5,7 +5,8 @@ One record per response to label, ready to fill in and to bring back with
 
     {"id": "r1", "correct": null, "slice_rank": 1, "dimension": "domain",
      "value": "gsm8k", "timestamp": "...", "p_correct": 0.31,
-     "slice": {"domain": "gsm8k"}, "meta": {...}, "prompt": "...", "answer": "..."}
+     "slice": {"domain": "gsm8k"}, "meta": {...}, "model": "m", "prompt": "...",
+     "answer": "...", "design_id": 3, "inclusion_probability": 0.07, "status": "pending"}
 
 ``correct`` is a real null (the annotator writes true or false), ``slice`` and ``meta``
 are JSON objects, and the prompt and answer text are there when the service stored

@@ -4,9 +4,16 @@
 the ``correct`` column filled in, or any file with ``id`` and ``correct``; CSV ids are
 read back as they were before the export neutralised spreadsheet formulas): ``correct``
 may be true/false, 1/0, yes/no, correct/wrong (any case); an empty value means "not
-labelled yet" and is skipped (counted). Anything else is a rejection naming the line
-and the value. An optional ``source`` column names who labelled (default: the
-``--source`` given to the import).
+labelled yet" and is passed over (counted as blank). ``skipped`` true (a column, or a
+JSON field) records that the annotator skipped the item (with a ``correct`` too it is a
+rejection). Anything else is a rejection naming the line and the value. An optional
+``source`` column names who labelled (default: the ``--source`` given to the import).
+
+`import_labels` stores what was read (the one path of ``POST /v1/labels`` and
+``sentinel labels import``): a label for a response a labelling design drew carries its
+inclusion probability (*designed*), any other is *plain*
+(`entropy_sentinel.service.storage.store.Storage.apply_labels`), and skips are recorded
+(`Storage.record_skips`).
 
 `recalibrate` fits a map from one model's active estimator's P(correct) to the labels
 of that model's traces (`entropy_sentinel.service.recalibration`), and, when it lowers
@@ -20,7 +27,7 @@ import csv
 import io
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,7 +46,16 @@ from entropy_sentinel.service.records import ScorerInfo
 from entropy_sentinel.service.storage.store import Storage
 from entropy_sentinel.service.storage.tables import MAX_ID, traces
 
-__all__ = ["LabelFile", "RecalibrationOutcome", "parse_label", "read_labels", "recalibrate"]
+__all__ = [
+    "ImportOutcome",
+    "LabelFile",
+    "RecalibrationOutcome",
+    "import_labels",
+    "parse_label",
+    "parse_rows",
+    "read_labels",
+    "recalibrate",
+]
 
 _TRUE = {"true", "1", "yes", "y", "correct", "t"}
 _FALSE = {"false", "0", "no", "n", "wrong", "incorrect", "f"}
@@ -47,11 +63,64 @@ _FALSE = {"false", "0", "no", "n", "wrong", "incorrect", "f"}
 
 @dataclass(frozen=True)
 class LabelFile:
-    """Labels read from a file: ``(id, y, source)`` triples, blanks, and rejections."""
+    """Labels read from a file: ``(id, y, source)`` triples, blanks, rejections, and the
+    ids of skipped items."""
 
     labels: tuple[tuple[str, float, str | None], ...]
     blank: int
     rejections: tuple[str, ...]
+    skips: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    """What `import_labels` stored: labels (``designed``: drawn by a labelling design,
+    with its inclusion probability; ``plain``: any other), unchanged, skipped, blank,
+    unknown ids, rejections."""
+
+    labelled: int
+    designed: int
+    plain: int
+    unchanged: int
+    skipped: int
+    blank: int
+    unknown: tuple[str, ...]
+    rejections: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "unknown": list(self.unknown), "rejections": list(self.rejections)}
+
+
+def import_labels(storage: Storage, parsed: LabelFile, *, source: str) -> ImportOutcome:
+    """Store the labels and skips of ``parsed`` (``source``: who labelled, for rows that
+    do not say); see the module docstring."""
+    by_source: dict[str, list[tuple[str, float]]] = {}
+    for rid, y, src in parsed.labels:
+        by_source.setdefault(src or source, []).append((rid, y))
+    labelled = designed = unchanged = 0
+    unknown: list[str] = []
+    for src, items in by_source.items():
+        out = storage.apply_labels(items, source=src)
+        labelled += len(out.labelled)
+        designed += len(out.designed)
+        unchanged += len(out.unchanged)
+        unknown.extend(out.unknown)
+    skipped = 0
+    if parsed.skips:
+        skip = storage.record_skips(parsed.skips)
+        skipped = len(skip.skipped)
+        unchanged += len(skip.labelled)
+        unknown.extend(skip.unknown)
+    return ImportOutcome(
+        labelled=labelled,
+        designed=designed,
+        plain=labelled - designed,
+        unchanged=unchanged,
+        skipped=skipped,
+        blank=parsed.blank,
+        unknown=tuple(unknown),
+        rejections=parsed.rejections,
+    )
 
 
 def parse_label(value: Any) -> float | None:
@@ -101,6 +170,7 @@ def parse_rows(rows: Iterable[tuple[int, Any]], *, unit: str = "line") -> LabelF
     """
     labels: list[tuple[str, float, str | None]] = []
     rejections: list[str] = []
+    skips: list[str] = []
     blank = 0
     for line, row in rows:
         if not isinstance(row, dict):
@@ -116,15 +186,32 @@ def parse_rows(rows: Iterable[tuple[int, Any]], *, unit: str = "line") -> LabelF
             continue
         try:
             y = parse_label(row.get("correct"))
+            skipped = _flag(row.get("skipped"))
         except ConfigError as exc:
             rejections.append(f"{unit} {line} (id {rid!r}): {exc}")
+            continue
+        if skipped and y is not None:
+            rejections.append(
+                f"{unit} {line} (id {rid!r}): `skipped` and `correct` together; send one of them"
+            )
+            continue
+        if skipped:
+            skips.append(rid)
             continue
         if y is None:
             blank += 1
             continue
         source = row.get("source") or row.get("grader")
         labels.append((rid, y, None if source in (None, "") else str(source)[:128]))
-    return LabelFile(tuple(labels), blank, tuple(rejections))
+    return LabelFile(tuple(labels), blank, tuple(rejections), tuple(skips))
+
+
+def _flag(value: Any) -> bool:
+    """A ``skipped`` value: true/false, 1/0, yes/no, or empty (false)."""
+    try:
+        return parse_label(value) == 1.0
+    except ConfigError:
+        raise ConfigError(f"skipped {value!r} must be true or false (or empty)") from None
 
 
 def _csv_rows(text: str) -> Iterable[dict[str, Any]]:
@@ -211,6 +298,7 @@ def recalibrate(
         base_id=base.id,
         note=json.dumps(fit.summary()),
         model=base.model,
+        finisher=base.finisher,
     )
     storage.activate(new.id)
     sources = [s.id for s in family if s.id != new.id]

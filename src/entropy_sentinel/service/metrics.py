@@ -29,7 +29,11 @@ Names (all prefixed ``sentinel_``):
 ``auth_failures_total{reason}``       refused requests: ``missing``, ``invalid``, ``scope``,
                                       ``not_loopback``
 ``slice_estimate{model,dimension,value}``  estimated accuracy over ``metrics_window``
-``slice_estimate_lower/upper{...}``   its interval
+``slice_estimate_lower/upper{...}``   its interval (the estimator's own, as ``/v1/estimates``)
+``slice_label_corrected{...}``        its label-corrected estimate (slices with labels)
+``slice_shift{...}``                  the shift score of its responses without calibration
+                                      (slices with such responses and a known shift)
+``slice_unseen_fraction{...}``        the fraction of its responses without calibration
 ``slice_traces{model,dimension,value}``  traces in it
 ``alerts_open``                       open alert episodes
 ``alerts_raised_total{rule}``         episodes opened
@@ -40,12 +44,27 @@ Names (all prefixed ``sentinel_``):
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["Metrics"]
+from entropy_sentinel.estimator.intervals import SliceInterval
+
+__all__ = ["Metrics", "SliceGauge"]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+
+
+class SliceGauge(NamedTuple):
+    """One slice's numbers for the gauges."""
+
+    model: str
+    dimension: str
+    value: str
+    numbers: SliceInterval
 
 
 class Metrics:
@@ -126,6 +145,24 @@ class Metrics:
         self.slice_upper = Gauge(
             "sentinel_slice_estimate_upper", "Upper end of its interval.", labels, registry=r
         )
+        self.slice_corrected = Gauge(
+            "sentinel_slice_label_corrected",
+            "Label-corrected estimated accuracy of a slice (slices with labels).",
+            labels,
+            registry=r,
+        )
+        self.slice_shift = Gauge(
+            "sentinel_slice_shift",
+            "Shift score of a slice's responses without calibration (0.5 like training, 1 unlike).",
+            labels,
+            registry=r,
+        )
+        self.slice_unseen = Gauge(
+            "sentinel_slice_unseen_fraction",
+            "Fraction of a slice's responses whose slice value had no calibration in training.",
+            labels,
+            registry=r,
+        )
         self.slice_traces = Gauge(
             "sentinel_slice_traces", "Traces of a slice in the metrics window.", labels, registry=r
         )
@@ -148,16 +185,31 @@ class Metrics:
         for reason in ("missing", "invalid", "scope", "not_loopback"):
             self.auth_failures.labels(reason)
 
-    def set_slices(self, rows: list[tuple[str, str, str, int, float, float, float]]) -> None:
-        """Replace the per-slice gauges with ``(model, dimension, value, n, est, lower,
-        upper)`` rows."""
-        for gauge in (self.slice_estimate, self.slice_lower, self.slice_upper, self.slice_traces):
+    def set_slices(self, rows: Sequence[SliceGauge]) -> None:
+        """Replace the per-slice gauges with these slices' numbers."""
+        gauges = (
+            self.slice_estimate,
+            self.slice_lower,
+            self.slice_upper,
+            self.slice_traces,
+            self.slice_corrected,
+            self.slice_shift,
+            self.slice_unseen,
+        )
+        for gauge in gauges:
             gauge.clear()
-        for model, dim, value, n, est, lower, upper in rows:
-            self.slice_traces.labels(model, dim, value).set(n)
-            self.slice_estimate.labels(model, dim, value).set(est)
-            self.slice_lower.labels(model, dim, value).set(lower)
-            self.slice_upper.labels(model, dim, value).set(upper)
+        for row in rows:
+            key = (row.model, row.dimension, row.value)
+            iv = row.numbers
+            self.slice_traces.labels(*key).set(iv.n)
+            self.slice_estimate.labels(*key).set(iv.estimate)
+            self.slice_lower.labels(*key).set(iv.lower)
+            self.slice_upper.labels(*key).set(iv.upper)
+            self.slice_unseen.labels(*key).set(iv.unseen_fraction)
+            if math.isfinite(iv.ppi_estimate):
+                self.slice_corrected.labels(*key).set(iv.ppi_estimate)
+            if math.isfinite(iv.shift):
+                self.slice_shift.labels(*key).set(iv.shift)
 
     def set_models(self, counts: dict[str, dict[str, int]], limit: int) -> None:
         """Replace the per-model trace gauges (the ``limit`` models with most traces)."""

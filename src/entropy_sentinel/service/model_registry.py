@@ -35,8 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from entropy_sentinel.errors import ConfigError
-from entropy_sentinel.estimator import CorrectnessEstimator
-from entropy_sentinel.estimator.artifact import read_card
+from entropy_sentinel.estimator.artifact import load_estimator, read_card
 from entropy_sentinel.model_names import fitted_model
 from entropy_sentinel.service.scoring import Scorer, file_sha256
 from entropy_sentinel.service.settings import ModelSpec
@@ -119,7 +118,7 @@ class ModelRegistry:
             sha = file_sha256(spec.path)
             fitted = fitted_model(card)
             scorer = current.get((name, sha)) or Scorer(
-                CorrectnessEstimator.load(spec.path),
+                load_estimator(spec.path),
                 sha,
                 self.storage,
                 name,
@@ -162,9 +161,7 @@ class ModelRegistry:
             return old
         # a template: per-key scorers are made from it (`scorer_for`); registering it
         # under "" is what a single unnamed estimator always did
-        return Scorer(
-            CorrectnessEstimator.load(path), sha, self.storage, "", path=path, card=read_card(path)
-        )
+        return Scorer(load_estimator(path), sha, self.storage, "", path=path, card=read_card(path))
 
     @staticmethod
     def _check_aliases(named: dict[str, tuple[str, ...]]) -> dict[str, str]:

@@ -35,11 +35,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from entropy_sentinel.errors import StorageError
+from entropy_sentinel.profile import FEATURE_NAMES
 from entropy_sentinel.service.ingest import (
     Incoming,
     IngestItem,
@@ -51,7 +52,7 @@ from entropy_sentinel.service.ingest import (
 from entropy_sentinel.service.metrics import Metrics
 from entropy_sentinel.service.model_registry import ModelRegistry
 from entropy_sentinel.service.records import ScoredTraces
-from entropy_sentinel.service.scoring import Scorer, trace_k
+from entropy_sentinel.service.scoring import Scorer, Scores, trace_k
 from entropy_sentinel.service.settings import Settings
 from entropy_sentinel.service.storage.health import StorageMonitor
 from entropy_sentinel.service.storage.store import Storage
@@ -65,10 +66,42 @@ log = logging.getLogger("entropy_sentinel.service.pipeline")
 
 _MAX_GROUP = 4000  # traces per group commit
 _STOP = object()
+_WIDTH = len(FEATURE_NAMES)  # the stored profile's columns (and the whitened profile's)
 
-# ("stored" | "duplicate" | "rejected", p, reason, model key) per trace
-_Outcome = tuple[str, float | None, str | None, str]
-_Row = tuple[float, float, np.ndarray, Any, int, str]  # p, p_raw, features, extra, scorer, mode
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What became of one trace of a request.
+
+    Attributes:
+        status: ``stored``, ``duplicate`` or ``rejected``.
+        p: its P(correct) when stored and scored (None: a duplicate, a rejection, or a
+            trace waiting for an estimator of its model).
+        reason: why it was rejected (None otherwise).
+        model: the model key it is stored (or was refused) under.
+    """
+
+    status: Literal["stored", "duplicate", "rejected"]
+    p: float | None = None
+    reason: str | None = None
+    model: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """One scored trace: its row ``row`` of the `Scores` of its batch."""
+
+    scores: Scores
+    row: int
+
+    @property
+    def scorer_id(self) -> int:
+        return self.scores.scorer_id
+
+    @property
+    def p(self) -> float:
+        """Its P(correct), after the scorer's recalibration."""
+        return float(self.scores.p[self.row])
 
 
 class UnavailableError(StorageError):
@@ -216,11 +249,11 @@ class IngestPipeline:
     def _answer(self, parsed: ParsedBody, outcomes: list[_Outcome]) -> IngestResult:
         items: list[IngestItem] = []
         rejections = list(parsed.rejections)
-        for item, (status, p, reason, model) in zip(parsed.items, outcomes, strict=True):
-            if status == "rejected":
-                rejections.append(Rejection(item.index, item.trace.id, None, reason or ""))
+        for item, out in zip(parsed.items, outcomes, strict=True):
+            if out.status == "rejected":
+                rejections.append(Rejection(item.index, item.trace.id, None, out.reason or ""))
             else:
-                items.append(IngestItem(item.index, item.trace.id, status, p, model))
+                items.append(IngestItem(item.index, item.trace.id, out.status, out.p, out.model))
         rejections.sort(key=lambda r: r.index)
         return IngestResult(parsed.n_records, tuple(items), tuple(rejections))
 
@@ -289,9 +322,7 @@ class IngestPipeline:
         return scorer
 
     def _score_and_write(self, group: list[_Job]) -> list[list[_Outcome]]:
-        outcomes: list[list[_Outcome]] = [
-            [("rejected", None, None, "")] * len(j.items) for j in group
-        ]
+        outcomes: list[list[_Outcome]] = [[_Outcome("rejected")] * len(j.items) for j in group]
         keys: dict[tuple[int, int], str] = {}
         by_key: dict[str, list[tuple[int, int]]] = {}
         waiting: list[tuple[int, int]] = []
@@ -306,7 +337,7 @@ class IngestPipeline:
                 if why is None:
                     by_key.setdefault(key, []).append((g, i))
                 else:
-                    outcomes[g][i] = ("rejected", None, why, key)
+                    outcomes[g][i] = _Outcome("rejected", reason=why, model=key)
                     self.metrics.traces_rejected.labels("model").inc()
         scored: dict[tuple[int, int], _Row] = {}
         for key, accepted in by_key.items():
@@ -317,7 +348,7 @@ class IngestPipeline:
             per_scorer: dict[int, list[int]] = {}
             for i in range(len(job.items)):
                 if (g, i) in scored:
-                    per_scorer.setdefault(scored[(g, i)][4], []).append(i)
+                    per_scorer.setdefault(scored[(g, i)].scorer_id, []).append(i)
             for idx in per_scorer.values():
                 members.append((g, idx, False))
                 batches.append(
@@ -338,15 +369,15 @@ class IngestPipeline:
                 key = keys[(g, i)]
                 if tid in outcome.stored and tid not in reported:
                     reported.add(tid)
-                    p = None if wait else scored[(g, i)][0]
-                    outcomes[g][i] = ("stored", p, None, key)
+                    p = None if wait else scored[(g, i)].p
+                    outcomes[g][i] = _Outcome("stored", p=p, model=key)
                     self.metrics.traces_stored.inc()
                     if p is None:
                         self.metrics.traces_waiting.inc()
                     else:
                         stored.append((group[g].items[i], p))
                 else:
-                    outcomes[g][i] = ("duplicate", None, None, key)
+                    outcomes[g][i] = _Outcome("duplicate", model=key)
                     self.metrics.traces_duplicate.inc()
         if waiting and not isinstance(self.models, Scorer):
             for key in sorted({keys[gi] for gi in waiting}):
@@ -366,7 +397,7 @@ class IngestPipeline:
         outcomes: list[list[_Outcome]],
         keys: dict[tuple[int, int], str],
     ) -> dict[tuple[int, int], _Row]:
-        """(g, i) -> (p, p_raw, features, extra, scorer_id, mode) for the traces scored."""
+        """(g, i) -> its row of the `Scores` of its batch, for the traces scored."""
         out: dict[tuple[int, int], _Row] = {}
         if not accepted:
             return out
@@ -382,18 +413,12 @@ class IngestPipeline:
                     scores.append(scorer.score([group[g].items[i].trace], counted_in))
                     parts.append([(g, i)])
                 except Exception as exc:
-                    outcomes[g][i] = ("rejected", None, f"scoring failed: {exc}", keys[(g, i)])
+                    why = f"scoring failed: {exc}"
+                    outcomes[g][i] = _Outcome("rejected", reason=why, model=keys[(g, i)])
                     self.metrics.traces_rejected.labels("scoring").inc()
         for members, sc in zip(parts, scores, strict=True):
             for row, key in enumerate(members):
-                out[key] = (
-                    float(sc.p[row]),
-                    float(sc.p_raw[row]),
-                    sc.features[row],
-                    sc.extra[row],
-                    sc.scorer_id,
-                    sc.entropy_mode,
-                )
+                out[key] = _Row(sc, row)
         return out
 
     def _texts(self, items: list[Incoming]) -> list[tuple[str | None, str | None] | None]:
@@ -415,6 +440,10 @@ class IngestPipeline:
         n = len(items)
         waiting = rows is None
         rows = rows or []
+
+        def column(get: Callable[[Scores], Any]) -> Any:
+            return np.array([get(r.scores)[r.row] for r in rows])
+
         return ScoredTraces(
             trace_ids=[it.trace.id for it in items],
             ts=np.array([it.ts for it in items], dtype=np.float64),
@@ -422,18 +451,22 @@ class IngestPipeline:
             slices=[it.trace.slice for it in items],
             n_tokens=np.array([it.trace.n_steps for it in items], dtype=np.int64),
             k=np.array([trace_k(it.trace) for it in items], dtype=np.int64),
-            entropy_mode=rows[0][5] if rows else "",
-            features=np.full((n, 11), np.nan)
+            entropy_mode=rows[0].scores.entropy_mode if rows else "",
+            features=np.full((n, _WIDTH), np.nan)
             if waiting
-            else np.array([r[2] for r in rows], dtype=np.float64).reshape(n, 11),
-            extra_features=[None] * n if waiting else [r[3] for r in rows],
-            p_raw=np.full(n, np.nan) if waiting else np.array([r[1] for r in rows]),
-            p=np.full(n, np.nan) if waiting else np.array([r[0] for r in rows]),
-            scorer_id=None if waiting else rows[0][4],
+            else column(lambda s: s.features).reshape(n, _WIDTH),
+            extra_features=[None] * n if waiting else [r.scores.extra[r.row] for r in rows],
+            p_raw=np.full(n, np.nan) if waiting else column(lambda s: s.p_raw),
+            p=np.full(n, np.nan) if waiting else column(lambda s: s.p),
+            scorer_id=None if waiting else rows[0].scorer_id,
             labels=np.array([it.trace.label for it in items], dtype=np.float64),
             meta=[it.trace.meta for it in items],
             raw=[it.raw for it in items],
             models=[keys[(g, i)] for i in idx],
             steps=[pack_steps(it.trace) for it in items] if waiting else (),
             texts=self._texts(items),
+            p_classifier=None if waiting else column(lambda s: s.est.p_classifier),
+            seen=None if waiting else column(lambda s: s.est.seen).astype(bool),
+            cal=None if waiting else column(lambda s: s.est.cal),
+            w=None if waiting else column(lambda s: s.est.w).reshape(n, _WIDTH),
         )

@@ -1,25 +1,26 @@
-"""Labelling priorities: which slices to label next, and which responses within them.
+"""Labelling priorities: the open labelling *design* of a model and slice dimension.
 
-**Slices.** For each value ``s`` of the ``by`` dimension in the time range, with
-``n_s`` traces (``N`` in all), estimated accuracy ``A_s`` (label-corrected when the
-slice has at least two labels, else label-free) and interval half-width ``u_s``::
+A design says which responses to label so that the label-corrected estimates stay
+unbiased: the library's own (`entropy_sentinel.estimator.design.plan`, what
+`SentinelEstimator.design` calls), on the model's stored traces:
 
-    gap_s      = max(0, target - A_s)       target: the all-traffic estimate (or given)
-    priority_s = (n_s / N) * u_s * (gap_s + u_s)
+* **Candidates**: the model's unlabelled traces in ``[since, until)`` (counted by its
+  active scorer), each with its slice value in ``by`` (``*``: all traffic).
+* **Budget over slices** (`allocate`): at least ``minimum`` per slice, the rest in
+  proportion to each slice's label-free interval half-width (of its candidates,
+  finished by the model's estimator) times the square root of its size.
+* **Responses within a slice**: drawn independently (Poisson sampling, seeded) with
+  inclusion probabilities proportional to ``sqrt(P (1 - P))`` of the classifier's
+  smooth P (``p_classifier``), mixed half and half with uniform (active inference,
+  Zrnic and Candes 2024). Each drawn response is stored with its inclusion
+  probability: a label for it carries that probability into the sums (a *designed*
+  label, Hajek-weighted by ``1 / pi``); labels for other traces are *plain*.
 
-Traffic share weights impact; ``u_s`` is what labels shrink; ``gap_s + u_s`` is how far
-below target the slice may plausibly be. A slice confidently above target keeps a
-small priority (``share * u^2``), so no slice is never checked. Slices are ranked by
-priority, and the budget is split in proportion to it (largest remainders, no slice
-given more unlabelled traces than it has; what one cannot take goes to the next).
-
-**Responses.** Within a slice, a simple random sample without replacement of its
-unlabelled traces in the range (seeded: the same call gives the same list). Uniform
-sampling is deliberate: the label-corrected (prediction-powered) estimate the
-service reports is unbiased only when a slice's labelled traces are a uniform sample
-of it. Uncertainty-weighted choices (active testing) would need inverse-probability
-weights that the stored aggregates do not carry. A slice needs two labels for a
-label-corrected interval.
+`priorities` creates the design or returns the open one: one design is open per
+(model, dimension); it is returned (its range, budget and seed, not the request's) while
+any of its items is pending, and a new one is drawn when none is left or when asked
+(``new``), closing the old. Its labels keep counting after it closes. Drawing reads
+every unlabelled trace of the range once.
 
 The export (CSV or JSONL) has one row per response with an empty ``correct`` column
 for the annotator; ``sentinel labels import`` reads the same file back.
@@ -27,8 +28,11 @@ for the annotator; ``sentinel labels import`` reads the same file back.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -38,22 +42,48 @@ import sqlalchemy as sa
 
 from entropy_sentinel.aggregate import SliceStats
 from entropy_sentinel.errors import ConfigError
+from entropy_sentinel.estimator.design import plan
+from entropy_sentinel.estimator.slices import word_of
 from entropy_sentinel.service.estimates import slice_stats
 from entropy_sentinel.service.json_limits import load_stored
 from entropy_sentinel.service.records import ScorerInfo
+from entropy_sentinel.service.slice_numbers import SliceSums, finish_slice
+from entropy_sentinel.service.storage.buckets import TraceTerms
 from entropy_sentinel.service.storage.db import Database
-from entropy_sentinel.service.storage.tables import ALL, trace_slices, traces
+from entropy_sentinel.service.storage.designs import (
+    DesignCounts,
+    DesignRow,
+    close_design,
+    design_counts,
+    insert_design,
+    open_design,
+)
+from entropy_sentinel.service.storage.tables import ALL, design_items, trace_slices, traces
 from entropy_sentinel.timeutil import format_instant
 
-__all__ = ["LabelRequest", "Priorities", "SlicePriority", "prioritize"]
+__all__ = ["DesignInfo", "LabelRequest", "Priorities", "SlicePriority", "prioritize"]
 
-_MIN_LABELS_FOR_PPI = 2
-_IN_CHUNK = 500
+_DESIGN_LOCK = 7_301_964_114  # pg_advisory_xact_lock key: one design drawn at a time
+_MINIMUM = 5
 
 
 @dataclass(frozen=True)
 class SlicePriority:
-    """One slice's ranking inputs and its share of the budget (fractions in [0, 1])."""
+    """One slice of a design (accuracies are fractions in [0, 1]).
+
+    Attributes:
+        rank: by ``priority``, highest first.
+        n, n_labelled, n_unlabelled: traces of the slice in the range when the design was
+            drawn; the unlabelled ones were its candidates.
+        estimate, lower, upper: the label-free estimate and interval of the candidates.
+        shift, shift_word: their shift score and its word.
+        gap: ``max(0, target - estimate)``.
+        share: the slice's part of all candidates.
+        uncertainty: the interval's half-width (what the allocation weighs).
+        priority: the allocation weight, ``uncertainty * sqrt(n_unlabelled)``.
+        allocated: expected labels given to the slice (`allocate`).
+        drawn: responses drawn in it.
+    """
 
     rank: int
     dimension: str
@@ -64,17 +94,21 @@ class SlicePriority:
     estimate: float
     lower: float
     upper: float
+    shift: float
+    shift_word: str
     gap: float
     share: float
     uncertainty: float
     priority: float
     allocated: int
+    drawn: int
 
 
 @dataclass(frozen=True)
 class LabelRequest:
-    """One response to label: its trace, slice, P(correct), and, where the service
-    stores text and the caller may see it, its prompt and answer."""
+    """One drawn response to label: its trace, slice, P(correct), its inclusion
+    probability in the design and its status, and, where the service stores text and
+    the caller may see it, its prompt and answer."""
 
     trace_id: str
     slice_rank: int
@@ -87,11 +121,27 @@ class LabelRequest:
     model: str = ""
     prompt: Any = None
     answer: str | None = None
+    design_id: int | None = None
+    inclusion_probability: float | None = None
+    status: str = "pending"
+
+
+@dataclass(frozen=True)
+class DesignInfo:
+    """A design's identity and progress."""
+
+    id: int
+    size: int
+    labelled: int
+    skipped: int
+    pending: int
+    seed: int
+    created_at: float
 
 
 @dataclass(frozen=True)
 class Priorities:
-    """Ranked slices and the responses to label, for one budget."""
+    """A design: its ranked slices and the responses to label."""
 
     by: str
     budget: int
@@ -100,14 +150,22 @@ class Priorities:
     until: float
     slices: tuple[SlicePriority, ...]
     requests: tuple[LabelRequest, ...]
+    design: DesignInfo | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        design = None
+        if self.design is not None:
+            design = {
+                **asdict(self.design),
+                "created_at": format_instant(self.design.created_at),
+            }
         return {
             "by": self.by,
             "budget": self.budget,
             "target": _num(self.target),
             "since": format_instant(self.since),
             "until": format_instant(self.until),
+            "design": design,
             "slices": [
                 {k: _num(v) if isinstance(v, float) else v for k, v in asdict(s).items()}
                 for s in self.slices
@@ -120,6 +178,21 @@ class Priorities:
 
     def requests_frame(self) -> pd.DataFrame:
         """One row per response, with an empty ``correct`` column for the annotator."""
+        columns = [
+            "id",
+            "correct",
+            "model",
+            "slice_rank",
+            "dimension",
+            "value",
+            "timestamp",
+            "p_correct",
+            "design_id",
+            "inclusion_probability",
+            "status",
+            "slice",
+            "meta",
+        ]
         rows = [
             {
                 "id": r.trace_id,
@@ -130,22 +203,13 @@ class Priorities:
                 "value": r.value,
                 "timestamp": r.timestamp,
                 "p_correct": r.p_correct,
+                "design_id": r.design_id,
+                "inclusion_probability": r.inclusion_probability,
+                "status": r.status,
                 "slice": json.dumps(r.slice, ensure_ascii=False),
                 "meta": json.dumps(r.meta, ensure_ascii=False),
             }
             for r in self.requests
-        ]
-        columns = [
-            "id",
-            "correct",
-            "model",
-            "slice_rank",
-            "dimension",
-            "value",
-            "timestamp",
-            "p_correct",
-            "slice",
-            "meta",
         ]
         return pd.DataFrame(rows, columns=columns)
 
@@ -161,135 +225,309 @@ def prioritize(
     target: float | None = None,
     level: float = 0.95,
     seed: int = 0,
+    minimum: int = _MINIMUM,
+    new: bool = False,
+    status: str = "pending",
 ) -> Priorities:
-    """Rank the slices of ``by`` in ``[since, until)`` and pick responses (module docstring)."""
+    """The open design of (``scorer.model``, ``by``), drawn now when there is none with
+    pending items (or with ``new``); see the module docstring.
+
+    Args:
+        scorer: the model's active scorer (its traces are the candidates).
+        by: slice dimension, or ``*`` for all traffic.
+        budget: expected number of labels of a new design.
+        since, until: the range of a new design, epoch seconds.
+        target: accuracy the ``gap`` is measured from (default: the all-traffic estimate).
+        level: interval level of the half-widths.
+        seed: the draw's seed (same traces, same seed: same design).
+        minimum: labels per slice before the rest is shared out.
+        new: close the open design and draw a new one.
+        status: which requests to list: ``pending`` (default) or ``all``.
+    """
     if budget < 1:
         raise ConfigError(f"budget={budget!r} must be >= 1 (responses to label)")
     if target is not None and not 0.0 <= target <= 1.0:
         raise ConfigError(f"target={target!r} must be an accuracy in [0, 1]")
-    stats = slice_stats(db, scorer.id, by, since, until)
-    overall = slice_stats(db, scorer.id, ALL, since, until).get(ALL, SliceStats())
-    tgt = overall.estimate if target is None else target
-    total = sum(s.n for s in stats.values())
-    ranked: list[tuple[float, str, SliceStats, float, float, float]] = []
-    for value, s in stats.items():
-        labelled = s.n_labelled >= _MIN_LABELS_FOR_PPI
-        iv = s.ppi_interval(level) if labelled else s.interval(level, scorer.model_sd)
-        half = iv.half_width if math.isfinite(iv.half_width) else 0.5
-        gap = max(0.0, tgt - iv.estimate) if math.isfinite(tgt) else 0.0
-        share = s.n / total if total else 0.0
-        ranked.append((share * half * (gap + half), value, s, gap, share, half))
-    ranked.sort(key=lambda r: (-r[0], r[1]))
-    available = [s.n - s.n_labelled for _, _, s, *_ in ranked]
-    alloc = _allocate(budget, np.array([r[0] for r in ranked]), np.array(available))
-    slices = []
-    for rank, ((priority, value, s, gap, share, half), k) in enumerate(
-        zip(ranked, alloc.tolist(), strict=True), start=1
-    ):
-        labelled = s.n_labelled >= _MIN_LABELS_FOR_PPI
-        iv = s.ppi_interval(level) if labelled else s.interval(level, scorer.model_sd)
-        slices.append(
-            SlicePriority(
-                rank=rank,
-                dimension=by,
-                value=value,
-                n=s.n,
-                n_unlabelled=s.n - s.n_labelled,
-                n_labelled=s.n_labelled,
-                estimate=iv.estimate,
-                lower=iv.lower,
-                upper=iv.upper,
-                gap=gap,
-                share=share,
-                uncertainty=half,
-                priority=priority,
-                allocated=int(k),
-            )
-        )
-    rng = np.random.default_rng(seed)
-    requests: list[LabelRequest] = []
-    for sp in slices:
-        if sp.allocated:
-            requests.extend(_sample(db, scorer, sp, since, until, rng))
-    return Priorities(by, budget, tgt, since, until, tuple(slices), tuple(requests))
+    if minimum < 0:
+        raise ConfigError(f"minimum={minimum!r} must be >= 0")
+    if status not in ("pending", "all"):
+        raise ConfigError(f"status={status!r}: use 'pending' or 'all'")
+    if not by:
+        raise ConfigError("`by` must name a slice dimension (or '*' for all traffic)")
+    with db.write.begin() as conn:
+        if db.dialect == "postgresql":  # instances draw one design at a time
+            conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_DESIGN_LOCK})"))
+        row = open_design(conn, scorer.model, by)
+        if row is not None and (new or design_counts(conn, row.id).pending == 0):
+            close_design(conn, row.id, time.time())
+            row = None
+        if row is None:
+            drawn = _draw(conn, db, scorer, by, budget, since, until, target, level, seed, minimum)
+            if isinstance(drawn, Priorities):
+                return drawn  # nothing to draw: nothing stored
+            row = drawn
+        counts = design_counts(conn, row.id)
+    return _answer(db, scorer, row, counts, status)
 
 
-def _allocate(budget: int, weights: np.ndarray, available: np.ndarray) -> np.ndarray:
-    """Split ``budget`` in proportion to ``weights``, capped by ``available``."""
-    alloc = np.zeros(weights.shape[0], dtype=np.int64)
-    left = min(budget, int(available.sum()))
-    open_ = available > 0
-    while left > 0 and open_.any():
-        w = np.where(open_, weights, 0.0)
-        if w.sum() <= 0:
-            w = open_.astype(np.float64)  # all priorities zero: spread evenly
-        share = w / w.sum() * left
-        take = np.minimum(np.floor(share).astype(np.int64), available - alloc)
-        rest = left - int(take.sum())
-        order = np.argsort(-(share - np.floor(share)), kind="stable")
-        for i in order:
-            if rest == 0:
-                break
-            if open_[i] and alloc[i] + take[i] < available[i]:
-                take[i] += 1
-                rest -= 1
-        if take.sum() == 0:
-            break
-        alloc += take
-        left -= int(take.sum())
-        open_ = alloc < available
-    return alloc
-
-
-def _sample(
+def _draw(
+    conn: sa.Connection,
     db: Database,
     scorer: ScorerInfo,
-    sp: SlicePriority,
+    by: str,
+    budget: int,
     since: float,
     until: float,
-    rng: np.random.Generator,
-) -> list[LabelRequest]:
-    # a bucket belongs to the window when it starts in it: [since, until)
+    target: float | None,
+    level: float,
+    seed: int,
+    minimum: int,
+) -> DesignRow | Priorities:
+    """Draw and store a new design (module docstring); when nothing is drawn (no
+    candidates, or a draw that chose none), the empty answer, stored nowhere."""
+    cand = _candidates(conn, scorer, by, since, until)
+    values = sorted(set(cand.values))
+    half: dict[tuple[str | None, ...], float] = {}
+    numbers = {}
+    for v in values:
+        idx = np.flatnonzero(np.asarray(cand.values, dtype=object) == v)
+        terms = cand.terms.take(idx)
+        flat = terms.contributions().sum(axis=0)
+        iv = finish_slice(scorer, SliceSums.from_columns(flat), level)
+        numbers[v] = (iv, idx.size)
+        half[(v,)] = (iv.upper - iv.lower) / 2.0
+    design = plan(
+        cand.ids,
+        [(v,) for v in cand.values],
+        cand.p_classifier,
+        half,
+        budget,
+        minimum=minimum,
+        seed=seed,
+    )
+    totals = slice_stats(db, scorer.id, by, since, until)
+    overall = slice_stats(db, scorer.id, ALL, since, until).get(ALL, SliceSums(SliceStats()))
+    tgt = finish_slice(scorer, overall, level).estimate if target is None else target
+    n_cand = len(cand.ids)
+    slices = []
+    for v in values:
+        iv, size = numbers[v]
+        h = half[(v,)]
+        total = totals.get(v)
+        n = total.stats.n if total is not None else size
+        slices.append(
+            {
+                "value": v,
+                "n": n,
+                "n_unlabelled": size,
+                "n_labelled": max(0, n - size),
+                "estimate": _num(iv.estimate),
+                "lower": _num(iv.lower),
+                "upper": _num(iv.upper),
+                "shift": _num(iv.shift),
+                "shift_word": word_of(iv),
+                "gap": _num(max(0.0, tgt - iv.estimate)) if math.isfinite(tgt) else 0.0,
+                "share": size / n_cand if n_cand else 0.0,
+                "uncertainty": _num(h),
+                "priority": _num(h * math.sqrt(size)),
+                "allocated": int(design.allocation.get((v,), 0)),
+            }
+        )
+    chosen = np.flatnonzero(design.chosen)
+    items = [(cand.pks[i], cand.values[i], float(design.inclusion[i])) for i in chosen.tolist()]
+    summary = {"target": _num(tgt), "slices": slices}
+    if not items:
+        empty = DesignRow(0, scorer.model, scorer.id, by, since, until, budget, minimum, seed,
+                          level, summary, time.time(), None)  # fmt: skip
+        answer = _answer_of(empty, DesignCounts(), [])
+        return dataclasses.replace(answer, design=None)
+    design_id = insert_design(
+        conn,
+        model=scorer.model,
+        scorer_id=scorer.id,
+        dimension=by,
+        since=since,
+        until=until,
+        budget=budget,
+        minimum=minimum,
+        seed=seed,
+        level=level,
+        summary=summary,
+        items=items,
+    )
+    row = open_design(conn, scorer.model, by)
+    assert row is not None
+    assert row.id == design_id
+    return row
+
+
+@dataclass(frozen=True)
+class _Candidates:
+    pks: list[int]
+    ids: list[str]
+    values: list[str]
+    p_classifier: np.ndarray
+    terms: TraceTerms
+
+
+def _candidates(
+    conn: sa.Connection, scorer: ScorerInfo, by: str, since: float, until: float
+) -> _Candidates:
+    """The model's unlabelled traces in the range, in storage order, with their terms."""
+    # a bucket belongs to the range when it starts in it: [since, until)
     lo, hi = int(since), math.ceil(until)
-    if sp.dimension == ALL:
-        query = sa.select(traces.c.id).where(traces.c.bucket >= lo, traces.c.bucket < hi)
+    cols = [
+        traces.c.id,
+        traces.c.trace_id,
+        traces.c.p,
+        traces.c.p_classifier,
+        traces.c.label,
+        traces.c.label_pi,
+        traces.c.seen,
+        traces.c.cal,
+        traces.c.w,
+    ]
+    if by == ALL:
+        query = sa.select(*cols, sa.literal(ALL).label("value")).where(
+            traces.c.bucket >= lo, traces.c.bucket < hi
+        )
     else:
         query = (
-            sa.select(traces.c.id)
+            sa.select(*cols, trace_slices.c.value)
             .join(trace_slices, trace_slices.c.trace_pk == traces.c.id)
             .where(
-                trace_slices.c.dimension == sp.dimension,
-                trace_slices.c.value == sp.value,
+                trace_slices.c.dimension == by,
                 trace_slices.c.bucket >= lo,
                 trace_slices.c.bucket < hi,
             )
         )
     query = query.where(traces.c.label.is_(None), traces.c.scorer_id == scorer.id)
+    rows = conn.execute(query.order_by(traces.c.id)).all()
+    p_cls = np.array(
+        [r.p if r.p_classifier is None else r.p_classifier for r in rows], dtype=np.float64
+    )
+    return _Candidates(
+        pks=[int(r.id) for r in rows],
+        ids=[r.trace_id for r in rows],
+        values=[str(r.value) for r in rows],
+        p_classifier=p_cls,
+        terms=TraceTerms.from_rows(rows),
+    )
+
+
+def _answer(
+    db: Database, scorer: ScorerInfo, row: DesignRow, counts: DesignCounts, status: str
+) -> Priorities:
+    """A stored design as `Priorities`."""
     with db.read.connect() as conn:
-        pks = np.array(sorted(r[0] for r in conn.execute(query)), dtype=np.int64)
-        if pks.size == 0:
-            return []
-        chosen = rng.choice(pks, size=min(sp.allocated, pks.size), replace=False).tolist()
-        cols = [traces.c.trace_id, traces.c.ts, traces.c.p, traces.c.slice, traces.c.meta]
-        rows: list[Any] = []
-        for start in range(0, len(chosen), _IN_CHUNK):
-            part = chosen[start : start + _IN_CHUNK]
-            rows.extend(conn.execute(sa.select(*cols).where(traces.c.id.in_(part))).all())
-    rows.sort(key=lambda r: (r.ts, r.trace_id))
-    return [
-        LabelRequest(
-            trace_id=r.trace_id,
-            slice_rank=sp.rank,
-            dimension=sp.dimension,
-            value=sp.value,
-            timestamp=format_instant(r.ts),
-            p_correct=float(r.p),
-            slice=load_stored(r.slice, {}),
-            meta=load_stored(r.meta, {}),
-            model=scorer.model,
+        query = (
+            sa.select(
+                design_items.c.value,
+                design_items.c.inclusion,
+                design_items.c.status,
+                traces.c.trace_id,
+                traces.c.ts,
+                traces.c.p,
+                traces.c.slice,
+                traces.c.meta,
+            )
+            .join(traces, traces.c.id == design_items.c.trace_pk)
+            .where(design_items.c.design_id == row.id)
         )
-        for r in rows
-    ]
+        if status == "pending":
+            query = query.where(design_items.c.status == "pending")
+        items = conn.execute(query).all()
+        drawn = conn.execute(
+            sa.select(design_items.c.value).where(design_items.c.design_id == row.id)
+        ).scalars()
+        return _answer_of(row, counts, items, list(drawn), model=scorer.model)
+
+
+def _answer_of(
+    row: DesignRow,
+    counts: DesignCounts,
+    items: Sequence[Any],
+    drawn_values: list[str] | None = None,
+    *,
+    model: str = "",
+) -> Priorities:
+    """`Priorities` of a design from its row, counts and items (see `_answer`)."""
+    summary = row.summary
+    drawn: dict[str, int] = {}
+    for v in drawn_values or []:
+        drawn[v] = drawn.get(v, 0) + 1
+    ranked = sorted(
+        summary.get("slices", []),
+        key=lambda s: (-(s.get("priority") or 0.0), str(s.get("value"))),
+    )
+    rank_of: dict[str, int] = {}
+    slices = []
+    for rank, s in enumerate(ranked, start=1):
+        rank_of[s["value"]] = rank
+        slices.append(
+            SlicePriority(
+                rank=rank,
+                dimension=row.dimension,
+                value=str(s["value"]),
+                n=int(s.get("n") or 0),
+                n_unlabelled=int(s.get("n_unlabelled") or 0),
+                n_labelled=int(s.get("n_labelled") or 0),
+                estimate=_float(s.get("estimate")),
+                lower=_float(s.get("lower")),
+                upper=_float(s.get("upper")),
+                shift=_float(s.get("shift")),
+                shift_word=str(s.get("shift_word") or ""),
+                gap=_float(s.get("gap")),
+                share=_float(s.get("share")),
+                uncertainty=_float(s.get("uncertainty")),
+                priority=_float(s.get("priority")),
+                allocated=int(s.get("allocated") or 0),
+                drawn=drawn.get(s["value"], 0),
+            )
+        )
+    requests = sorted(
+        (
+            LabelRequest(
+                trace_id=r.trace_id,
+                slice_rank=rank_of.get(r.value, 0),
+                dimension=row.dimension,
+                value=r.value,
+                timestamp=format_instant(r.ts),
+                p_correct=float(r.p),
+                slice=load_stored(r.slice, {}),
+                meta=load_stored(r.meta, {}),
+                model=model,
+                design_id=row.id,
+                inclusion_probability=float(r.inclusion),
+                status=r.status,
+            )
+            for r in items
+        ),
+        key=lambda q: (q.slice_rank, q.timestamp, q.trace_id),
+    )
+    info = DesignInfo(
+        id=row.id,
+        size=counts.size,
+        labelled=counts.labelled,
+        skipped=counts.skipped,
+        pending=counts.pending,
+        seed=row.seed,
+        created_at=row.created_at,
+    )
+    return Priorities(
+        by=row.dimension,
+        budget=row.budget,
+        target=_float(summary.get("target")),
+        since=row.since,
+        until=row.until,
+        slices=tuple(slices),
+        requests=tuple(requests),
+        design=info,
+    )
+
+
+def _float(x: Any) -> float:
+    return math.nan if x is None else float(x)
 
 
 def _num(x: float) -> float | None:

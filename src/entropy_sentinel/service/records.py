@@ -17,7 +17,9 @@ import numpy as np
 import numpy.typing as npt
 
 from entropy_sentinel._typing import FloatArray
+from entropy_sentinel.estimator.intervals import SliceFinisher
 from entropy_sentinel.model_names import fitted_model
+from entropy_sentinel.service.storage.buckets import TraceTerms
 
 __all__ = ["ScoredTraces", "ScorerInfo", "WriteOutcome"]
 
@@ -38,6 +40,11 @@ class ScoredTraces:
         extra_features: the estimator's other inputs per trace ({name: value}) or None.
         p_raw: P(correct) from the estimator, ``(n,)`` in [0, 1].
         p: P(correct) after the scorer's calibration (equal to ``p_raw`` without one).
+        p_classifier: the estimator's smooth classifier P (what designs draw with).
+        seen: whether each trace's slice value had a calibration offset.
+        cal: that offset's part ``p (1 - p) sd(b)`` (0 where not seen).
+        w: ``(n, 11)`` whitened profiles, rows of NaN where not known (an estimator
+            without a shift reference).
         scorer_id: the scorer (``scorers.id``) whose aggregates count these traces; None
             for traces waiting for an estimator of their model (features and P are NaN).
         labels: 1.0 correct, 0.0 wrong, NaN unlabelled, ``(n,)``.
@@ -66,6 +73,10 @@ class ScoredTraces:
     models: Sequence[str] = field(default=())
     steps: Sequence[bytes | None] = field(default=())
     texts: Sequence[tuple[str | None, str | None] | None] = field(default=())
+    p_classifier: FloatArray | None = None
+    seen: npt.NDArray[np.bool_] | None = None
+    cal: FloatArray | None = None
+    w: FloatArray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.trace_ids)
@@ -75,6 +86,31 @@ class ScoredTraces:
                 object.__setattr__(self, name, default)
             elif len(getattr(self, name)) != n:
                 raise ValueError(f"{name} must have one entry per trace ({n})")
+        arrays = {  # without them: the estimator's P, not seen, shift unknown
+            "p_classifier": self.p_raw,
+            "seen": np.zeros(n, dtype=bool),
+            "cal": np.zeros(n),
+            "w": np.full((n, 11), np.nan),
+        }
+        for name, array in arrays.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, array)
+            elif len(getattr(self, name)) != n:
+                raise ValueError(f"{name} must have one entry per trace ({n})")
+
+    def terms(self) -> TraceTerms:
+        """What each trace's contribution to the stored sums needs (`TraceTerms`)."""
+        assert self.seen is not None
+        assert self.cal is not None
+        assert self.w is not None
+        return TraceTerms(
+            np.asarray(self.p, dtype=np.float64),
+            np.asarray(self.labels, dtype=np.float64),
+            np.full(len(self), np.nan),  # labels given at ingest are plain
+            np.asarray(self.seen, dtype=bool),
+            np.asarray(self.cal, dtype=np.float64),
+            np.asarray(self.w, dtype=np.float64),
+        )
 
     def __len__(self) -> int:
         return len(self.trace_ids)
@@ -108,6 +144,9 @@ class ScorerInfo:
         created_at: epoch seconds.
         note: free text (e.g. how the recalibration was fitted).
         model: the model key whose traces it scores (``""``: the traces naming none).
+        finisher: how its estimator finishes a slice's sums (`SliceFinisher`); None when
+            not known (registered before it was kept and not served since): such a
+            scorer's slices get the honest worst case (`finisher_of`).
     """
 
     id: int
@@ -121,6 +160,7 @@ class ScorerInfo:
     created_at: float
     note: str
     model: str = ""
+    finisher: SliceFinisher | None = None
 
     @property
     def fitted_on(self) -> str | None:

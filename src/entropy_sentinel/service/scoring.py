@@ -1,31 +1,44 @@
 """`Scorer`: the loaded estimator of one model, the scorer it counts traces in, rescoring.
 
-For a batch of validated traces, `Scorer.score` computes the per-step entropies once
-(`StepStats` in the estimator's entropy mode), the 11 profile features that are
-stored with every trace, the estimator's own input ``X`` (its `featurize`, given that
-profile so that it is not computed twice), P(correct) from the
-estimator (``p_raw``), and ``p`` after the active recalibration, if any. The trace
-signature (entropy source and top-k width) is checked per trace (`Scorer.mismatch`)
-before, so one odd trace cannot make a whole group fail the estimator's check.
+A `Scorer` holds one model's `SentinelEstimator` (`load_estimator`: version-1
+artifacts are migrated) and scores batches with its own `score`, so the service
+computes exactly the library's per-response numbers. For a batch of validated traces,
+`Scorer.score` computes the per-step entropies once (`StepStats` in the estimator's
+entropy mode), the 11 profile features and the classifier's other inputs (both stored
+with every trace), and, through `SentinelEstimator.score_inputs`, the estimator's
+`TraceScores`: ``p_raw`` (its P(correct), before any recalibration), ``p_classifier``
+(the smooth classifier P labelling designs draw with), ``seen`` and ``cal`` (the slice
+value's calibration offset and its part) and ``w`` (the whitened profile, NaN when the
+estimator has no shift reference); ``p`` is ``p_raw`` after the active recalibration,
+if any. Each trace's signature (entropy source and top-k width) is checked alone
+(`Scorer.mismatch`, `TraceSignature.why`) before, so one odd trace cannot make a
+whole group fail; wider traces are cut to the estimator's k (`TraceSignature.conform`).
 
 A `Scorer` serves one model key (``model``; ``""``: the traces that named none).
 Which scorer counts the model's new traces: the model's *active* one (``models``
 table) when it belongs to this estimator (the bare estimator or a recalibration of
 it), else this estimator's own bare scorer (another instance runs another estimator
 for the model: traces stay separate until one of them rescores). At start,
-`Scorer.load` registers the estimator for the model and activates it unless the
-model's active scorer already belongs to it (a restart keeps a recalibration).
+`Scorer.load` registers the estimator for the model (with its `SliceFinisher`, how it
+finishes a slice's sums) and activates it unless the model's active scorer already
+belongs to it (a restart keeps a recalibration).
 
-`Scorer.rescore_pending` moves the model's traces counted by its other scorers to the
-active one: same estimator, new calibration -> ``p = g(p_raw)``, no features needed;
-another estimator with the same entropy mode -> P recomputed from the stored
-features. Traces whose top-k width or source the estimator refuses stay where they
-are. It also scores the model's *waiting* traces (stored before it had an estimator)
-from their stored per-step arrays (`score_steps`), exactly as at ingest.
+`Scorer.rescore_pending` brings the model's stored traces to the active scorer:
+
+* traces of this estimator stored before the service kept the per-trace terms
+  (``p_classifier`` NULL: an upgraded database) are rescored in place from their
+  stored features and slice values;
+* same estimator, new calibration -> ``p = g(p_raw)``, nothing else changes;
+* another estimator with the same entropy mode -> every term recomputed from the
+  stored features and slice values (`SentinelEstimator.score_inputs`); traces whose
+  top-k width or source it refuses stay where they are;
+* the model's *waiting* traces (stored before it had an estimator) are scored from
+  their stored per-step arrays (`score_steps`), exactly as at ingest.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -37,11 +50,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from entropy_sentinel._typing import FloatArray
 from entropy_sentinel.errors import SentinelError
-from entropy_sentinel.estimator import CorrectnessEstimator, feature_names
-from entropy_sentinel.estimator.artifact import read_card
+from entropy_sentinel.estimator import SentinelEstimator, TraceScores
+from entropy_sentinel.estimator.artifact import load_estimator, read_card
 from entropy_sentinel.estimator.features import TraceSignature
 from entropy_sentinel.model_names import fitted_model
 from entropy_sentinel.profile import FEATURE_NAMES, entropy_profile
@@ -68,10 +82,15 @@ class Scores:
 
     features: FloatArray  # (n, 11) profile, FEATURE_NAMES order
     extra: Sequence[Mapping[str, float] | None]  # the estimator's non-profile inputs
-    p_raw: FloatArray
-    p: FloatArray
+    est: TraceScores  # the estimator's per-trace outputs (w: NaN rows when unknown)
+    p: FloatArray  # est.p after the scorer's recalibration
     scorer_id: int
     entropy_mode: str
+
+    @property
+    def p_raw(self) -> FloatArray:
+        """The estimator's P(correct), before any recalibration."""
+        return self.est.p
 
 
 def file_sha256(path: str | Path) -> str:
@@ -96,7 +115,7 @@ class Scorer:
 
     def __init__(
         self,
-        estimator: CorrectnessEstimator,
+        estimator: SentinelEstimator,
         sha256: str,
         storage: Storage,
         model: str = "",
@@ -112,19 +131,20 @@ class Scorer:
         # the artifact's card (`read_card`): it records the model the training traces named
         self.card = dict(card) if card is not None else dict(estimator.card_)
         self.fitted_on = fitted_model(self.card)
+        clf = estimator.classifier_
         # the columns of X: the feature set's, then any blend members' scores
-        self.names: tuple[str, ...] = tuple(
-            getattr(estimator, "input_names", feature_names(estimator.features))
-        )
+        self.names: tuple[str, ...] = tuple(clf.input_names)
         self.extra_names = tuple(n for n in self.names if n not in FEATURE_NAMES)
-        self.signature: TraceSignature | None = getattr(estimator, "signature_", None)
+        self.signature: TraceSignature | None = getattr(clf, "signature_", None)
+        self.knows_shift = estimator.shift_ is not None
         self.base = storage.register_scorer(
             estimator_sha256=sha256,
             entropy_mode=estimator.entropy_mode,
             features=self.names,
-            model_sd=float(estimator.model_sd_),
+            model_sd=float(clf.model_sd_),
             card=self.card,
             model=model,
+            finisher=estimator.finisher(),
         )
         self._lock = threading.Lock()
         self._current = self.base
@@ -133,7 +153,7 @@ class Scorer:
     @classmethod
     def load(cls, path: str | Path, storage: Storage, model: str = "") -> Scorer:
         """Load an artifact, register it for ``model``, and activate it (module docstring)."""
-        estimator = CorrectnessEstimator.load(path)
+        estimator = load_estimator(path)
         card = read_card(path)
         return cls(estimator, file_sha256(path), storage, model, path=path, card=card).activate()
 
@@ -193,25 +213,36 @@ class Scorer:
             batch = self.signature.conform(batch)  # wider traces cut to the estimator's k
         stats = StepStats(batch, est.entropy_mode)
         profile = entropy_profile(stats)
-        X = est.featurize(stats, profile=profile)  # the profile is reused, not recomputed
-        p_raw = np.ascontiguousarray(est.predict_proba(X)[:, 1], dtype=np.float64)
+        # the profile is reused, not recomputed
+        X = est.classifier_.featurize(stats, profile=profile)
         extra: list[Mapping[str, float] | None] = [None] * len(batch)
         if self.extra_names:
             cols = [self.names.index(n) for n in self.extra_names]
             extra = [dict(zip(self.extra_names, row.tolist(), strict=True)) for row in X[:, cols]]
+        scores = self._own(est.score_inputs(X, profile, batch.slice_values(est.slice_dim)))
         return Scores(
             features=profile,
             extra=extra,
-            p_raw=p_raw,
-            p=apply_calibration(scorer.calibration, p_raw),
+            est=scores,
+            p=apply_calibration(scorer.calibration, scores.p),
             scorer_id=scorer.id,
             entropy_mode=est.entropy_mode,
         )
 
-    def score_steps(self, items: Sequence[tuple[str, bytes]]) -> WaitingScores:
-        """Features and ``p_raw`` of waiting traces from their stored steps (the
+    def _own(self, scores: TraceScores) -> TraceScores:
+        """The estimator's scores as stored: ``w`` NaN (not known) without a shift
+        reference, where the library puts zeros that its finish never reads."""
+        if self.knows_shift:
+            return scores
+        return dataclasses.replace(scores, w=np.full(scores.w.shape, np.nan))
+
+    def score_steps(self, items: Sequence[tuple[str, bytes, Mapping[str, str]]]) -> WaitingScores:
+        """Features and scores of waiting traces from their stored steps and slices (the
         `Storage.score_waiting` callback): exactly what ingest would have computed."""
-        parsed = [unpack_steps(tid, data) for tid, data in items]
+        parsed = [
+            dataclasses.replace(unpack_steps(tid, data), slice=dict(slice_))
+            for tid, data, slice_ in items
+        ]
         batch = assemble(parsed)
         refused = np.zeros(len(parsed), dtype=bool)
         reasons = [""] * len(parsed)
@@ -221,21 +252,26 @@ class Scorer:
                 reasons[i] = self.signature.why(batch.subset(np.array([i])))
         n = len(parsed)
         features = np.full((n, len(FEATURE_NAMES)), np.nan)
-        p_raw = np.full(n, np.nan)
+        out = _blank(n)
         extra: list[Mapping[str, float] | None] = [None] * n
         ok = np.flatnonzero(~refused)
         if ok.size:
             sc = self._score_batch(batch.subset(ok), self.base)
             features[ok] = sc.features
-            p_raw[ok] = sc.p_raw
+            out = _put(out, ok, sc.est)
             for row, i in enumerate(ok.tolist()):
                 extra[i] = sc.extra[row]
-        return WaitingScores(features, extra, p_raw, self.estimator.entropy_mode, reasons)
+        return WaitingScores(features, extra, out, self.estimator.entropy_mode, reasons)
 
     # ---------------------------------------------------------------- rescoring
-    def _predict_from_columns(
-        self, features: FloatArray, extras: Sequence[Mapping[str, float] | None], _p: FloatArray
-    ) -> FloatArray:
+    def _score_columns(
+        self,
+        features: FloatArray,
+        extras: Sequence[Mapping[str, float] | None],
+        slices: Sequence[Mapping[str, str]],
+    ) -> TraceScores:
+        """The estimator's scores of stored traces from their stored columns (the
+        `Storage.rescore` callback): the classifier's inputs rebuilt in its column order."""
         cols = []
         for name in self.names:
             if name in FEATURE_NAMES:
@@ -244,17 +280,16 @@ class Scorer:
                 cols.append(
                     np.array([np.nan if e is None else e.get(name, np.nan) for e in extras])
                 )
-        X = np.column_stack(cols)
-        bad = np.isnan(X).any(axis=1)
-        p = np.full(X.shape[0], np.nan)
-        if (~bad).any():
-            p[~bad] = self.estimator.predict_proba(X[~bad])[:, 1]
+        X = np.column_stack(cols) if cols else np.zeros((features.shape[0], 0))
+        bad = np.isnan(X).any(axis=1) | np.isnan(features).any(axis=1)
         if bad.any():
             raise SentinelError(
-                f"{int(bad.sum())} stored traces lack the inputs {list(self.extra_names)} this "
+                f"{int(bad.sum())} stored traces lack the inputs {list(self.names)} this "
                 "estimator needs; they cannot be rescored"
             )
-        return p
+        dim = self.estimator.slice_dim
+        values = [s.get(dim) for s in slices]
+        return self._own(self.estimator.score_inputs(X, features, values))
 
     def rescore_pending(
         self,
@@ -270,15 +305,16 @@ class Scorer:
         if active is None or active.estimator_sha256 != self.sha256:
             return 0  # another estimator is active for the model: its own instance rescores
         moved = self._score_waiting(active, names or [self.model], limit, max_chunks)
-        for sources, rescorer, k_range in self._plans(active):
+        for plan in self._plans(active):
             chunks = 0
             while max_chunks is None or chunks < max_chunks:
                 n = self.storage.rescore(
                     active.id,
-                    sources,
-                    rescorer,
+                    plan.sources,
+                    plan.rescorer,
                     calibrate=partial(apply_calibration, active.calibration),
-                    k_range=k_range,
+                    k_range=plan.k_range,
+                    stale_only=plan.stale_only,
                     limit=limit,
                 )
                 moved += n
@@ -322,10 +358,13 @@ class Scorer:
         active = self.storage.active_scorer(self.model)
         if active is None or active.estimator_sha256 != self.sha256:
             return 0
-        moving = sum(self.storage.pending_rescore(s, k) for s, _, k in self._plans(active))
+        moving = sum(
+            self.storage.pending_rescore(p.sources, p.k_range, stale_only=p.stale_only)
+            for p in self._plans(active)
+        )
         return moving + self.storage.pending_waiting(names or [self.model], self.sha256)
 
-    def _plans(self, active: ScorerInfo) -> list[tuple[list[int], Any, tuple[int, int] | None]]:
+    def _plans(self, active: ScorerInfo) -> list[_Plan]:
         same, other = [], []
         for s in self.storage.scorers():
             if s.id == active.id or s.entropy_mode != active.entropy_mode:
@@ -336,9 +375,12 @@ class Scorer:
                 same.append(s.id)
             elif not self.extra_names or tuple(s.features) == self.names:
                 other.append(s.id)
-        plans: list[tuple[list[int], Any, tuple[int, int] | None]] = []
+        # first the traces of this estimator stored without their per-trace terms (an
+        # upgraded database), rescored from their columns; then recalibrations; then
+        # other estimators' traces
+        plans = [_Plan([active.id, *same], self._score_columns, None, stale_only=True)]
         if same:
-            plans.append((same, None, None))
+            plans.append(_Plan(same, None, None))
         if other:
             sig = self.signature
             if sig is None:
@@ -347,5 +389,34 @@ class Scorer:
                 k_range = (0, 0)
             else:
                 k_range = (int(np.ceil(_K_TOLERANCE * sig.k)), sig.k)
-            plans.append((other, self._predict_from_columns, k_range))
+            plans.append(_Plan(other, self._score_columns, k_range))
         return plans
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Traces to bring to the active scorer: those counted by ``sources`` (within
+    ``k_range``; only those without per-trace terms with ``stale_only``), rescored by
+    ``rescorer`` (None: same estimator, only the calibration changes)."""
+
+    sources: list[int]
+    rescorer: Any
+    k_range: tuple[int, int] | None
+    stale_only: bool = False
+
+
+def _blank(n: int) -> TraceScores:
+    """Scores of ``n`` traces not scored (NaN)."""
+    nan = np.full(n, np.nan)
+    blank = np.zeros(n, dtype=bool)
+    return TraceScores(nan, nan.copy(), blank, nan.copy(), np.full((n, 11), np.nan))
+
+
+def _put(into: TraceScores, rows: npt.NDArray[np.intp], part: TraceScores) -> TraceScores:
+    """``into`` with the rows ``rows`` taken from ``part``."""
+    out = {}
+    for f in dataclasses.fields(TraceScores):
+        a = np.array(getattr(into, f.name), copy=True)
+        a[rows] = getattr(part, f.name)
+        out[f.name] = a
+    return TraceScores(**out)

@@ -27,7 +27,7 @@ from entropy_sentinel.service.storage.db import Database, open_database
 from entropy_sentinel.service.storage.health import StorageMonitor
 from entropy_sentinel.service.storage.store import Storage
 
-__all__ = ["ServiceState", "open_pipeline", "service"]
+__all__ = ["ServiceState", "open_pipeline", "open_spans", "service"]
 
 log = logging.getLogger("entropy_sentinel.service")
 
@@ -73,7 +73,7 @@ class ServiceState:
         db, pipeline = open_pipeline(settings, m)
         monitor = pipeline.monitor
         assert monitor is not None  # open_pipeline gives every pipeline one
-        spans = _spans(settings)
+        spans = open_spans(settings)
         if spans is not None:
             pipeline.on_stored = spans.emit_stored
         pipeline.start()
@@ -188,7 +188,7 @@ def open_pipeline(settings: Settings, metrics: Metrics) -> tuple[Database, Inges
     return db, IngestPipeline(settings, storage, models, metrics, monitor=monitor)
 
 
-def _spans(settings: Settings) -> Any:
+def open_spans(settings: Settings) -> Any:
     """The OpenTelemetry exporter of scored traces, when ``otel_endpoint`` is set."""
     if settings.otel_endpoint is None:
         return None

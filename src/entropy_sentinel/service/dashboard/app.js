@@ -457,11 +457,15 @@
           el("span", { class: "swatch", style: `background:${colors.get(value)}` }), value,
           alerting.has(value) ? el("span", { class: "tag", text: "alert" }) : "",
           r.other_model ? el("span", { class: "tag other-model", text: "other model's estimator",
-            title: "scored by an estimator fitted on another model's traces" }) : ""),
+            title: "scored by an estimator fitted on another model's traces" }) : "",
+          el("span", { class: "shift small" + (r.shift !== null && r.shift >= 0.75 ? " unlike" : ""),
+            title: r.shift !== null ? `shift score ${fmt3(r.shift)} (0.5: like the training traces, 1: unlike)` : "",
+            text: r.shift_word || (r.unseen_fraction ? "shift unknown" : "") })),
         el("td", { class: "num n", text: count(r.n) }),
         el("td", { class: "trend" }, sparkline(trends.get(value), trends.xs, colors.get(value), sparkRange, overallEstimate)),
         el("td", { class: "num est", text: fmt3(r.estimate) }),
-        el("td", { class: "iv" }, intervalBar(r), " ",
+        el("td", { class: "iv", title: `parts: sampling sd ${fmt3(r.sampling_sd)}, calibration sd ${fmt3(r.calibration_sd)}, ` +
+          `transfer ±${fmt3(r.transfer_half_width)} (${fmt3(r.unseen_fraction)} of it unseen in training)` }, intervalBar(r), " ",
           el("span", { class: "small muted ivtext", text: `[${fmt3(r.lower)}, ${fmt3(r.upper)}]` })),
         el("td", { class: "num ref", title: ref ? `n=${count(ref.n)}` : "", text: ref ? fmt3(ref.estimate) : "—" }),
         el("td", { class: "num change" },
@@ -469,7 +473,7 @@
             title: r.change_z !== null ? `z = ${r.change_z.toFixed(1)}` : "" })),
         el("td", { class: "num lab", text: r.n_labelled ? count(r.n_labelled) : "—" }),
         el("td", { class: "num corrected", text: r.label_corrected ? fmt3(r.label_corrected.estimate) : "—",
-          title: corrected ? `label-corrected estimate ${corrected}` : "fewer than two labels" }));
+          title: corrected ? `label-corrected estimate ${corrected} from ${count(r.n_labelled)} labels (${count(r.n_plain)} plain)` : "no labels" }));
       return tr;
     });
     $("slices").tBodies[0].replaceChildren(...rows);
@@ -598,6 +602,7 @@
         el("div", { class: "small", text: `${a.rule} · opened ${ago(a.opened_at)}` }),
         el("div", { class: "ev small", text: `estimate ${fmt3(ev.estimate)} [${fmt3(ev.lower)}, ${fmt3(ev.upper)}], n=${count(ev.n)}` +
           (ev.threshold !== undefined && ev.threshold !== null ? ` · threshold ${ev.threshold}` : "") +
+          (ev.shift_word ? ` · ${ev.shift_word}` : "") +
           (ev.drop !== undefined && ev.drop !== null
             ? ` · previous ${fmt3(ev.reference_estimate)} (n=${count(ev.reference_n)}), drop ${fmt3(ev.drop)}, z ${ev.drop_z === null ? "—" : ev.drop_z.toFixed(1)}`
             : "") }));
@@ -627,11 +632,12 @@
   }
 
   // ------------------------------------------------------------------ labelling queue
-  // The queue is the label requests of one /v1/priorities answer (the sample drawn for the
-  // dimension, range and budget shown), kept while those stay the same: the service draws
-  // a new sample once labels come in, and a sample is only unbiased when all of it is
-  // labelled. Counts come from the answer's `design` when the service keeps one, else
-  // from what was labelled and skipped in this page.
+  // The queue is the label requests of one /v1/priorities answer (the pending items of the
+  // open labelling design for the dimension shown), kept while the dimension, range and
+  // budget stay the same and the design is the same: the service keeps a design open
+  // until none of its items is pending, then draws a new one; a sample is only unbiased
+  // when all of it is labelled. Counts come from the answer's `design` (from what was
+  // labelled and skipped in this page when an answer has none).
   const queueKey = (d) => `${d.chosen}|${d.by}|${d.since}|${state.budget}`;
   const SKIP = "skip";
 
@@ -797,7 +803,7 @@
       ["CV AUROC", fmt3(met.cv_auroc)],
       ["Brier score", met.brier !== undefined ? `${fmt3(met.brier)} (before calibration ${fmt3(met.brier_uncalibrated)})` : "—"],
       ["calibration error", fmt3(met.ece)],
-      ["model_sd", `${fmt3(m.model_sd)} (estimator error in every interval)`],
+      ["model_sd", `${fmt3(m.model_sd)} (the classifier's error in its training distribution; intervals add calibration and transfer per slice)`],
       ["best setting", tu.best_params ? Object.entries(tu.best_params).map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join(", ") : "—"],
       ["recalibration", m.calibration ? (m.note || "active") : "none"],
       ["rescoring pending", count(m.rescore_pending)],

@@ -121,12 +121,16 @@ def main() -> int:
     settings = pickle.loads(frame)  # from the parent process, which started this one
 
     from entropy_sentinel.service.logs import configure_logging
-    from entropy_sentinel.service.state import open_pipeline
+    from entropy_sentinel.service.state import open_pipeline, open_spans
 
     configure_logging(settings.log_format, settings.log_level)
     metrics = Metrics()
     try:
         db, pipeline = open_pipeline(settings, metrics)
+        # the proxied traces are stored here, so their OpenTelemetry spans leave from here
+        spans = open_spans(settings)
+        if spans is not None:
+            pipeline.on_stored = spans.emit_stored
         pipeline.start()
     except Exception:
         log.exception("the recorder cannot open the database or the estimator")
@@ -166,6 +170,8 @@ def main() -> int:
             write_frame(out, encoder.encode(outcome))
     finally:
         pipeline.close(settings.shutdown_timeout)
+        if spans is not None:
+            spans.shutdown()  # export the spans still queued
         db.dispose()
     return 0
 

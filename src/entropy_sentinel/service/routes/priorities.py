@@ -1,7 +1,9 @@
-"""``GET /v1/priorities``: which slices and responses of one model to label next.
+"""``GET /v1/priorities``: the open labelling design of one model and slice dimension.
 
-Each label request carries ``prompt`` and ``answer`` when the service stores text
-(``store_text``) and the caller's key has the ``text`` scope; else they are null.
+It creates the design, or returns the open one (`entropy_sentinel.service.prioritize`).
+Each label request carries its ``design_id``, ``inclusion_probability`` and ``status``,
+and ``prompt`` and ``answer`` when the service stores text (``store_text``) and the
+caller's key has the ``text`` scope; else they are null.
 """
 
 from __future__ import annotations
@@ -48,16 +50,24 @@ async def get_priorities(
     target: float | None = Query(
         None, ge=0.0, le=1.0, description="Target accuracy; default: the all-traffic estimate."
     ),
-    seed: int = Query(0, ge=0, le=2**32 - 1, description="Sampling seed."),
+    seed: int = Query(0, ge=0, le=2**32 - 1, description="Seed of a new design's draw."),
+    minimum: int = Query(5, ge=0, le=10_000, description="Labels per slice before the rest."),
+    new: bool = Query(False, description="Close the open design and draw a new one."),
+    status: Literal["pending", "all"] = Query(
+        "pending", description="Requests to list: the pending ones, or every drawn one."
+    ),
     format: Literal["json", "csv", "jsonl"] = Query("json"),
     model: str | None = Query(
         None, max_length=256, description="Model; required when several have estimators."
     ),
     with_text: bool = Depends(text_allowed),
 ) -> Any:
-    """Slices of one model ranked by priority with their share of the budget, and the
-    responses to label (uniform random within each slice; see docs/service.md for the
-    rule), with their prompt and answer for keys with the `text` scope."""
+    """The open labelling design of one model and slice dimension, drawn now when there
+    is none with pending items (or with `new`): the budget shared over the slices by
+    their label-free interval widths, each slice's responses drawn with known inclusion
+    probabilities (active Poisson sampling, seeded; docs/service.md). While a design has
+    pending items it is returned as stored (its range, budget and seed). The responses
+    carry their prompt and answer for keys with the `text` scope."""
     start, end = time_range(since, until, _WEEK)
     scorer = one_scorer(svc, model)
     result = await run_in_threadpool(
@@ -71,6 +81,9 @@ async def get_priorities(
             target=target,
             level=svc.settings.level,
             seed=seed,
+            minimum=minimum,
+            new=new,
+            status=status,
         )
     )
     if with_text and svc.settings.store_text:

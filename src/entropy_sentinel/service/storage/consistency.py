@@ -2,8 +2,10 @@
 
 The ingest path updates ``slice_buckets`` in the same transaction as ``traces``, so
 after any crash the two must agree exactly (up to float rounding). `check_aggregates`
-recomputes every (scorer, dimension, value, bucket) sum from the traces and lists
-each difference; the crash test and the load benchmark run it, and operators can
+recomputes every (scorer, dimension, value, bucket) sum (every flat `SliceStats` field
+and ``n_shift_unknown``) from each trace's stored terms (`TraceTerms`: P, label and its
+inclusion probability, seen, calibration part, whitened profile) and lists each
+difference; the crash test and the load benchmark run it, and operators can
 (``sentinel report --check``). It reads every trace: run it off-peak on big databases.
 """
 
@@ -12,11 +14,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 
-from entropy_sentinel.service.storage.buckets import bucket_rows
+from entropy_sentinel.service.storage.buckets import TERM_COLUMNS, TraceTerms, bucket_rows
 from entropy_sentinel.service.storage.db import Database
 from entropy_sentinel.service.storage.tables import SUM_COLUMNS, slice_buckets, traces
 
@@ -45,18 +48,10 @@ def check_aggregates(
     expected: dict[tuple[int, str, int, str], np.ndarray] = {}
     n_traces = 0
     last = -1
-    cols = [
-        traces.c.id,
-        traces.c.scorer_id,
-        traces.c.bucket,
-        traces.c.slice,
-        traces.c.p,
-        traces.c.label,
-    ]
     with db.read.connect() as conn:
         while True:
             rows = conn.execute(
-                sa.select(*cols)
+                sa.select(*TERM_COLUMNS)
                 .where(traces.c.id > last, traces.c.scorer_id.is_not(None))  # waiting: no P
                 .order_by(traces.c.id)
                 .limit(_CHUNK)
@@ -65,7 +60,7 @@ def check_aggregates(
                 break
             last = rows[-1].id
             n_traces += len(rows)
-            by_scorer: dict[int, list[sa.Row[tuple[int, int, int, str, float, float | None]]]] = {}
+            by_scorer: dict[int, list[Any]] = {}
             for r in rows:
                 by_scorer.setdefault(r.scorer_id, []).append(r)
             for scorer_id, group in by_scorer.items():
@@ -73,8 +68,7 @@ def check_aggregates(
                     scorer_id,
                     [r.bucket for r in group],
                     [json.loads(r.slice) for r in group],
-                    np.array([r.p for r in group], dtype=np.float64),
-                    np.array([np.nan if r.label is None else r.label for r in group]),
+                    TraceTerms.from_rows(group),
                 ):
                     key = (row["scorer_id"], row["dimension"], row["bucket"], row["value"])
                     values = np.array([row[c] for c in SUM_COLUMNS], dtype=np.float64)

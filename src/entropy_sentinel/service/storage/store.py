@@ -5,9 +5,11 @@
   disagree, even after a crash. Trace ids are unique: a trace whose id is already
   stored is reported as a duplicate and counted once (client retries are safe).
 * `Storage.apply_labels` attaches labels and moves the label sums of the
-  aggregates (a changed label takes its old contribution out).
+  aggregates (a changed label takes its old contribution out): a label for a response
+  drawn by a labelling design carries its inclusion probability (a *designed* label),
+  any other is *plain*; `Storage.record_skips` records items an annotator skipped.
 * `Storage.rescore` moves traces from older scorers to the active one, in chunks,
-  recomputing P and counting them in the new scorer's aggregates.
+  recomputing their terms and counting them in the new scorer's aggregates.
 * `Storage.score_waiting` scores traces that waited for an estimator of their model
   (from their stored per-step arrays) and counts them in its aggregates;
   `expire_waiting` and `expire_texts` enforce the retention limits.
@@ -30,10 +32,18 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from entropy_sentinel.errors import ConfigError, StorageError
+from entropy_sentinel.estimator.intervals import SliceFinisher
+from entropy_sentinel.estimator.sentinel import TraceScores
 from entropy_sentinel.service.json_limits import load_stored
 from entropy_sentinel.service.records import ScoredTraces, ScorerInfo, WriteOutcome
-from entropy_sentinel.service.storage.buckets import bucket_rows
+from entropy_sentinel.service.storage.buckets import (
+    TERM_COLUMNS,
+    TraceTerms,
+    bucket_rows,
+    pack_w,
+)
 from entropy_sentinel.service.storage.db import Database
+from entropy_sentinel.service.storage.designs import inclusion_of, set_status
 from entropy_sentinel.service.storage.tables import (
     ALL,
     FEATURE_COLUMNS,
@@ -64,10 +74,18 @@ __all__ = [
 _IN_CHUNK = 500  # ids per IN (...) list: under every driver's parameter limit
 
 Rescorer = Callable[
-    [npt.NDArray[np.float64], Sequence[Mapping[str, float] | None], npt.NDArray[np.float64]],
-    npt.NDArray[np.float64],
+    [
+        npt.NDArray[np.float64],
+        Sequence[Mapping[str, float] | None],
+        Sequence[Mapping[str, str]],
+    ],
+    TraceScores,
 ]
-"""``(features (n, 11), extra features per trace, p_raw (n,)) -> new p_raw (n,)``."""
+"""``(features (n, 11), extra features per trace, slices) -> the estimator's scores``
+(``p`` is the new ``p_raw``; ``w`` rows of NaN where not known)."""
+
+SKIPPED = "skipped"
+"""``label_source`` of an unlabelled trace an annotator skipped (`Storage.record_skips`)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,13 +98,13 @@ class WaitingScores:
 
     features: npt.NDArray[np.float64]  # (n, 11)
     extra: Sequence[Mapping[str, float] | None]
-    p_raw: npt.NDArray[np.float64]
+    scores: TraceScores  # the estimator's; scores.p is p_raw
     entropy_mode: str
     refused: Sequence[str]
 
 
-WaitingScorer = Callable[[Sequence[tuple[str, bytes]]], WaitingScores]
-"""``[(trace id, stored steps), ...] -> WaitingScores`` (`Storage.score_waiting`)."""
+WaitingScorer = Callable[[Sequence[tuple[str, bytes, Mapping[str, str]]]], WaitingScores]
+"""``[(trace id, stored steps, slice), ...] -> WaitingScores`` (`Storage.score_waiting`)."""
 
 
 @dataclass(frozen=True)
@@ -106,26 +124,32 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-SKIPPED = "skipped"
-"""``label_source`` of an unlabelled trace an annotator skipped (`Storage.record_skips`)."""
-
-
 @dataclass(frozen=True)
 class LabelOutcome:
-    """Result of `Storage.apply_labels`: ids labelled, unchanged, and unknown."""
+    """Result of `Storage.apply_labels`: ids labelled, unchanged, and unknown; of the
+    labelled, those drawn by a labelling design (their label carries its inclusion
+    probability) and the plain ones."""
 
     labelled: tuple[str, ...]
     unchanged: tuple[str, ...]
     unknown: tuple[str, ...]
+    designed: tuple[str, ...] = ()
+
+    @property
+    def plain(self) -> tuple[str, ...]:
+        designed = set(self.designed)
+        return tuple(t for t in self.labelled if t not in designed)
 
 
 @dataclass(frozen=True)
 class SkipOutcome:
-    """Result of `Storage.record_skips`: ids recorded as skipped, already labelled, unknown."""
+    """Result of `Storage.record_skips`: ids recorded as skipped (``designed``: those that
+    are items of a labelling design), already labelled (unchanged), unknown."""
 
     skipped: tuple[str, ...]
     labelled: tuple[str, ...]
     unknown: tuple[str, ...]
+    designed: tuple[str, ...] = ()
 
 
 class Storage:
@@ -192,10 +216,13 @@ class Storage:
         base_id: int | None = None,
         note: str = "",
         model: str = "",
+        finisher: SliceFinisher | None = None,
     ) -> ScorerInfo:
         """The scorer for this estimator (and calibration) serving ``model``, created on
-        first use."""
+        first use. ``finisher``: how the estimator finishes a slice's sums; a scorer
+        registered before it was kept gets it now (same estimator, same finisher)."""
         cal_text = None if calibration is None else dumps(calibration)
+        fin_text = None if finisher is None else dumps(finisher.to_dict())
         with self.db.write.begin() as conn:
             query = sa.select(scorers.c.id).where(
                 scorers.c.model == model,
@@ -220,8 +247,15 @@ class Storage:
                         "base_id": base_id,
                         "created_at": time.time(),
                         "note": note,
+                        "finisher": fin_text,
                     },
                 ).scalar_one()
+            elif fin_text is not None:
+                conn.execute(
+                    sa.update(scorers)
+                    .where(scorers.c.id == existing, scorers.c.finisher.is_(None))
+                    .values(finisher=fin_text)
+                )
         return self.scorer(int(existing))
 
     def scorer(self, scorer_id: int) -> ScorerInfo:
@@ -366,6 +400,11 @@ class Storage:
             "extra_features": None
             if batch.extra_features[i] is None
             else dumps(dict(batch.extra_features[i] or {})),
+            "p_classifier": _num_or_none(batch.p_classifier, i) if scored else None,
+            "seen": bool(batch.seen[i]) if scored and batch.seen is not None else None,
+            "cal": _num_or_none(batch.cal, i) if scored else None,
+            "w": pack_w(batch.w[i]) if scored and batch.w is not None else None,
+            "label_pi": None,
             "p_raw": float(batch.p_raw[i]) if scored else None,
             "p": float(batch.p[i]) if scored else None,
             "scorer_id": batch.scorer_id,
@@ -427,20 +466,23 @@ class Storage:
             conn.execute(trace_steps.insert(), step_rows)
         if text_rows:
             conn.execute(trace_texts.insert(), text_rows)
-        # scorer by scorer in id order (and each scorer's rows sorted): every writer locks
-        # aggregate rows in one global order, so concurrent instances cannot deadlock
+        # scorer by scorer in id order (each scorer's rows sorted by `_merge_rows`): every
+        # writer locks aggregate rows in one global order, so instances cannot deadlock
         for scorer_id, members in sorted(by_scorer.items()):
-            ts = np.array([batches[b].ts[i] for b, i in members], dtype=np.float64)
-            self._add_to_buckets(
-                conn,
-                bucket_rows(
-                    scorer_id,
-                    (ts // self.bucket).astype(np.int64) * self.bucket,
-                    [batches[b].slices[i] for b, i in members],
-                    np.array([batches[b].p[i] for b, i in members], dtype=np.float64),
-                    np.array([batches[b].labels[i] for b, i in members], dtype=np.float64),
-                ),
-            )
+            parts = []
+            for b in sorted({b for b, _ in members}):
+                rows = [i for bb, i in members if bb == b]
+                batch = batches[b]
+                ts = np.asarray(batch.ts, dtype=np.float64)[rows]
+                parts.append(
+                    bucket_rows(
+                        scorer_id,
+                        (ts // self.bucket).astype(np.int64) * self.bucket,
+                        [batch.slices[i] for i in rows],
+                        batch.terms().take(rows),
+                    )
+                )
+            self._add_to_buckets(conn, _merge_rows(*parts))
 
     def _add_to_buckets(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -465,8 +507,11 @@ class Storage:
     ) -> LabelOutcome:
         """Attach labels (1.0 correct, 0.0 wrong) to stored traces, in one transaction.
 
-        A trace labelled before gets the new label (its old contribution to the label
-        sums is taken out); the same label from the same source again is "unchanged".
+        A label for a response some labelling design drew carries that design's
+        inclusion probability (``label_pi``: a *designed* label, and the item is marked
+        labelled); any other label is *plain*. A trace labelled before gets the new label
+        (its old contribution to the label sums is taken out); the same label from the
+        same source again is "unchanged".
         """
         wanted: dict[str, float] = {}
         for tid, y in labels:
@@ -476,80 +521,48 @@ class Storage:
         when = time.time() if at is None else at
         labelled: list[str] = []
         unchanged: list[str] = []
+        designed: list[str] = []
         found: set[str] = set()
-        cols = [
-            traces.c.id,
-            traces.c.trace_id,
-            traces.c.bucket,
-            traces.c.slice,
-            traces.c.p,
-            traces.c.scorer_id,
-            traces.c.label,
-            traces.c.label_source,
-        ]
         ids = list(wanted)
         try:
             with self.db.write.begin() as conn:
                 for start in range(0, len(ids), _IN_CHUNK):
                     chunk = ids[start : start + _IN_CHUNK]
-                    query = sa.select(*cols).where(traces.c.trace_id.in_(chunk))
+                    query = sa.select(*TERM_COLUMNS, traces.c.trace_id, traces.c.label_source)
+                    query = query.where(traces.c.trace_id.in_(chunk))
                     if self.db.dialect == "postgresql":  # a concurrent relabel waits
                         query = query.with_for_update()
                     rows = conn.execute(query).all()
+                    pi_of = inclusion_of(conn, [r.id for r in rows])
                     changed = []
                     for row in rows:
                         found.add(row.trace_id)
                         y = wanted[row.trace_id]
-                        if row.label == y and row.label_source == source:
+                        pi = pi_of.get(row.id)
+                        if pi is not None:
+                            designed.append(row.trace_id)
+                        same_pi = (row.label_pi is None) == (pi is None)
+                        if row.label == y and row.label_source == source and same_pi:
                             unchanged.append(row.trace_id)
                         else:
                             changed.append(row)
                             labelled.append(row.trace_id)
-                    self._relabel(conn, changed, wanted, source, when)
+                    self._relabel(conn, changed, wanted, pi_of, source, when)
+                    set_status(conn, list(pi_of), "labelled", when=when)
         except sa.exc.SQLAlchemyError as exc:
             raise StorageError(f"could not store labels: {_short(exc)}") from exc
         unknown = tuple(t for t in ids if t not in found)
-        return LabelOutcome(tuple(labelled), tuple(unchanged), unknown)
-
-    def record_skips(self, ids: Iterable[str], *, at: float | None = None) -> SkipOutcome:
-        """Record that an annotator skipped these traces (`SKIPPED` in ``label_source``,
-        the label left empty, so no estimate moves). A labelled trace keeps its label;
-        ids not stored are "unknown". Interim: the labelling designs will keep skips with
-        the design they belong to.
-        """
-        wanted = list(dict.fromkeys(ids))
-        when = time.time() if at is None else at
-        skipped: list[str] = []
-        labelled: list[str] = []
-        try:
-            with self.db.write.begin() as conn:
-                for start in range(0, len(wanted), _IN_CHUNK):
-                    chunk = wanted[start : start + _IN_CHUNK]
-                    rows = conn.execute(
-                        sa.select(traces.c.id, traces.c.trace_id, traces.c.label).where(
-                            traces.c.trace_id.in_(chunk)
-                        )
-                    ).all()
-                    fresh = [r for r in rows if r.label is None]
-                    labelled.extend(r.trace_id for r in rows if r.label is not None)
-                    skipped.extend(r.trace_id for r in fresh)
-                    if fresh:
-                        conn.execute(
-                            sa.update(traces)
-                            .where(traces.c.id.in_([r.id for r in fresh]))
-                            .values(label_source=SKIPPED, labelled_at=when)
-                        )
-        except sa.exc.SQLAlchemyError as exc:
-            raise StorageError(f"could not store skips: {_short(exc)}") from exc
-        known = set(skipped) | set(labelled)
-        unknown = tuple(t for t in wanted if t not in known)
-        return SkipOutcome(tuple(skipped), tuple(labelled), unknown)
+        fresh = set(labelled)
+        return LabelOutcome(
+            tuple(labelled), tuple(unchanged), unknown, tuple(t for t in designed if t in fresh)
+        )
 
     def _relabel(
         self,
         conn: sa.Connection,
         rows: Sequence[Any],
         wanted: Mapping[str, float],
+        pi_of: Mapping[int, float],
         source: str,
         when: float,
     ) -> None:
@@ -562,24 +575,74 @@ class Storage:
         for scorer_id, group in sorted(by_scorer.items()):
             buckets = [r.bucket for r in group]
             slices = [json.loads(r.slice) for r in group]
-            p = np.array([r.p for r in group], dtype=np.float64)
-            old = np.array([np.nan if r.label is None else r.label for r in group])
-            new = np.array([wanted[r.trace_id] for r in group], dtype=np.float64)
+            old = TraceTerms.from_rows(group)
+            new = old.with_labels(
+                [wanted[r.trace_id] for r in group],
+                [pi_of.get(r.id, math.nan) for r in group],
+            )
             # take the trace out with its old label and back in with the new one: the
-            # n and p sums cancel, the label sums move
-            out = bucket_rows(scorer_id, buckets, slices, p, old, sign=-1.0)
-            into = bucket_rows(scorer_id, buckets, slices, p, new)
+            # other sums cancel, the label sums move
+            out = bucket_rows(scorer_id, buckets, slices, old, sign=-1.0)
+            into = bucket_rows(scorer_id, buckets, slices, new)
             self._add_to_buckets(conn, _merge_rows(out, into))
         conn.execute(
             sa.update(traces)
             .where(traces.c.id == sa.bindparam("pk"))
             .values(
                 label=sa.bindparam("y"),
+                label_pi=sa.bindparam("pi"),
                 label_source=sa.bindparam("src"),
                 labelled_at=sa.bindparam("at"),
             ),
-            [{"pk": r.id, "y": wanted[r.trace_id], "src": source, "at": when} for r in rows],
+            [
+                {
+                    "pk": r.id,
+                    "y": wanted[r.trace_id],
+                    "pi": pi_of.get(r.id),
+                    "src": source,
+                    "at": when,
+                }
+                for r in rows
+            ],
         )
+
+    def record_skips(self, ids: Iterable[str], *, at: float | None = None) -> SkipOutcome:
+        """Record that an annotator skipped these traces: a pending design item becomes
+        ``skipped`` (the design then misses it), and an unlabelled trace is marked
+        (`SKIPPED` in ``label_source``, no label, so no estimate moves). A labelled trace
+        keeps its label (reported as labelled); ids not stored are unknown."""
+        wanted = list(dict.fromkeys(ids))
+        when = time.time() if at is None else at
+        skipped: list[str] = []
+        labelled: list[str] = []
+        designed: list[str] = []
+        try:
+            with self.db.write.begin() as conn:
+                for start in range(0, len(wanted), _IN_CHUNK):
+                    chunk = wanted[start : start + _IN_CHUNK]
+                    rows = conn.execute(
+                        sa.select(traces.c.id, traces.c.trace_id, traces.c.label).where(
+                            traces.c.trace_id.in_(chunk)
+                        )
+                    ).all()
+                    fresh = [r for r in rows if r.label is None]
+                    labelled.extend(r.trace_id for r in rows if r.label is not None)
+                    skipped.extend(r.trace_id for r in fresh)
+                    if not fresh:
+                        continue
+                    items = inclusion_of(conn, [r.id for r in fresh])
+                    designed.extend(r.trace_id for r in fresh if r.id in items)
+                    set_status(conn, list(items), "skipped", when=when, only_pending=True)
+                    conn.execute(
+                        sa.update(traces)
+                        .where(traces.c.id.in_([r.id for r in fresh]))
+                        .values(label_source=SKIPPED, labelled_at=when)
+                    )
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"could not store skips: {_short(exc)}") from exc
+        known = set(skipped) | set(labelled)
+        unknown = tuple(t for t in wanted if t not in known)
+        return SkipOutcome(tuple(skipped), tuple(labelled), unknown, tuple(designed))
 
     # -------------------------------------------------------------- rescoring
     def rescore(
@@ -590,33 +653,33 @@ class Storage:
         *,
         calibrate: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]],
         k_range: tuple[int, int] | None = None,
+        stale_only: bool = False,
         limit: int = 2000,
     ) -> int:
         """Move up to ``limit`` traces counted by ``sources`` to scorer ``target_id``.
 
-        Each moved trace gets ``p_raw = rescorer(features, extra_features, p_raw)`` (kept
-        as is when ``rescorer`` is None: same estimator, new calibration) and
-        ``p = calibrate(p_raw)``, and moves (with its label) from its old scorer's
-        aggregates to the target's, in one transaction. ``k_range`` (inclusive) limits the move to
-        traces whose top-k width the estimator accepts. Returns how many moved; 0
-        means nothing is left.
+        Each moved trace gets the estimator's scores ``rescorer(features, extra_features,
+        slices)`` (its ``p`` the new ``p_raw``; with ``rescorer`` None the stored terms
+        are kept: same estimator, new calibration) and ``p = calibrate(p_raw)``, and moves
+        (with its label) from its old scorer's aggregates to the target's, in one
+        transaction. ``k_range`` (inclusive) limits the move to traces whose top-k width
+        the estimator accepts; ``stale_only`` to traces stored without their per-trace
+        terms (``p_classifier`` NULL: an upgraded database), which may already be counted
+        by the target (they are then rescored in place). Returns how many moved; 0 means
+        nothing is left.
         """
         if not sources:
             return 0
         feature_cols = [traces.c[name] for name in FEATURE_COLUMNS]
         query = (
             sa.select(
-                traces.c.id,
-                traces.c.bucket,
-                traces.c.slice,
+                *TERM_COLUMNS,
                 traces.c.p_raw,
-                traces.c.p,
-                traces.c.scorer_id,
-                traces.c.label,
+                traces.c.p_classifier,
                 traces.c.extra_features,
                 *feature_cols,
             )
-            .where(*self._rescore_filter(sources, k_range))
+            .where(*self._rescore_filter(sources, k_range, stale_only))
             .order_by(traces.c.id)
             .limit(limit)
         )
@@ -627,29 +690,30 @@ class Storage:
                 rows = conn.execute(query).all()
                 if not rows:
                     return 0
-                p_raw = np.array([r.p_raw for r in rows], dtype=np.float64)
+                slices = [json.loads(r.slice) for r in rows]
+                old = TraceTerms.from_rows(rows)
                 if rescorer is not None:
                     feats = np.array([[getattr(r, n) for n in FEATURE_COLUMNS] for r in rows])
                     extras = [
                         None if r.extra_features is None else json.loads(r.extra_features)
                         for r in rows
                     ]
-                    p_raw = rescorer(feats, extras, p_raw)
-                p = calibrate(p_raw)
-                labels = np.array([np.nan if r.label is None else r.label for r in rows])
-                conn.execute(
-                    sa.update(traces)
-                    .where(traces.c.id == sa.bindparam("pk"))
-                    .values(p_raw=sa.bindparam("pr"), p=sa.bindparam("pc"), scorer_id=target_id),
-                    [
-                        {"pk": r.id, "pr": float(a), "pc": float(b)}
-                        for r, a, b in zip(rows, p_raw, p, strict=True)
-                    ],
+                    est = rescorer(feats, extras, slices)
+                    p_raw, p_cls = est.p, est.p_classifier
+                    new = TraceTerms(calibrate(p_raw), old.y, old.pi, est.seen, est.cal, est.w)
+                else:
+                    p_raw = np.array([r.p_raw for r in rows], dtype=np.float64)
+                    p_cls = np.array(
+                        [math.nan if r.p_classifier is None else r.p_classifier for r in rows]
+                    )
+                    new = TraceTerms(calibrate(p_raw), old.y, old.pi, old.seen, old.cal, old.w)
+                _set_scores(
+                    conn,
+                    [_scores_params(r.id, i, p_raw, p_cls, new) for i, r in enumerate(rows)],
+                    scorer_id=target_id,
                 )
                 buckets = [r.bucket for r in rows]
-                slices = [json.loads(r.slice) for r in rows]
-                moves = [bucket_rows(target_id, buckets, slices, p, labels)]
-                old_p = np.array([r.p for r in rows], dtype=np.float64)
+                moves = [bucket_rows(target_id, buckets, slices, new)]
                 old_scorer = np.array([r.scorer_id for r in rows])
                 for source in np.unique(old_scorer).tolist():
                     mine = np.flatnonzero(old_scorer == source)
@@ -658,8 +722,7 @@ class Storage:
                             int(source),
                             [buckets[i] for i in mine],
                             [slices[i] for i in mine],
-                            old_p[mine],
-                            labels[mine],
+                            old.take(mine),
                             sign=-1.0,
                         )
                     )
@@ -669,7 +732,11 @@ class Storage:
         return len(rows)
 
     def pending_rescore(
-        self, sources: Sequence[int], k_range: tuple[int, int] | None = None
+        self,
+        sources: Sequence[int],
+        k_range: tuple[int, int] | None = None,
+        *,
+        stale_only: bool = False,
     ) -> int:
         """Traces `rescore` with the same arguments has left to move."""
         if not sources:
@@ -679,17 +746,19 @@ class Storage:
                 conn.execute(
                     sa.select(sa.func.count())
                     .select_from(traces)
-                    .where(*self._rescore_filter(sources, k_range))
+                    .where(*self._rescore_filter(sources, k_range, stale_only))
                 ).scalar_one()
             )
 
     @staticmethod
     def _rescore_filter(
-        sources: Sequence[int], k_range: tuple[int, int] | None
+        sources: Sequence[int], k_range: tuple[int, int] | None, stale_only: bool = False
     ) -> list[sa.ColumnElement[bool]]:
         where: list[sa.ColumnElement[bool]] = [traces.c.scorer_id.in_(list(sources))]
         if k_range is not None:
             where.append(traces.c.k.between(k_range[0], k_range[1]))
+        if stale_only:
+            where.append(traces.c.p_classifier.is_(None))
         return where
 
     # ------------------------------------------------------- waiting traces
@@ -706,9 +775,9 @@ class Storage:
         them in scorer ``target`` (their model key becomes ``target.model``), in one
         transaction.
 
-        ``score`` computes features and ``p_raw`` from the stored steps; ``p =
-        calibrate(p_raw)``. A trace the estimator refuses keeps waiting, marked with its
-        estimator (not retried by it) and the reason. Returns ``(scored, refused)``;
+        ``score`` computes features and the estimator's scores from the stored steps and
+        slices; ``p = calibrate(p_raw)``. A trace the estimator refuses keeps waiting,
+        marked with its estimator (not retried by it) and the reason. Returns ``(scored, refused)``;
         ``(0, 0)`` means nothing is left.
         """
         if not names:
@@ -721,6 +790,7 @@ class Storage:
                 traces.c.bucket,
                 traces.c.slice,
                 traces.c.label,
+                traces.c.label_pi,
                 trace_steps.c.steps,
             )
             .join(trace_steps, trace_steps.c.trace_pk == traces.c.id)
@@ -735,7 +805,7 @@ class Storage:
                 rows = conn.execute(query).all()
                 if not rows:
                     return 0, 0
-                out = score([(r.trace_id, r.steps) for r in rows])
+                out = score([(r.trace_id, r.steps, json.loads(r.slice)) for r in rows])
                 ok = [i for i, why in enumerate(out.refused) if not why]
                 bad = [i for i, why in enumerate(out.refused) if why]
                 if bad:
@@ -760,33 +830,31 @@ class Storage:
         idx: Sequence[int],
         calibrate: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]],
     ) -> None:
-        p_raw = np.asarray(out.p_raw[list(idx)], dtype=np.float64)
-        p = calibrate(p_raw)
+        at = np.asarray(idx, dtype=np.intp)
+        est = out.scores
+        p_raw = np.asarray(est.p[at], dtype=np.float64)
+        y = np.array([math.nan if r.label is None else r.label for r in rows], dtype=np.float64)
+        pi = np.array([math.nan if r.label_pi is None else r.label_pi for r in rows])
+        terms = TraceTerms(calibrate(p_raw), y, pi, est.seen[at], est.cal[at], est.w[at])
+        p_cls = est.p_classifier[at]
         params = []
-        for r, j, a, b in zip(rows, idx, p_raw, p, strict=True):
+        for i, (r, j) in enumerate(zip(rows, idx, strict=True)):
             extra = out.extra[j]
             params.append(
                 {
-                    "pk": r.id,
-                    "pr": float(a),
-                    "pc": float(b),
+                    **_scores_params(r.id, i, p_raw, p_cls, terms),
                     "extra": None if extra is None else dumps(dict(extra)),
                     **{f"f_{n}": float(out.features[j, c]) for c, n in enumerate(FEATURE_COLUMNS)},
                 }
             )
-        conn.execute(
-            sa.update(traces)
-            .where(traces.c.id == sa.bindparam("pk"))
-            .values(
-                p_raw=sa.bindparam("pr"),
-                p=sa.bindparam("pc"),
-                extra_features=sa.bindparam("extra"),
-                scorer_id=target.id,
-                model=target.model,
-                entropy_mode=out.entropy_mode,
-                **{n: sa.bindparam(f"f_{n}") for n in FEATURE_COLUMNS},
-            ),
+        _set_scores(
+            conn,
             params,
+            extra_features=sa.bindparam("extra"),
+            scorer_id=target.id,
+            model=target.model,
+            entropy_mode=out.entropy_mode,
+            **{n: sa.bindparam(f"f_{n}") for n in FEATURE_COLUMNS},
         )
         pks = [r.id for r in rows]
         for start in range(0, len(pks), _IN_CHUNK):
@@ -795,11 +863,10 @@ class Storage:
                     trace_steps.c.trace_pk.in_(pks[start : start + _IN_CHUNK])
                 )
             )
-        labels = np.array([np.nan if r.label is None else r.label for r in rows])
         self._add_to_buckets(
             conn,
             bucket_rows(
-                target.id, [r.bucket for r in rows], [json.loads(r.slice) for r in rows], p, labels
+                target.id, [r.bucket for r in rows], [json.loads(r.slice) for r in rows], terms
             ),
         )
 
@@ -919,6 +986,47 @@ class Storage:
         return out
 
 
+def _scores_params(
+    pk: int, i: int, p_raw: npt.NDArray[np.float64], p_cls: Any, terms: TraceTerms
+) -> dict[str, Any]:
+    """Bound values of `_set_scores` for row ``i`` of a rescored chunk."""
+    return {
+        "pk": pk,
+        "pr": float(p_raw[i]),
+        "pc": float(terms.p[i]),
+        "pk_cls": _num_or_none(p_cls, i),
+        "sn": bool(terms.seen[i]),
+        "cl": float(terms.cal[i]),
+        "wb": pack_w(terms.w[i]),
+    }
+
+
+def _set_scores(conn: sa.Connection, params: list[dict[str, Any]], **values: Any) -> None:
+    """Store each trace's new scores and terms (`_scores_params`), and ``values``."""
+    conn.execute(
+        sa.update(traces)
+        .where(traces.c.id == sa.bindparam("pk"))
+        .values(
+            p_raw=sa.bindparam("pr"),
+            p=sa.bindparam("pc"),
+            p_classifier=sa.bindparam("pk_cls"),
+            seen=sa.bindparam("sn"),
+            cal=sa.bindparam("cl"),
+            w=sa.bindparam("wb"),
+            **values,
+        ),
+        params,
+    )
+
+
+def _num_or_none(values: Any, i: int) -> float | None:
+    """``values[i]`` as a float, None for NaN (or no values)."""
+    if values is None:
+        return None
+    x = float(values[i])
+    return None if math.isnan(x) else x
+
+
 def _merge_rows(*parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Sum bucket rows with equal keys; sorted by key (lock order)."""
     acc: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -946,6 +1054,9 @@ def _scorer_info(row: Any) -> ScorerInfo:
         created_at=float(row.created_at),
         note=row.note,
         model=row.model,
+        finisher=None
+        if row.finisher is None
+        else SliceFinisher.from_dict(json.loads(row.finisher)),
     )
 
 

@@ -21,11 +21,24 @@ Layout, chosen for per-slice, per-time-window queries over millions of traces:
 * ``trace_slices``: one row per (trace, slice dimension): the index that finds the
   traces of one slice in a time range without scanning JSON.
 * ``slice_buckets``: the mergeable sums of `entropy_sentinel.aggregate.SliceStats` per
-  (scorer, dimension, value, bucket), updated in the same transaction as the traces.
-  Estimates for any window are sums over buckets, never rescans. The dimension ``*``
-  (value ``*``) holds all traffic.
+  (scorer, dimension, value, bucket), every flat field (`FLAT_FIELDS`) a column, plus
+  ``n_shift_unknown`` (responses whose whitened profile is not known: stored before the
+  estimator kept it, or scored by an estimator without a shift reference), updated in
+  the same transaction as the traces. Estimates for any window are sums over buckets,
+  never rescans. The dimension ``*`` (value ``*``) holds all traffic.
+* per trace, what its contribution to those sums needs, so that it can be taken out
+  again (rescoring, labels) without rescoring: ``p``, ``seen`` (its slice value had a
+  calibration offset), ``cal`` (that offset's part), ``w`` (the whitened profile, 11
+  float64, little-endian; NULL when unknown), ``p_classifier`` (the smooth
+  classifier P that labelling designs draw with) and ``label_pi`` (the inclusion
+  probability of a label drawn by a design; NULL for a plain label).
+* ``designs`` and ``design_items``: labelling designs (which responses to label, drawn
+  with known inclusion probabilities) and each drawn response with its probability and
+  status (``pending``, ``labelled``, ``skipped``).
 * ``scorers``: each (model, estimator) pair, and each recalibration of it, that has
-  scored traces; ``models.active_scorer_id`` names the one a model's estimates use.
+  scored traces, with how its estimator finishes a slice's sums (``finisher``: JSON of
+  `entropy_sentinel.estimator.intervals.SliceFinisher`); ``models.active_scorer_id``
+  names the one a model's estimates use.
 * ``alerts``: one row per alert episode; at most one open episode per
   (rule, dimension, value), enforced by a partial unique index.
 * ``trace_payloads``: raw records (zlib-compressed JSON), only with ``store_raw``.
@@ -38,10 +51,13 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from entropy_sentinel.aggregate import COUNT_FIELDS, FLAT_FIELDS
 from entropy_sentinel.profile import FEATURE_NAMES
 
 __all__ = [
     "ALL",
+    "COUNT_COLUMNS",
+    "DESIGN_STATUSES",
     "FEATURE_COLUMNS",
     "MAX_DIMENSION",
     "MAX_ID",
@@ -49,6 +65,8 @@ __all__ = [
     "MAX_VALUE",
     "SUM_COLUMNS",
     "alerts",
+    "design_items",
+    "designs",
     "metadata",
     "models",
     "scorers",
@@ -68,17 +86,13 @@ MAX_DIMENSION = 64
 MAX_VALUE = 256
 MAX_MODEL = 256
 FEATURE_COLUMNS: tuple[str, ...] = FEATURE_NAMES
-SUM_COLUMNS: tuple[str, ...] = (
-    "n",
-    "sum_p",
-    "sum_p2",
-    "sum_pq",
-    "n_labelled",
-    "sum_y",
-    "sum_r",
-    "sum_r2",
-)
-"""The `SliceStats` fields stored per bucket, in `SliceStats` order."""
+SUM_COLUMNS: tuple[str, ...] = (*FLAT_FIELDS, "n_shift_unknown")
+"""The columns of ``slice_buckets`` summed per key: every flat `SliceStats` field
+(`FLAT_FIELDS`, in that order), then ``n_shift_unknown``."""
+COUNT_COLUMNS: frozenset[str] = COUNT_FIELDS | {"n_shift_unknown"}
+"""The summed columns that are counts (integers)."""
+DESIGN_STATUSES: tuple[str, ...] = ("pending", "labelled", "skipped")
+"""Status of a drawn response of a labelling design."""
 
 metadata = sa.MetaData(
     naming_convention={
@@ -113,6 +127,7 @@ scorers = sa.Table(
     sa.Column("base_id", sa.Integer, sa.ForeignKey("scorers.id"), nullable=True),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("note", sa.Text, nullable=False, server_default=""),
+    sa.Column("finisher", sa.Text, nullable=True),  # JSON SliceFinisher; NULL: not known
 )
 
 models = sa.Table(
@@ -141,8 +156,13 @@ traces = sa.Table(
     sa.Column("extra_features", sa.Text, nullable=True),  # JSON {name: value}
     sa.Column("p_raw", sa.Double, nullable=True),
     sa.Column("p", sa.Double, nullable=True),
+    sa.Column("p_classifier", sa.Double, nullable=True),  # NULL: scored before it was kept
+    sa.Column("seen", sa.Boolean, nullable=True),
+    sa.Column("cal", sa.Double, nullable=True),
+    sa.Column("w", sa.LargeBinary, nullable=True),  # 11 float64 LE; NULL: not known
     sa.Column("scorer_id", sa.Integer, sa.ForeignKey("scorers.id"), nullable=True),
     sa.Column("label", sa.Double, nullable=True),
+    sa.Column("label_pi", sa.Double, nullable=True),  # a designed label's inclusion prob.
     sa.Column("label_source", sa.String(128), nullable=True),
     sa.Column("labelled_at", sa.Double, nullable=True),
     sa.Column("meta", sa.Text, nullable=True),  # JSON object
@@ -214,14 +234,48 @@ slice_buckets = sa.Table(
     sa.Column("dimension", sa.String(MAX_DIMENSION), primary_key=True),
     sa.Column("bucket", sa.BigInteger, primary_key=True),
     sa.Column("value", sa.String(MAX_VALUE), primary_key=True),
-    sa.Column("n", sa.BigInteger, nullable=False),
-    sa.Column("sum_p", sa.Double, nullable=False),
-    sa.Column("sum_p2", sa.Double, nullable=False),
-    sa.Column("sum_pq", sa.Double, nullable=False),
-    sa.Column("n_labelled", sa.BigInteger, nullable=False),
-    sa.Column("sum_y", sa.Double, nullable=False),
-    sa.Column("sum_r", sa.Double, nullable=False),
-    sa.Column("sum_r2", sa.Double, nullable=False),
+    *(
+        sa.Column(
+            name,
+            sa.BigInteger if name in COUNT_COLUMNS else sa.Double,
+            nullable=False,
+            server_default="0",
+        )
+        for name in SUM_COLUMNS
+    ),
+)
+
+designs = sa.Table(
+    "designs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(MAX_MODEL), nullable=False),
+    sa.Column("scorer_id", sa.Integer, sa.ForeignKey("scorers.id"), nullable=False),
+    sa.Column("dimension", sa.String(MAX_DIMENSION), nullable=False),
+    sa.Column("since", sa.Double, nullable=False),
+    sa.Column("until", sa.Double, nullable=False),
+    sa.Column("budget", sa.Integer, nullable=False),
+    sa.Column("minimum", sa.Integer, nullable=False),
+    sa.Column("seed", sa.BigInteger, nullable=False),
+    sa.Column("level", sa.Double, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),  # JSON: target, each slice's allocation
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("closed_at", sa.Double, nullable=True),
+    sa.Index(None, "model", "dimension", "closed_at"),
+)
+
+design_items = sa.Table(
+    "design_items",
+    metadata,
+    sa.Column(
+        "design_id", sa.Integer, sa.ForeignKey("designs.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("trace_pk", _BigId, sa.ForeignKey("traces.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("value", sa.String(MAX_VALUE), nullable=False),
+    sa.Column("inclusion", sa.Double, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("updated_at", sa.Double, nullable=True),
+    sa.Index(None, "trace_pk"),
 )
 
 alerts = sa.Table(
