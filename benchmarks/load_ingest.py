@@ -1,7 +1,8 @@
 """Load test of the monitoring service's ingest: concurrent clients, real server, real database.
 
     .venv/bin/python benchmarks/load_ingest.py [--db sqlite,postgres] [--traffic smollm2,phi35]
-        [--batch 1,20] [--clients 4,32] [--seconds 20] [--warmup 3] [--json OUT.json]
+        [--batch 1,20] [--clients 4,32] [--workers 1,2] [--instances 1,2] [--seconds 20]
+        [--warmup 3] [--json OUT.json]
 
 For every combination of database, traffic, batch size and client count it starts
 ``sentinel serve`` as a subprocess (uvicorn, loopback, a fresh database), runs that many
@@ -9,6 +10,10 @@ concurrent clients (asyncio + httpx, one connection each, each posting its next 
 as soon as the previous one is answered) for ``--seconds``, then stops the server with
 SIGTERM and checks, in the database, that **every trace the server acknowledged is
 stored** (and that the aggregates equal a recount of the traces).
+
+``--instances N`` starts N ``sentinel serve`` processes on the same PostgreSQL database
+(several instances behind a load balancer); client ``c`` posts to instance ``c mod N``,
+the CPU column sums every instance, and the same checks run on the shared database.
 
 With many clients the server is saturated: throughput is its capacity and latency is
 mostly queueing (Little's law: latency ~ clients x batch / throughput). A few clients
@@ -39,6 +44,7 @@ import argparse
 import asyncio
 import contextlib
 import gzip
+import itertools
 import json
 import os
 import platform
@@ -85,6 +91,7 @@ class Run:
     seconds: float
     workers: int = 1
     estimator: str = "default"
+    instances: int = 1
     requests: int = 0
     acknowledged: int = 0
     traces_per_s: float = 0.0
@@ -166,8 +173,8 @@ def fit_model(traffic: str, estimator: str, workdir: Path) -> Path:
 
 # ------------------------------------------------------------------ clients
 class Load:
-    def __init__(self, url: str, templates: list[bytes], batch: int, prefix: str) -> None:
-        self.url = url
+    def __init__(self, urls: list[str], templates: list[bytes], batch: int, prefix: str) -> None:
+        self.urls = urls  # client c posts to urls[c % len(urls)]
         self.templates = templates
         self.batch = batch
         self.prefix = prefix
@@ -193,7 +200,8 @@ class Load:
 
     async def client(self, c: int, stop: asyncio.Event) -> None:
         limits = httpx.Limits(max_connections=1)
-        async with httpx.AsyncClient(base_url=self.url, timeout=60, limits=limits) as http:
+        url = self.urls[c % len(self.urls)]
+        async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
             seq = 0
             while not stop.is_set():
                 body = self.body(c, seq)
@@ -236,20 +244,20 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def drive(
-    load: Load, clients: int, seconds: float, warmup: float, pid: int
+    load: Load, clients: int, seconds: float, warmup: float, pids: list[int]
 ) -> tuple[float, float]:
-    """Run the clients; returns the measured wall time and the server's CPU time in it."""
+    """Run the clients; returns the measured wall time and the servers' CPU time in it."""
     stop = asyncio.Event()
     tasks = [asyncio.create_task(load.client(c, stop)) for c in range(clients)]
     await asyncio.sleep(warmup)
     load.measuring = True
-    cpu0 = cpu_seconds(pid)
+    cpu0 = sum(cpu_seconds(pid) for pid in pids)
     own0 = cpu_seconds(os.getpid())
     started = time.perf_counter()
     await asyncio.sleep(seconds)
     load.measuring = False
     elapsed = time.perf_counter() - started
-    cpu = cpu_seconds(pid) - cpu0
+    cpu = sum(cpu_seconds(pid) for pid in pids) - cpu0
     load.client_cpu = cpu_seconds(os.getpid()) - own0
     stop.set()
     await asyncio.gather(*tasks)
@@ -295,29 +303,32 @@ def run_one(
     args: argparse.Namespace,
     model: Path,
     workdir: Path,
+    instances: int = 1,
 ) -> Run:
     templates = smollm2_templates() if traffic == "smollm2" else phi35_templates()
-    name = f"{kind}-{traffic}-{batch}-{clients}-{workers}"
-    result = Run(kind, traffic, batch, clients, args.seconds, workers, args.estimator)
+    name = f"{kind}-{traffic}-{batch}-{clients}-{workers}-{instances}"
+    result = Run(kind, traffic, batch, clients, args.seconds, workers, args.estimator, instances)
     with database(kind, workdir, name) as url:
-        svc = ServiceProcess(
-            db_url=url,
-            model=model,
-            log_path=workdir / f"{name}.log",
-            args=["--workers", str(workers)],
-        )
-        svc.start(timeout=120)
-        load = Load(svc.url, templates, batch, name)
-        assert svc.proc is not None
-        try:
-            elapsed, cpu = asyncio.run(
-                drive(load, clients, args.seconds, args.warmup, svc.proc.pid)
+        servers = [
+            ServiceProcess(
+                db_url=url,
+                model=model,
+                log_path=workdir / f"{name}-{i}.log",
+                args=["--workers", str(workers)],
             )
-            group = group_stats(svc.url)
+            for i in range(instances)
+        ]
+        try:
+            for svc in servers:  # one after the other: the first migrates the schema
+                svc.start(timeout=120)
+            load = Load([svc.url for svc in servers], templates, batch, name)
+            pids = [svc.proc.pid for svc in servers if svc.proc is not None]
+            elapsed, cpu = asyncio.run(drive(load, clients, args.seconds, args.warmup, pids))
+            group = group_stats([svc.url for svc in servers])
         finally:
-            code = svc.stop()
-        if code not in (0, -15):
-            raise SystemExit(f"the server exited with {code}; see {workdir / name}.log")
+            codes = [svc.stop() for svc in servers]
+        if any(code not in (0, -15) for code in codes):
+            raise SystemExit(f"a server exited with {codes}; see {workdir}/{name}-*.log")
         result.stored, result.lost, result.aggregates_consistent = verify(url, load.acked)
     lat = np.asarray(load.latencies) * 1000
     result.requests = len(lat)
@@ -336,17 +347,19 @@ def run_one(
     return result
 
 
-def group_stats(url: str) -> tuple[float, float]:
-    """Mean traces per group commit and mean group time (scoring + transaction), in ms."""
+def group_stats(urls: list[str]) -> tuple[float, float]:
+    """Mean traces per group commit and mean group time (scoring + transaction), in ms,
+    over the instances at ``urls``."""
     values: dict[str, float] = {}
-    for line in httpx.get(url + "/metrics", timeout=30).text.splitlines():
-        name, _, value = line.partition(" ")
-        if name in (
-            "sentinel_write_group_traces_sum",
-            "sentinel_write_group_traces_count",
-            "sentinel_write_duration_seconds_sum",
-        ):
-            values[name] = float(value)
+    for url in urls:
+        for line in httpx.get(url + "/metrics", timeout=30).text.splitlines():
+            name, _, value = line.partition(" ")
+            if name in (
+                "sentinel_write_group_traces_sum",
+                "sentinel_write_group_traces_count",
+                "sentinel_write_duration_seconds_sum",
+            ):
+                values[name] = values.get(name, 0.0) + float(value)
     n = values.get("sentinel_write_group_traces_count", 0.0) or 1.0
     return (
         values.get("sentinel_write_group_traces_sum", 0.0) / n,
@@ -356,15 +369,17 @@ def group_stats(url: str) -> tuple[float, float]:
 
 def table(runs: list[Run]) -> str:
     head = (
-        "| database | traffic | estimator | workers | batch | clients | body KB | traces/s "
+        "| database | traffic | estimator | instances | workers | batch | clients | body KB "
+        "| traces/s "
         "| requests/s | p50 ms "
         "| p90 ms | p99 ms | max ms | server CPU ms/trace | client CPU | traces/commit | ms/commit "
         "| acknowledged | lost | errors | aggregates |\n"
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:"
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:"
         "|---:|---:|---|---|\n"
     )
     rows = [
-        f"| {r.database} | {r.traffic} | {r.estimator} | {r.workers} | {r.batch} | {r.clients} "
+        f"| {r.database} | {r.traffic} | {r.estimator} | {r.instances} | {r.workers} "
+        f"| {r.batch} | {r.clients} "
         f"| {r.mean_body_kb:.1f} "
         f"| {r.traces_per_s:,.0f} "
         f"| {r.requests_per_s:,.0f} | {r.p50_ms:.1f} | {r.p90_ms:.1f} | {r.p99_ms:.1f} "
@@ -386,6 +401,12 @@ def main() -> None:
     parser.add_argument("--clients", default="4,32", help="client counts to run, e.g. 4,32")
     parser.add_argument("--workers", default="1", help="worker counts to run, e.g. 1,2")
     parser.add_argument(
+        "--instances",
+        default="1",
+        help="sentinel serve processes on one database (PostgreSQL for more than 1), e.g. 1,2; "
+        "clients are spread over them",
+    )
+    parser.add_argument(
         "--estimator", default="default", choices=["default", "lr"], help="see fit_model"
     )
     parser.add_argument("--seconds", type=float, default=20.0)
@@ -400,7 +421,13 @@ def main() -> None:
             for traffic in args.traffic.split(","):
                 for batch in (int(b) for b in args.batch.split(",")):
                     for clients in (int(c) for c in args.clients.split(",")):
-                        for workers in (int(w) for w in args.workers.split(",")):
+                        for workers, instances in itertools.product(
+                            (int(w) for w in args.workers.split(",")),
+                            [int(i) for i in args.instances.split(",")],
+                        ):
+                            if instances > 1 and kind != "postgres":
+                                print(f"skipped: {instances} instances on {kind} (PostgreSQL only)")
+                                continue
                             run = run_one(
                                 kind,
                                 traffic,
@@ -410,6 +437,7 @@ def main() -> None:
                                 args,
                                 models[traffic],
                                 workdir,
+                                instances,
                             )
                             runs.append(run)
                             print(json.dumps(asdict(run)), flush=True)

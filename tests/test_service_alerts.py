@@ -48,24 +48,29 @@ class Receiver:
 
     ``status`` is what it answers (set 500 to make deliveries fail); ``delay`` how long
     it takes to answer (a slow receiver). ``arrivals`` lists every POST as it arrives:
-    (payload, Idempotency-Key header).
+    (payload, Idempotency-Key header); ``spans`` each POST's (Idempotency-Key, start,
+    end) on the monotonic clock, once answered (overlapping deliveries show).
     """
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
         self.arrivals: list[tuple[dict[str, Any], str | None]] = []
+        self.spans: list[tuple[str | None, float, float]] = []
         self.status = 200
         self.delay = 0.0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
+                began = time.monotonic()
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 outer.arrivals.append((json.loads(body), self.headers.get("Idempotency-Key")))
                 time.sleep(outer.delay)
                 status = outer.status
                 if status == 200:
                     outer.received.append(json.loads(body))
+                # recorded before answering: once the sender has the answer, it is here
+                outer.spans.append((self.headers.get("Idempotency-Key"), began, time.monotonic()))
                 self.send_response(status)
                 self.end_headers()
 

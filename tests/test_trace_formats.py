@@ -21,9 +21,16 @@ from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.streaming import estimate_stream
 from entropy_sentinel.table import FeatureTableWriter, feature_frame
 from entropy_sentinel.testing.synthetic import synthetic_traces
-from entropy_sentinel.traces import iter_trace_batches, open_traces, write_parquet
+from entropy_sentinel.traces import (
+    ParquetTraceWriter,
+    Rejection,
+    iter_trace_batches,
+    open_traces,
+    write_parquet,
+)
 from entropy_sentinel.traces.corpus import read_corpus
 from entropy_sentinel.traces.parquet import FORMAT_VERSION, METADATA_KEY, traces_to_arrow
+from entropy_sentinel.traces.rejections import KEEP, MAX_KINDS, OTHER_KINDS, RejectionLog
 from tests.conftest import CORPUS, SMOLLM2_FIXTURES
 
 runner = CliRunner()
@@ -257,3 +264,64 @@ def test_the_trace_parquet_shape_is_documented(tmp_path: Path) -> None:
     doc = (Path(__file__).parents[1] / "docs" / "formats.md").read_text()
     for column in pq.read_schema(tmp_path / "t.parquet").names:
         assert f"`{column}`" in doc, column
+
+
+def test_a_stream_counts_every_rejection_and_keeps_only_the_first(tmp_path: Path) -> None:
+    # regression: estimate_stream held every rejection of its input in a list
+    good = synthetic_traces(120, tokens=8, k=5, seed=6)
+    est = es.CorrectnessEstimator(family="lr", random_state=0).fit_traces(good)
+    lines = [json.dumps({"id": f"bad-{i}", "token_entropy": [-1.0]}) for i in range(700)]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    seen: list[Rejection] = []
+    log = RejectionLog(keep=25, sink=seen.append)
+    batches = [*iter_trace_batches(path, batch_size=64), good]
+    result, summary = estimate_stream(batches, est, "domain", rejections=log)
+    assert summary.rejected is log and summary.n_traces == 120 and sum(r.n for r in result) == 120
+    assert log.n == len(seen) == 700 and len(log.sample) == 25 and not log.complete
+    assert [r.record_id for r in seen] == [f"bad-{i}" for i in range(700)]
+    assert [r.record_id for r in log.sample] == [f"bad-{i}" for i in range(25)]
+    assert sum(log.kinds.values()) == 700
+    # merging a summary that kept only some still counts all of them
+    total = RejectionLog(keep=5)
+    total.merge(log)
+    assert total.n == 700 and len(total.sample) == 5 and sum(total.kinds.values()) == 700
+
+
+def test_a_rejection_log_counts_at_most_max_kinds_kinds() -> None:
+    log = RejectionLog(keep=0)
+    names = [chr(97 + j // 26) + chr(97 + j % 26) for j in range(150)]  # 150 kinds
+    log.add(Rejection(i, None, None, f"reason {names[i % 150]}") for i in range(600))
+    assert log.n == 600 and not log.sample
+    assert len(log.kinds) == MAX_KINDS + 1 and log.kinds[OTHER_KINDS] == 4 * 50
+
+
+def test_features_cli_lists_every_rejection_it_does_not_keep(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    lines = [json.dumps({"id": f"bad-{i}", "token_entropy": [-1.0]}) for i in range(KEEP + 300)]
+    path.write_text("\n".join([*lines, json.dumps({"id": "ok", "token_entropy": [0.5]})]) + "\n")
+    out = tmp_path / "f.parquet"
+    result = runner.invoke(app, ["features", str(path), "-o", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert f"rejected {KEEP + 300} records" in " ".join(result.output.split())
+    listed = (tmp_path / "f.parquet.rejected.jsonl").read_text().splitlines()
+    assert len(listed) == KEEP + 300 and json.loads(listed[-1])["record_id"] == f"bad-{KEEP + 299}"
+
+
+def test_parquet_is_read_one_row_group_at_a_time(tmp_path: Path) -> None:
+    # regression: one ParquetFile.iter_batches over a whole file held Arrow memory of
+    # every row group it had passed until the file ended (pyarrow 26)
+    path = tmp_path / "t.parquet"
+    with ParquetTraceWriter(path) as writer:
+        for i in range(8):
+            writer.write(synthetic_traces(2000, tokens=60, k=20, seed=i, prefix=f"g{i}-"))
+    assert pq.ParquetFile(path).metadata.num_row_groups == 8
+    allocated = []
+    n = 0
+    for batch in iter_trace_batches(path, batch_size=2000):
+        n += len(batch)
+        allocated.append(pa.total_allocated_bytes())
+        del batch
+    assert n == 16000
+    # the old reader grew from 70 to 114 MB over these 8 row groups; this one stays flat
+    assert max(allocated[2:]) < 1.2 * allocated[1], allocated

@@ -10,9 +10,12 @@ agree to rounding.
 
 Traces the estimator cannot score (another entropy source, a narrower top-k:
 `TraceSignature.refused`) are rejected one by one with the reason, as the service
-does, instead of failing the run. With ``window`` (seconds), each slice is split by
-time window: the key gains a last value, the window's start as RFC 3339 text
-(windows aligned to the epoch; traces without a timestamp go to window None).
+does, instead of failing the run. Rejections go to a `RejectionLog`: all counted, the
+first kept, every one passed to its sink (a file), so memory does not grow with them.
+
+With ``window`` (seconds), each slice is split by time window: the key gains a last
+value, the window's start as RFC 3339 text (windows aligned to the epoch; traces
+without a timestamp go to window None).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 from entropy_sentinel.errors import ArtifactMismatchError, ConfigError, SliceDimensionError
 from entropy_sentinel.timeutil import format_instant
 from entropy_sentinel.traces.batch import Rejection, TraceBatch
+from entropy_sentinel.traces.rejections import RejectionLog
 
 if TYPE_CHECKING:
     from entropy_sentinel.aggregate import SliceStats
@@ -56,8 +60,11 @@ class PartialEstimate:
     Attributes:
         stats: slice key (the ``by`` values, then the window start when windowed) ->
             statistics of its traces' P(correct) and labels.
-        rejected: records that were not read, then traces the estimator refused.
+        rejected: records that were not read, then traces the estimator refused (a
+            batch's partial keeps them all; a merged summary counts all and keeps the
+            first, see `RejectionLog`).
         n_refused: how many of ``rejected`` the estimator refused.
+        refusal: the reason of the first refusal (None: none).
         present: slice dimensions that at least one trace carries (all of them, so that
             an error about a missing one can list those there are).
         n_traces: traces scored.
@@ -65,22 +72,24 @@ class PartialEstimate:
     """
 
     stats: dict[SliceKey, SliceStats] = field(default_factory=dict)
-    rejected: list[Rejection] = field(default_factory=list)
+    rejected: RejectionLog = field(default_factory=RejectionLog)
     present: set[str] = field(default_factory=set)
     n_traces: int = 0
     n_tokens: int = 0
     n_refused: int = 0
+    refusal: str | None = None
 
     def merge(self, other: PartialEstimate) -> PartialEstimate:
         """Add ``other`` into this summary (in place) and return it."""
         for key, stats in other.stats.items():
             mine = self.stats.get(key)
             self.stats[key] = stats if mine is None else mine + stats
-        self.rejected.extend(other.rejected)
+        self.rejected.merge(other.rejected)
         self.present |= other.present
         self.n_traces += other.n_traces
         self.n_tokens += other.n_tokens
         self.n_refused += other.n_refused
+        self.refusal = self.refusal or other.refusal
         return self
 
 
@@ -118,14 +127,16 @@ def partial_estimate(
     """The `PartialEstimate` of one batch (its read rejections included)."""
     from entropy_sentinel.aggregate import SliceStats
 
-    out = PartialEstimate(rejected=list(batch.rejected))
+    out = PartialEstimate(rejected=RejectionLog(keep=None))  # one batch: bounded
+    out.rejected.add(batch.rejected)
     signature = signature_of(estimator)
     if signature is not None and len(batch):
         refused = signature.refused(batch)
         if refused.any():
             for i in np.flatnonzero(refused):
                 reason = signature.why(batch.subset([int(i)]))
-                out.rejected.append(Rejection(-1, batch.ids[int(i)], None, reason))
+                out.rejected.add([Rejection(-1, batch.ids[int(i)], None, reason)])
+                out.refusal = out.refusal or reason
             out.n_refused = int(refused.sum())
             batch = batch.subset(~refused)
     if not len(batch):
@@ -174,7 +185,7 @@ def finish(
     from entropy_sentinel.estimator.slices import accuracy_from_stats, finisher_of, knows_slices
 
     if not partial.n_traces and partial.n_refused:  # nothing scored: not a data problem
-        raise ArtifactMismatchError(partial.rejected[-1].reason)
+        raise ArtifactMismatchError(partial.refusal or "the estimator refused every trace")
     absent = [d for d in by if d not in partial.present]
     if absent and partial.n_traces:
         raise SliceDimensionError(
@@ -200,17 +211,20 @@ def estimate_stream(
     level: float = 0.95,
     *,
     window: int | None = None,
+    rejections: RejectionLog | None = None,
 ) -> tuple[SliceAccuracy, PartialEstimate]:
     """`estimate_accuracy` over batches read one at a time (see the module docstring).
 
-    Returns the result and the merged summary (its ``rejected`` lists every record not
-    read and every trace refused).
+    Returns the result and the merged summary: its ``rejected`` (``rejections`` when
+    given, e.g. with a sink that writes them all) counts every record not read and every
+    trace refused, and keeps the first of them.
     """
     dims = slice_dimensions(by)
     if window is not None and window <= 0:
         raise ConfigError(f"window={window!r} must be a positive number of seconds")
-    total = PartialEstimate()
+    total = PartialEstimate(rejected=RejectionLog() if rejections is None else rejections)
     for batch in batches:
         total.merge(partial_estimate(batch, estimator, dims, window=window))
+        del batch  # not held while the next one is read
     result = finish(total, estimator, dims, window=window, level=level)
     return result, total

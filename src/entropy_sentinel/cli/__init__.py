@@ -16,6 +16,7 @@ from entropy_sentinel.cli import (
     convert,
     estimate,
     evaluate,
+    export,
     features,
     fit,
     labels,
@@ -45,6 +46,7 @@ app.add_typer(model.model_app, name="model", rich_help_panel=_COLLECT)
 app.command(rich_help_panel=_MONITOR)(serve.serve)
 app.command(rich_help_panel=_MONITOR)(report.report)
 app.command(rich_help_panel=_MONITOR)(prioritize.prioritize)
+app.command(rich_help_panel=_MONITOR)(export.export)
 app.add_typer(labels.labels_app, name="labels", rich_help_panel=_MONITOR)
 app.command(rich_help_panel=_RESEARCH)(evaluate.evaluate)
 app.command("evaluate-report", rich_help_panel=_RESEARCH)(evaluate.evaluate_report)

@@ -3,12 +3,10 @@ summary, and a clear error when nothing could be read."""
 
 from __future__ import annotations
 
-import collections
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
-import msgspec
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -22,13 +20,15 @@ from rich.progress import (
 
 from entropy_sentinel.cli.app import console, err_console, live_progress
 from entropy_sentinel.errors import ConfigError
-from entropy_sentinel.traces import Rejection, TraceBatch, TraceInput, open_traces
+from entropy_sentinel.traces import TraceBatch, TraceInput, open_traces
+from entropy_sentinel.traces.rejections import RejectionFile, RejectionLog
 
 __all__ = [
     "TRACES_HELP",
     "check_engine",
     "check_read",
     "read_traces_cli",
+    "rejection_log",
     "report_rejections",
     "stream_traces_cli",
 ]
@@ -95,20 +95,40 @@ def _progress(source: TraceInput, quiet: bool) -> Iterator[tuple[Progress, TaskI
         yield progress, progress.add_task(Path(source.name).name, total=source.total)
 
 
+@contextlib.contextmanager
+def rejection_log(rejected_path: Path | None) -> Iterator[RejectionLog]:
+    """A `RejectionLog` for a streamed read whose sink writes every rejection to
+    ``rejected_path`` as it comes (None: counted and sampled only); the file is closed
+    when the block ends."""
+    if rejected_path is None:
+        yield RejectionLog()
+        return
+    with RejectionFile(rejected_path) as sink:
+        yield RejectionLog(sink=sink)
+
+
 def report_rejections(
-    batch: TraceBatch | tuple[int, int, Sequence[Rejection]],
+    batch: TraceBatch | tuple[int, int, RejectionLog],
     source: Path,
     rejected_path: Path | None,
 ) -> None:
     """Print how many records were read and rejected, why, and where the full list is.
 
-    ``batch``: the traces read, or (traces, tokens, rejections) of a streamed read."""
-    rejected: Sequence[Rejection]
+    ``batch``: the traces read (their rejections are written to ``rejected_path``), or
+    (traces, tokens, rejections) of a streamed read, whose log's sink wrote them
+    there (`rejection_log`)."""
     if isinstance(batch, TraceBatch):
-        n, tokens, rejected = len(batch), batch.n_steps, batch.rejected
+        n, tokens = len(batch), batch.n_steps
+        log = RejectionLog(keep=_SHOW_REJECTIONS)
+        if batch.rejected and rejected_path is not None:
+            with RejectionFile(rejected_path) as sink:
+                log.sink = sink
+                log.add(batch.rejected)
+        else:
+            log.add(batch.rejected)
     else:
-        n, tokens, rejected = batch
-    n_rej = len(rejected)
+        n, tokens, log = batch
+    n_rej = log.n
     console.print(
         f"read [bold]{n}[/] traces ({tokens:,} tokens) from {source}; "
         f"rejected [bold {'red' if n_rej else 'green'}]{n_rej}[/] records",
@@ -117,24 +137,13 @@ def report_rejections(
     )
     if not n_rej:
         return
-    reasons = collections.Counter(_reason_kind(r) for r in rejected)
-    for reason, count in reasons.most_common():
+    for reason, count in log.kinds.most_common():
         console.print(f"  {count:>6} x {reason}", highlight=False, soft_wrap=True)
-    for rej in rejected[:_SHOW_REJECTIONS]:
+    for rej in log.sample[:_SHOW_REJECTIONS]:
         console.print(f"  - {rej}", highlight=False, soft_wrap=True, markup=False)
     if n_rej > _SHOW_REJECTIONS:
         console.print(f"  ... and {n_rej - _SHOW_REJECTIONS} more", highlight=False, soft_wrap=True)
     if rejected_path is not None:
-        rejected_path.parent.mkdir(parents=True, exist_ok=True)
-        with rejected_path.open("wb") as fh:
-            for rej in rejected:
-                fh.write(msgspec.json.encode(rej) + b"\n")
         console.print(
             f"  every rejected record is listed in {rejected_path}", highlight=False, soft_wrap=True
         )
-
-
-def _reason_kind(rej: Rejection) -> str:
-    """A short grouping key: the reason up to its first colon, without numbers."""
-    head = rej.reason.split(":")[0]
-    return "".join("#" if c.isdigit() else c for c in head)[:80]

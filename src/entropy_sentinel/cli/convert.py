@@ -7,10 +7,16 @@ from typing import Annotated
 
 import typer
 
-from entropy_sentinel.cli._io import TRACES_HELP, check_read, report_rejections, stream_traces_cli
+from entropy_sentinel.cli._io import (
+    TRACES_HELP,
+    check_read,
+    rejection_log,
+    report_rejections,
+    stream_traces_cli,
+)
 from entropy_sentinel.cli.app import console
 from entropy_sentinel.errors import ConfigError
-from entropy_sentinel.traces import ParquetTraceWriter, Rejection
+from entropy_sentinel.traces import ParquetTraceWriter
 
 __all__ = ["convert"]
 
@@ -31,19 +37,16 @@ def convert(
         raise ConfigError(f"--output {str(output)!r}: use a .parquet file name")
     if output.exists() and output.resolve() == Path(input).resolve():
         raise ConfigError("write the converted traces to another file than the input")
-    rejected: list[Rejection] = []
+    rejected_path = output.with_name(output.name + ".rejected.jsonl")
     n_tokens = 0
     partial = output.with_name(output.name + ".partial")
-    with ParquetTraceWriter(partial) as writer:
+    with ParquetTraceWriter(partial) as writer, rejection_log(rejected_path) as rejected:
         for batch in stream_traces_cli(input, quiet=quiet):
-            rejected.extend(batch.rejected)
+            rejected.add(batch.rejected)
             n_tokens += batch.n_steps
             writer.write(batch)
-    report_rejections(
-        (writer.n_traces, n_tokens, rejected),
-        input,
-        output.with_name(output.name + ".rejected.jsonl"),
-    )
+            del batch  # not held while the next one is read
+    report_rejections((writer.n_traces, n_tokens, rejected), input, rejected_path)
     try:
         check_read(writer.n_traces, len(rejected), input)
     except ConfigError:

@@ -11,6 +11,7 @@ from entropy_sentinel.cli._io import (
     TRACES_HELP,
     check_engine,
     check_read,
+    rejection_log,
     report_rejections,
     stream_traces_cli,
 )
@@ -138,28 +139,36 @@ def estimate(
     rejected_path = output.with_name(output.name + ".rejected.jsonl") if output else None
     slices = None if dims == ["all"] else dims
     try:
-        if engine == "spark":
-            from entropy_sentinel.spark.cli import spark_estimate
+        with rejection_log(rejected_path) as rejected:  # every rejection to the file
+            if engine == "spark":
+                from entropy_sentinel.spark.cli import spark_estimate
 
-            if fitted_model(estimator.card_) is not None and not allow_other_model:
-                console.print(
-                    "note: the spark engine does not check the traces' model against the "
-                    f"estimator's ({fitted_model(estimator.card_)!r}); the local engine does",
-                    highlight=False,
+                if fitted_model(estimator.card_) is not None and not allow_other_model:
+                    console.print(
+                        "note: the spark engine does not check the traces' model against the "
+                        f"estimator's ({fitted_model(estimator.card_)!r}); the local engine does",
+                        highlight=False,
+                    )
+                result, summary = spark_estimate(
+                    input,
+                    estimator,
+                    by=slices,
+                    window=seconds,
+                    level=level,
+                    master=master,
+                    rejections=rejected,
                 )
-            result, summary = spark_estimate(
-                input, estimator, by=slices, window=seconds, level=level, master=master
-            )
-        else:
-            batches = stream_traces_cli(input, quiet=quiet)
-            fitted = fitted_model(estimator.card_)
-            result, summary = estimate_stream(
-                _same_model(batches, fitted, allow_other_model),
-                estimator,
-                slices,
-                level,
-                window=seconds,
-            )
+            else:
+                batches = stream_traces_cli(input, quiet=quiet)
+                fitted = fitted_model(estimator.card_)
+                result, summary = estimate_stream(
+                    _same_model(batches, fitted, allow_other_model),
+                    estimator,
+                    slices,
+                    level,
+                    window=seconds,
+                    rejections=rejected,
+                )
     except SliceDimensionError as exc:  # in the CLI's words
         raise ConfigError(
             f"--by {by}: no trace has the slice dimension "

@@ -11,12 +11,12 @@ from entropy_sentinel.cli._io import (
     TRACES_HELP,
     check_engine,
     check_read,
+    rejection_log,
     report_rejections,
     stream_traces_cli,
 )
 from entropy_sentinel.cli.app import console
 from entropy_sentinel.steps import ENTROPY_MODES, check_mode
-from entropy_sentinel.traces import Rejection
 
 __all__ = ["features"]
 
@@ -61,14 +61,15 @@ def features(
         return
     check_engine(engine)
     n_traces = n_tokens = 0
-    rejected: list[Rejection] = []
     with FeatureTableWriter(output) as writer:
-        for batch in stream_traces_cli(input, quiet=quiet):
-            rejected.extend(batch.rejected)
-            n_traces += len(batch)
-            n_tokens += batch.n_steps
-            if len(batch):
-                writer.write(feature_frame(batch, mode, precision=precision))
+        with rejection_log(rejected_path) as rejected:
+            for batch in stream_traces_cli(input, quiet=quiet):
+                rejected.add(batch.rejected)
+                n_traces += len(batch)
+                n_tokens += batch.n_steps
+                if len(batch):
+                    writer.write(feature_frame(batch, mode, precision=precision))
+                del batch  # not held while the next one is read
         report_rejections((n_traces, n_tokens, rejected), input, rejected_path)
         check_read(n_traces, len(rejected), input)
     console.print(

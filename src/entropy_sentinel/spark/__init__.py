@@ -40,6 +40,7 @@ from entropy_sentinel.spark.partitions import (
 )
 from entropy_sentinel.streaming import PartialEstimate, finish, slice_dimensions
 from entropy_sentinel.traces.batch import Rejection
+from entropy_sentinel.traces.rejections import RejectionLog
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
     from entropy_sentinel.estimator.slices import SliceAccuracy
 
 __all__ = [
-    "MAX_REJECTIONS",
     "estimate",
     "features",
     "predict",
@@ -56,8 +56,6 @@ __all__ = [
     "session",
 ]
 
-MAX_REJECTIONS = 100_000
-"""Rejections brought back to the driver in full (all are counted)."""
 BATCH_ROWS = 2048
 """Traces per Arrow batch handed to a worker (``spark.sql.execution.arrow.maxRecordsPerBatch``)."""
 
@@ -174,13 +172,17 @@ def estimate(
     level: float = 0.95,
     *,
     window: int | None = None,
+    rejections: RejectionLog | None = None,
 ) -> tuple[SliceAccuracy, PartialEstimate]:
     """Per-slice estimated accuracy of a DataFrame of traces, with intervals; the result
     of `entropy_sentinel.streaming.estimate_stream` on the same traces, to rounding.
 
     Each partition reduces its Arrow batches to per-slice `SliceStats` (one row per
     slice and batch); Spark SQL sums them by slice (and window); the driver finishes.
-    Returns the result and the merged summary (rejections: the first `MAX_REJECTIONS`).
+    Returns the result and the merged summary. Its ``rejected`` (``rejections`` when
+    given) has every rejection streamed through it from the workers
+    (``toLocalIterator``, one partition at a time): all counted and passed to its sink,
+    the first kept.
     """
     from pyspark import StorageLevel
     from pyspark.sql import functions as F  # noqa: N812
@@ -210,13 +212,19 @@ def estimate(
             )
             .first()
         )
+        log = RejectionLog() if rejections is None else rejections
         rejected = rows.where(F.col("kind") == "rejected")
-        refused = rejected.where(F.col("refused")).count()
-        kept = rejected.orderBy(F.col("refused"), F.col("rejected_id")).limit(MAX_REJECTIONS)
-        rejections = kept.collect()
+        ordered = rejected.orderBy(F.col("refused"), F.col("rejected_id"))
+        refused, refusal = 0, None
+        for r in ordered.toLocalIterator():
+            log.add([Rejection(-1, r["rejected_id"], r["rejected_field"], r["rejected_reason"])])
+            if r["refused"]:
+                refused += 1
+                refusal = refusal or r["rejected_reason"]
     finally:
         rows.unpersist()
-    summary = _summary(sums, keys, fields, counts, rejections, refused)
+    summary = _summary(sums, keys, fields, counts, log, refused)
+    summary.refusal = refusal
     result = finish(summary, estimator, dims, window=window, level=level)
     return result, summary
 
@@ -226,7 +234,7 @@ def _summary(
     keys: list[str],
     fields: list[tuple[str, str]],
     counts: Any,
-    rejections: list[Any],
+    rejections: RejectionLog,
     refused: int,
 ) -> PartialEstimate:
     from entropy_sentinel.aggregate import SliceStats
@@ -239,9 +247,6 @@ def _summary(
         out.n_traces = int(counts["n_traces"] or 0)
         out.n_tokens = int(counts["n_tokens"] or 0)
         out.present = {d for text in counts["present"] or [] for d in text.split(",") if d}
-    out.rejected = [
-        Rejection(-1, r["rejected_id"], r["rejected_field"], r["rejected_reason"])
-        for r in rejections
-    ]
+    out.rejected = rejections
     out.n_refused = refused
     return out

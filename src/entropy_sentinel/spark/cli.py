@@ -6,12 +6,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from entropy_sentinel.cli._io import check_read, report_rejections
+from entropy_sentinel.cli._io import check_read, rejection_log, report_rejections
 from entropy_sentinel.cli.app import console
 from entropy_sentinel.errors import ConfigError
 from entropy_sentinel.spark import estimate, features, read_traces_frame, session
 from entropy_sentinel.streaming import PartialEstimate
 from entropy_sentinel.traces.batch import Rejection
+from entropy_sentinel.traces.rejections import RejectionLog
 
 if TYPE_CHECKING:
     from entropy_sentinel.estimator.interface import SliceEstimator
@@ -52,9 +53,11 @@ def spark_features(
         dims = sorted(
             r[0] for r in good.select(F.explode(F.map_keys("slice"))).distinct().collect()
         )
-        bad = rows.where(F.col("error").isNotNull()).select("id", "error").collect()
+        bad = rows.where(F.col("error").isNotNull()).select("id", "error")
+        with rejection_log(rejected) as rejections:
+            for r in bad.toLocalIterator():  # one partition at a time on the driver
+                rejections.add([Rejection(-1, r["id"], None, r["error"])])
         n, tokens = int(stats["n"] or 0), int(stats["tokens"] or 0)
-        rejections = [Rejection(-1, r["id"], None, r["error"]) for r in bad]
         report_rejections((n, tokens, rejections), input, rejected)
         check_read(n, len(rejections), input)
         names = [c for c in rows.columns if c not in ("id", "slice", "correct", "error")]
@@ -77,7 +80,9 @@ def spark_estimate(
     window: int | None,
     level: float,
     master: str | None,
+    rejections: RejectionLog | None = None,
 ) -> tuple[SliceAccuracy, PartialEstimate]:
     """`entropy_sentinel.spark.estimate` of the traces at ``input``."""
     spark = session(master)
-    return estimate(read_traces_frame(spark, str(input)), estimator, by, level, window=window)
+    frame = read_traces_frame(spark, str(input))
+    return estimate(frame, estimator, by, level, window=window, rejections=rejections)

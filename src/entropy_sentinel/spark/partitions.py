@@ -218,7 +218,7 @@ def stats_partition(
             )
             rows.append(row)
         n_read = len(part.rejected) - part.n_refused
-        for i, rej in enumerate(part.rejected):
+        for i, rej in enumerate(part.rejected.sample):  # one batch's log keeps them all
             rows.append(
                 {
                     "kind": "rejected",

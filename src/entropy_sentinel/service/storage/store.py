@@ -466,7 +466,9 @@ class Storage:
             conn.execute(trace_steps.insert(), step_rows)
         if text_rows:
             conn.execute(trace_texts.insert(), text_rows)
-        for scorer_id, members in by_scorer.items():
+        # scorer by scorer in id order (each scorer's rows sorted by `_merge_rows`): every
+        # writer locks aggregate rows in one global order, so instances cannot deadlock
+        for scorer_id, members in sorted(by_scorer.items()):
             parts = []
             for b in sorted({b for b, _ in members}):
                 rows = [i for bb, i in members if bb == b]
