@@ -631,6 +631,29 @@ def test_labelling_queue_round_trip(dashboard: ThreadedServer, browser: Any) -> 
         assert (counts["id"], counts["labelled"], counts["skipped"]) == (design["id"], 1, 1)
         page.locator("#queue-card").screenshot(path=str(ARTIFACTS / "dashboard-queue.png"))
 
+        # a new budget with items pending: the page asks first; declined, the design stays
+        page.once("dialog", lambda dialog: dialog.dismiss())
+        renders = _renders(page)
+        page.fill("#budget", "20")
+        page.dispatch_event("#budget", "change")
+        data = _wait_render(page, renders)
+        assert data["priorities"]["design"]["id"] == design["id"]
+        # accepted, the service draws a new sample of the new size (the old one closed)
+        seen: list[str] = []
+
+        def accept(dialog: Any) -> None:
+            seen.append(dialog.message)
+            dialog.accept()
+
+        page.once("dialog", accept)
+        renders = _renders(page)
+        page.fill("#budget", "30")
+        page.dispatch_event("#budget", "change")
+        data = _wait_render(page, renders)
+        fresh = data["priorities"]["design"]
+        assert seen and f"{n - 2} item(s) of the open one are not labelled yet" in seen[0]
+        assert fresh["id"] != design["id"] and fresh["labelled"] == 0
+
 
 def _slice_record(server: ThreadedServer, data: dict[str, Any], value: str) -> dict[str, Any]:
     """The API's ranked record of ``value`` over the range the page shows."""

@@ -36,7 +36,7 @@
 
   const state = { by: null, range: "6h", q: "", budget: 50, plotted: null, auto: true, model: null, vs: null };
   const view = { renders: 0, data: null, chart: null, reliability: null, config: null, error: null,
-    xLabels: [], queue: null };
+    xLabels: [], queue: null, redraw: false };
   window.sentinel = view;
 
   const $ = (id) => document.getElementById(id);
@@ -242,6 +242,8 @@
     const win = chooseWindow(Math.max(cfg.bucket, end - start), cfg.bucket, ranked.records.map((r) => r.n));
     const windowed = { since: iso(start), until: overall.until, window: durationText(win), reference: "none", ...mp };
     const modelReady = one && (state.model === null || scored.includes(state.model));
+    const redraw = view.redraw; // a new budget asked for a new sample (the budget input)
+    view.redraw = false;
     const [series, overallSeries, alerts, model, health, priorities] = await Promise.all([
       getJSON("/v1/estimates", { by, ...windowed }),
       getJSON("/v1/estimates", { by: "*", ...windowed }),
@@ -249,7 +251,8 @@
       modelReady ? getJSON("/v1/model", mp) : Promise.resolve(null),
       fetch("/healthz").then((r) => r.json()).catch(() => ({ status: "unreachable", problems: [] })),
       modelReady
-        ? getJSON("/v1/priorities", { budget: state.budget, by, since: since || "36500d", ...mp })
+        ? getJSON("/v1/priorities", { budget: state.budget, by, since: since || "36500d",
+            ...(redraw ? { new: true } : {}), ...mp })
         : Promise.resolve(null),
     ]);
     return { dims, by, since, reference, window: win, overall, ranked, series, overallSeries,
@@ -917,7 +920,17 @@
     });
     $("budget").addEventListener("change", (e) => {
       const b = parseInt(e.target.value, 10);
-      if (b > 0) { state.budget = b; refresh(); }
+      if (!(b > 0)) return;
+      // the service keeps the open design whatever budget is asked; a new budget draws a
+      // new sample only when asked to, since closing a design with items still pending
+      // leaves those out (as skips would) and can bias its estimate
+      const open = view.queue && view.queue.design;
+      const pending = open ? open.pending : 0;
+      view.redraw = b !== state.budget && (pending === 0 || window.confirm(
+        `Draw a new sample for a budget of ${b}? ${pending} item(s) of the open one are not `
+        + "labelled yet; leaving them out can bias the label-corrected estimates."));
+      state.budget = b;
+      refresh();
     });
     $("auto").addEventListener("change", (e) => { state.auto = e.target.checked; });
     $("download").addEventListener("click", async () => {
